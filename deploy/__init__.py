@@ -1,0 +1,1 @@
+"""Workstation: sending bundles to devices over SSH."""

@@ -1,0 +1,260 @@
+"""Classifier: load a bundle or a bare .tflite once, classify many images or frames."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence, get_args
+
+import numpy as np
+
+from . import interpreter as interp
+from .bundle import Bundle, is_bundle, load_bundle
+from .errors import BackendUnavailable, LabelError, ModelError
+from .labels import read_labels
+from .postprocess import Class, OutputKind, dequantize, softmax, top_k
+from .preprocess import (CROP_MODES, DEFAULT_RESIZE, RESIZE_METHODS, CropMode, ImageLike, InputConverter,
+                         Normalization, ResizeMethod, check_choice, load_image, resize)
+
+Backend = Literal["auto", "edgetpu", "gpu", "cpu"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+AUTO_ORDER = ("edgetpu", "gpu", "cpu")
+
+
+@dataclass
+class Result:
+    """One classified image: ranked classes, the raw output tensor and per-stage latency."""
+
+    classes: list[Class]
+    raw: np.ndarray
+    latency_ms: dict[str, float]
+    image: str | None = None
+
+    def to_dict(self, classifier: "Classifier") -> dict[str, Any]:
+        return {"image": self.image,
+                "classes": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in self.classes],
+                "backend": classifier.backend, "interpreter": classifier.interpreter, "resize": classifier.resize_method,
+                "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}
+
+
+@dataclass
+class _Models:
+    """The model files a backend can pick from."""
+
+    cpu: str | None = None
+    edgetpu: str | None = None
+    float: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def is_raspberry_pi() -> bool:
+    try:
+        with open("/proc/device-tree/model", "rb") as f:
+            return b"Raspberry Pi" in f.read()
+    except OSError:
+        return False
+
+
+class Classifier:
+    """Load once, classify many.
+
+    ``model`` is a bundle directory / ``.tar.gz`` (verified before loading) or a bare
+    ``.tflite`` (with ``labels``: one label a line, or Coral's ``N label`` lines). ``backend``
+    is ``auto`` (edgetpu, gpu, cpu: the first that starts; ``notes`` says why others were
+    passed over) or one of them, which must start or raise. ``interpreter`` forces an
+    interpreter package (else ``$EDGECLS_INTERPRETER``, else the first found).
+
+    Preprocessing follows the bundle's input contract; for a bare model it is the default
+    resize (TensorFlow's bilinear), no crop, and raw pixels as the quantized input (Coral's
+    convention) or ``(p - 127.5) / 127.5`` for float inputs, unless ``normalization`` says
+    otherwise.
+    """
+
+    def __init__(self, model: str | os.PathLike[str], labels: str | os.PathLike[str] | Sequence[str] | None = None,
+                 backend: Backend = "auto", threads: int | None = None, interpreter: str | None = None,
+                 resize: ResizeMethod | None = None, crop: CropMode | None = None,
+                 normalization: Normalization | None = None, output: OutputKind | None = None):
+        check_choice(backend, BACKENDS, "backend")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.threads = threads or interp.default_threads()
+        self.bundle: Bundle | None = None
+        self.package = interp.resolve_package(interpreter)
+        self.interpreter = self.package.name
+        path = os.fspath(model)
+        if is_bundle(path):
+            if labels is not None:
+                raise LabelError(f"{path}: a bundle carries its own labels.txt; drop --labels")
+            self.bundle = load_bundle(path)
+            models = self._bundle_models(self.bundle)
+            self.labels = self.bundle.labels
+            contract = self.bundle.input
+            resize = resize or contract.get("resize", DEFAULT_RESIZE)
+            crop = crop or contract.get("crop", "none")
+            norm = contract.get("normalization", {"mean": 0.0, "std": 1.0})
+            normalization = normalization or Normalization(float(norm["mean"]), float(norm["std"]))
+            output = output or self.bundle.output.get("kind")
+        else:
+            models = self._bare_models(path, self.package)
+            self.labels = self._read_labels(labels)
+        self.resize_method: str = check_choice(resize or DEFAULT_RESIZE, RESIZE_METHODS, "resize method")
+        self.crop: str = check_choice(crop or "none", CROP_MODES, "crop")
+        self.notes: list[str] = list(models.notes)
+        self.engine = self._start(backend, models)
+        self.backend: str = self.engine.backend
+        self.model_path: str = self.engine.path
+
+        spec = self.engine.input
+        if len(spec.shape) != 4 or spec.shape[0] != 1 or spec.shape[3] != 3:
+            raise ModelError(f"{self.model_path}: input shape {list(spec.shape)} is not [1, height, width, 3]; "
+                             "edgecls runs RGB image classifiers")
+        self.height, self.width = spec.shape[1], spec.shape[2]
+        self.to_input = InputConverter(spec.dtype, spec.scale, spec.zero_point,
+                                       normalization if spec.quantized or spec.dtype == np.float32 else None)
+        out = self.engine.output
+        self.num_classes = int(np.prod(out.shape))
+        if self.labels is None:
+            self.labels = [str(i) for i in range(self.num_classes)]
+        elif len(self.labels) != self.num_classes:
+            where = self.bundle.path / "labels.txt" if self.bundle else labels
+            raise LabelError(f"{where}: {len(self.labels)} labels, but {self.model_path} outputs "
+                             f"{self.num_classes} classes; use the label file that belongs to this model")
+        self.output_kind: str = output or self._detect_output_kind()
+        check_choice(self.output_kind, get_args(OutputKind), "output kind")
+
+    # --- model selection -------------------------------------------------------------------
+
+    @staticmethod
+    def _bundle_models(bundle: Bundle) -> _Models:
+        def s(p: Path | None) -> str | None:
+            return str(p) if p else None
+        return _Models(cpu=s(bundle.model("cpu")), edgetpu=s(bundle.model("edgetpu")), float=s(bundle.model("float")))
+
+    @staticmethod
+    def _bare_models(path: str, package: interp.InterpreterPackage) -> _Models:
+        data = interp.read_model_file(path)
+        if interp.is_edgetpu_model(data):
+            return _Models(edgetpu=path)
+        # A bare model with float input is also the float model the GPU can take.
+        is_float = interp.inspect_graph(path, package).input_dtype == np.float32
+        return _Models(cpu=path, float=path if is_float else None)
+
+    def _read_labels(self, labels: str | os.PathLike[str] | Sequence[str] | None) -> list[str] | None:
+        if labels is None:
+            return None
+        if isinstance(labels, (str, os.PathLike)):
+            return read_labels(labels)
+        return [str(x) for x in labels]
+
+    def _start(self, backend: str, models: _Models) -> Any:
+        if backend != "auto":
+            return self._start_one(backend, models, explicit=True)
+        for candidate in AUTO_ORDER:
+            try:
+                engine = self._start_one(candidate, models, explicit=False)
+            except BackendUnavailable as e:
+                self.notes.append(f"{candidate}: {e}")
+                continue
+            self.notes.append(f"auto chose {candidate}")
+            return engine
+        raise BackendUnavailable("no backend could start: " + "; ".join(self.notes))
+
+    def _start_one(self, backend: str, models: _Models, explicit: bool) -> Any:
+        if backend == "edgetpu":
+            if models.edgetpu is None:
+                raise BackendUnavailable("no Edge TPU model (model_edgetpu.tflite, or a .tflite compiled by edgetpu_compiler)")
+            try:
+                delegate = interp.load_edgetpu_delegate(self.package)
+            except BackendUnavailable as e:
+                if models.cpu is None and not explicit:
+                    # A bare *_edgetpu.tflite: no other backend can run it, so say which file can.
+                    raise ModelError(f"{models.edgetpu}: compiled for the Edge TPU, and {e}; "
+                                     f"run the CPU model instead: {_cpu_sibling(models.edgetpu)}") from None
+                raise
+            return interp.InterpreterEngine(models.edgetpu, self.package, "edgetpu", self.threads, [delegate])
+        if backend == "gpu":
+            target = models.float or (models.cpu if explicit else None)
+            if target is None:
+                raise BackendUnavailable("no float model for the GPU (model_float.tflite)")
+            if not explicit:
+                if is_raspberry_pi():
+                    raise BackendUnavailable("skipped on a Raspberry Pi: the int8 model on the CPU is faster")
+                ok, why = interp.vulkan_status()
+                if not ok:
+                    raise BackendUnavailable(why)
+            return interp.GpuEngine(target, self.threads)
+        if models.cpu is None:
+            raise ModelError(f"{models.edgetpu}: compiled for the Edge TPU (edgetpu-custom-op), which the CPU cannot run; "
+                             f"run the CPU model instead: {_cpu_sibling(models.edgetpu or '')}")
+        return interp.InterpreterEngine(models.cpu, self.package, "cpu", self.threads)
+
+    def _detect_output_kind(self) -> str:
+        from_graph = interp.inspect_graph(self.model_path, self.package).softmax_output
+        if from_graph is not None:
+            return "probabilities" if from_graph else "logits"
+        out = self.engine.output
+        # TFLite's quantized SOFTMAX always writes scale 1/256 with zero point 0 (uint8) or -128 (int8).
+        softmax_zp = {np.dtype(np.uint8): 0, np.dtype(np.int8): -128}.get(out.dtype)
+        if out.quantized and abs(out.scale - 1 / 256) < 1e-9 and out.zero_point == softmax_zp:
+            return "probabilities"
+        return "logits"
+
+    # --- classification --------------------------------------------------------------------
+
+    def preprocess(self, image: ImageLike) -> np.ndarray:
+        """Decode, resize and convert one image to the model's input tensor."""
+        rgb = load_image(image)
+        return self.to_input(resize(rgb, self.height, self.width, self.resize_method, self.crop))  # type: ignore[arg-type]
+
+    def scores(self, raw: np.ndarray) -> np.ndarray:
+        """Raw output -> per-class scores (probabilities)."""
+        out = self.engine.output
+        s = dequantize(raw.reshape(-1), out.scale, out.zero_point)
+        return softmax(s) if self.output_kind == "logits" else s
+
+    def classify(self, image: ImageLike, top: int = 5, threshold: float = 0.0) -> Result:
+        """Classify one image (a path, a Pillow image or an RGB uint8 frame)."""
+        t0 = time.perf_counter()
+        x = self.preprocess(image)
+        t1 = time.perf_counter()
+        raw = np.array(self.engine.run(x), copy=True)
+        t2 = time.perf_counter()
+        classes = top_k(self.scores(raw), self.labels, top, threshold)
+        t3 = time.perf_counter()
+        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        return Result(classes, raw, {"preprocess": (t1 - t0) * 1e3, "invoke": (t2 - t1) * 1e3,
+                                     "postprocess": (t3 - t2) * 1e3}, name)
+
+    def describe(self) -> dict[str, Any]:
+        """What was loaded and how it runs, for reports."""
+        return {"model": self.model_path, "bundle": str(self.bundle.path) if self.bundle else None,
+                "backend": self.backend, "interpreter": self.interpreter,
+                "interpreter_version": self.package.version, "threads": self.threads,
+                "input": {"shape": list(self.engine.input.shape), "dtype": self.engine.input.dtype.name,
+                          "scale": self.engine.input.scale, "zero_point": self.engine.input.zero_point,
+                          "conversion": self.to_input.kind},
+                "output": {"classes": self.num_classes, "kind": self.output_kind,
+                           "dtype": self.engine.output.dtype.name},
+                "resize": self.resize_method, "crop": self.crop, "notes": self.notes,
+                "machine": platform.machine()}
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> "Classifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cpu_sibling(edgetpu_path: str) -> str:
+    p = Path(edgetpu_path)
+    name = p.name.replace("_edgetpu.tflite", ".tflite")
+    sibling = p.with_name(name)
+    if name != p.name and sibling.exists():
+        return str(sibling)
+    return f"the model this one was compiled from ({name})"

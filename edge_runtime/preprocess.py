@@ -1,0 +1,282 @@
+"""The preprocessing contract: any image becomes RGB uint8, is resized once by a named method,
+and enters the model as its input type with no float arithmetic where the quantization allows.
+
+Plain numpy and Pillow; nothing here touches an interpreter.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Literal, Union, get_args
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+ResizeMethod = Literal["bilinear", "bilinear-legacy", "nearest", "pil-bilinear"]
+RESIZE_METHODS: tuple[str, ...] = get_args(ResizeMethod)
+DEFAULT_RESIZE: ResizeMethod = "bilinear"
+
+CropMode = Literal["none", "center"]
+CROP_MODES: tuple[str, ...] = get_args(CropMode)
+
+ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
+
+
+def check_choice(value: str, valid: tuple[str, ...], what: str) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise ValueError listing them."""
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """Pillow image in any mode -> HxWx3 uint8 RGB (EXIF orientation already applied)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit (or 32-bit) single channel: scale to 8 bits, never clip.
+        a = np.asarray(im)
+        if im.mode == "F":
+            a8 = np.clip(a, 0, 255).astype(np.uint8)
+        else:
+            a = a.astype(np.int64)
+            a8 = (np.clip(a, 0, 65535) >> 8).astype(np.uint8) if a.max() > 255 else np.clip(a, 0, 255).astype(np.uint8)
+        return np.repeat(a8[:, :, None], 3, axis=2)
+    if im.mode == "P":
+        im = im.convert("RGBA")  # keeps palette transparency without Pillow's warning
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im)
+
+
+def load_image(source: ImageLike) -> np.ndarray:
+    """Decode ``source`` to an HxWx3 uint8 RGB array.
+
+    Accepts a path, a Pillow image or a numpy array (HxW gray, HxWx3 RGB, HxWx4 RGBA/RGBX,
+    uint8). Pillow images and files of any mode (grayscale, palette, RGBA, CMYK, 16-bit) are
+    converted; EXIF orientation is applied. Raises ImageError naming the file.
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(ImageOps.exif_transpose(source))
+    path = os.fspath(source)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _pil_to_rgb(ImageOps.exif_transpose(im))
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read (jpg, png, bmp, gif, webp, ...)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: cannot decode image ({e}); the file may be truncated or corrupt") from None
+
+
+def _array_to_rgb(a: np.ndarray) -> np.ndarray:
+    if a.dtype != np.uint8:
+        raise ImageError(f"frame has dtype {a.dtype}; pass uint8 RGB pixels (0..255)")
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim == 3 and a.shape[2] == 3:
+        return a
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[:, :, :3]
+    if a.ndim == 3 and a.shape[2] == 1:
+        return np.repeat(a, 3, axis=2)
+    raise ImageError(f"frame has shape {a.shape}; pass HxW, HxWx3 (RGB) or HxWx4 (RGBX) uint8")
+
+
+# --- resize --------------------------------------------------------------------------------
+
+
+def center_crop(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The largest centred window of ``img`` with the aspect ratio height:width (a view)."""
+    h, w = img.shape[:2]
+    if h * width > w * height:  # too tall
+        ch = max(1, round(w * height / width))
+        top = (h - ch) // 2
+        return img[top : top + ch]
+    cw = max(1, round(h * width / height))
+    left = (w - cw) // 2
+    return img[:, left : left + cw]
+
+
+def _half_pixel(in_size: int, out_size: int) -> np.ndarray:
+    """Source coordinates of output pixel centres, in float32 as TensorFlow computes them."""
+    scale = np.float32(in_size / out_size)
+    return (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale
+
+
+class _BilinearPlan:
+    """Index tables and buffers for one (input size -> output size) bilinear resize.
+
+    Reproduces TensorFlow 2's ``tf.image.resize(img, size, "bilinear")`` (half-pixel centres,
+    no antialiasing) bit for bit in float32 - same coordinates, same interpolation order (x
+    then y) - and truncates to uint8. With ``half_pixel=False`` it is TensorFlow 1's
+    ``resize_bilinear`` (and the TFLite op's default), the resize Coral's reference tests use.
+    """
+
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, half_pixel: bool = True):
+        def axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if half_pixel:
+                x = _half_pixel(in_size, out_size) - np.float32(0.5)
+            else:
+                x = np.arange(out_size, dtype=np.float32) * np.float32(in_size / out_size)
+            f = np.floor(x)
+            lo = np.maximum(f, 0).astype(np.intp)
+            hi = np.minimum(np.ceil(x), in_size - 1).astype(np.intp)
+            return lo, hi, (x - f).astype(np.float32)
+
+        y0, y1, yl = axis(in_h, out_h)
+        x0, x1, xl = axis(in_w, out_w)
+        ch = np.arange(3)
+
+        def flat(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+            return ((ys[:, None, None] * in_w + xs[None, :, None]) * 3 + ch).reshape(out_h, out_w * 3)
+
+        # One gather of the four corners: top-left, top-right, bottom-left, bottom-right.
+        self.index = np.stack([flat(y0, x0), flat(y0, x1), flat(y1, x0), flat(y1, x1)])
+        self.x_lerp = np.repeat(xl, 3)[None, :]
+        self.y_lerp = yl[:, None]
+        self.shape = (out_h, out_w, 3)
+        self._corners = np.empty(self.index.shape, np.uint8)
+        self._work = np.empty(self.index.shape, np.float32)
+        self._lock = threading.Lock()
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        out = np.empty(self.shape, np.uint8)
+        with self._lock:
+            np.take(img.reshape(-1), self.index, out=self._corners)
+            w = self._work
+            w[...] = self._corners
+            tl, tr, bl, br = w
+            np.subtract(tr, tl, out=tr)
+            np.multiply(tr, self.x_lerp, out=tr)
+            np.add(tl, tr, out=tl)  # top = tl + (tr - tl) * x_lerp
+            np.subtract(br, bl, out=br)
+            np.multiply(br, self.x_lerp, out=br)
+            np.add(bl, br, out=bl)  # bottom = bl + (br - bl) * x_lerp
+            np.subtract(bl, tl, out=bl)
+            np.multiply(bl, self.y_lerp, out=bl)
+            np.add(tl, bl, out=tl)  # top + (bottom - top) * y_lerp
+            out.reshape(tl.shape)[...] = tl  # float -> uint8 truncates
+        return out
+
+
+class _NearestPlan:
+    """TensorFlow 2's ``"nearest"``: half-pixel centres, floor, clamp."""
+
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int):
+        self.rows = np.minimum(np.floor(_half_pixel(in_h, out_h)), in_h - 1).astype(np.intp)
+        self.cols = np.minimum(np.floor(_half_pixel(in_w, out_w)), in_w - 1).astype(np.intp)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return img[self.rows][:, self.cols]
+
+
+class _PillowBilinearPlan:
+    """Pillow's ``resize(BILINEAR)``: antialiased when shrinking. Not what TensorFlow does."""
+
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int):
+        self.size = (out_w, out_h)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(img).resize(self.size, Image.Resampling.BILINEAR))
+
+
+_PLANS: dict[str, Callable[[int, int, int, int], Callable[[np.ndarray], np.ndarray]]] = {
+    "bilinear": _BilinearPlan,
+    "bilinear-legacy": functools.partial(_BilinearPlan, half_pixel=False),
+    "nearest": _NearestPlan,
+    "pil-bilinear": _PillowBilinearPlan,
+}
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int) -> Callable[[np.ndarray], np.ndarray]:
+    return _PLANS[method](in_h, in_w, out_h, out_w)
+
+
+def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFAULT_RESIZE,
+           crop: CropMode = "none") -> np.ndarray:
+    """Resize an HxWx3 uint8 RGB image to height x width by ``method``.
+
+    ``bilinear`` (the default) equals ``tf.image.resize(img, (height, width), "bilinear")``
+    truncated to uint8; ``bilinear-legacy`` equals TensorFlow 1's ``resize_bilinear`` (no
+    half-pixel centres), which Coral's published models were tested with; ``nearest`` equals TensorFlow 2's ``"nearest"``; ``pil-bilinear`` is
+    Pillow's antialiased bilinear. ``crop="center"`` first takes the largest centred window
+    of the target aspect ratio. Index tables are built once per size pair and reused.
+    """
+    check_choice(method, RESIZE_METHODS, "resize method")
+    check_choice(crop, CROP_MODES, "crop")
+    if crop == "center":
+        img = center_crop(img, height, width)
+    h, w = img.shape[:2]
+    if (h, w) == (height, width):
+        return img
+    return _plan(method, h, w, height, width)(np.ascontiguousarray(img))
+
+
+# --- input conversion ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """What the float model expects: ``(pixel - mean) / std``. The bundle contract is (0, 1)."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+
+class InputConverter:
+    """Turns uint8 RGB pixels into the model's input tensor values, decided once per model.
+
+    Quantized inputs: ``q = round((p - mean) / (std * scale) + zero_point)``, clipped. When that
+    is the identity (uint8, scale 1/std) the frame goes in as it is; when it is ``p - 128``
+    (int8) one XOR flips the sign bit; otherwise one 256-entry lookup table maps every pixel.
+    Float inputs go through a float32 lookup table. ``normalization=None`` on a quantized
+    model means the quantized value is the pixel itself (offset by -128 for int8), which is
+    Coral's convention and the bundle contract's result.
+    """
+
+    def __init__(self, dtype: np.dtype, scale: float, zero_point: int, normalization: Normalization | None):
+        self.dtype = np.dtype(dtype)
+        p = np.arange(256, dtype=np.float64)
+        if self.dtype == np.float32:
+            n = normalization or Normalization(127.5, 127.5)
+            self.table = ((p - n.mean) / n.std).astype(np.float32)
+            self.kind = f"float lookup (x - {n.mean:g}) / {n.std:g}"
+            return
+        if self.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+            raise ValueError(f"unsupported input type {self.dtype}; models take uint8, int8 or float32")
+        info = np.iinfo(self.dtype)
+        if normalization is None:
+            q = p + (0 if self.dtype == np.uint8 else -128)
+        else:
+            if scale == 0:
+                raise ValueError("quantized input without a scale")
+            q = np.round((p - normalization.mean) / (normalization.std * scale) + zero_point)
+        q = np.clip(q, info.min, info.max)
+        self.table = q.astype(self.dtype)
+        if np.array_equal(q, p):
+            self.kind = "identity"
+        elif np.array_equal(q, p - 128):
+            self.kind = "offset -128"
+        else:
+            self.kind = "lookup table"
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        if self.kind == "identity":
+            return pixels
+        if self.kind == "offset -128":
+            return (pixels ^ np.uint8(0x80)).view(np.int8)
+        return np.take(self.table, pixels)

@@ -169,7 +169,7 @@ class Classifier:
             try:
                 delegate = interp.load_edgetpu_delegate(self.package)
             except BackendUnavailable as e:
-                if models.cpu is None and not explicit:
+                if models.cpu is None:
                     # A bare *_edgetpu.tflite: no other backend can run it, so say which file can.
                     raise ModelError(f"{models.edgetpu}: compiled for the Edge TPU, and {e}; "
                                      f"run the CPU model instead: {_cpu_sibling(models.edgetpu)}") from None

@@ -1,0 +1,158 @@
+"""The ``edgecls`` command: one subcommand per job. Only this layer parses arguments and prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from . import __version__
+from .classifier import BACKENDS
+from .errors import EdgeclsError
+from .preprocess import CROP_MODES, RESIZE_METHODS
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def _threads(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tar.gz, or a bare .tflite")
+    p.add_argument("--labels", metavar="FILE", help="label file for a bare .tflite (one label a line, or 'N label')")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto takes the first that starts of edgetpu, gpu, cpu (default: auto)")
+    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: the machine's cores)")
+    p.add_argument("--interpreter", metavar="PKG", default=None,
+                   help="force ai_edge_litert, tflite_runtime or tensorflow (also $EDGECLS_INTERPRETER)")
+
+
+def iter_images(paths: Sequence[str]) -> Iterator[str]:
+    """Files as given; directories walked (sorted) for image files."""
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                        yield os.path.join(root, f)
+        else:
+            yield p
+
+
+def cmd_classify(a: argparse.Namespace) -> int:
+    from .classifier import Classifier
+
+    clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter,
+                     resize=a.resize, crop=a.crop)
+    d = clf.describe()
+    print(f"edgecls: {d['model']} on {d['backend']} ({d['interpreter']} {d['interpreter_version']}, "
+          f"{d['threads']} threads), resize {d['resize']}, input {d['input']['conversion']}"
+          + (f"; {'; '.join(d['notes'])}" if a.backend == "auto" else ""), file=sys.stderr)
+    failed = 0
+    for path in iter_images(a.images):
+        try:
+            r = clf.classify(path, top=a.top_k, threshold=a.threshold)
+        except EdgeclsError as e:
+            failed += 1
+            if a.json:
+                print(json.dumps({"image": path, "error": str(e)}), flush=True)
+            else:
+                print(f"{path}: error: {e}", flush=True)
+            continue
+        if a.json:
+            print(json.dumps(r.to_dict(clf)), flush=True)
+        else:
+            top = ", ".join(f"{c.label} ({c.score:.3f})" for c in r.classes) or "(no class above the threshold)"
+            total = sum(r.latency_ms.values())
+            print(f"{path}: {top}  [{total:.1f} ms]", flush=True)
+    if failed:
+        print(f"edgecls: {failed} image(s) could not be classified", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_doctor(a: argparse.Namespace) -> int:
+    from .doctor import report
+
+    text, code = report(a.json)
+    print(text)
+    return code
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from . import bench
+
+    r = bench.run(a.model, labels=a.labels, backend=a.backend, threads=a.threads, runs=a.runs, warmup=a.warmup,
+                  image=a.image, interpreter=a.interpreter)
+    if a.json:
+        Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
+    s = r["invoke_ms"]
+    print(f"{r['model']} on {r['backend']} ({r['interpreter']} {r['interpreter_version']}, {r['threads']} threads, "
+          f"{r['machine']})")
+    print(f"  load {r['load_ms']:.1f} ms, first invoke {r['first_invoke_ms']:.1f} ms")
+    print(f"  invoke over {s['count']} runs: p50 {s['p50']:.2f}  p90 {s['p90']:.2f}  p99 {s['p99']:.2f}  "
+          f"min {s['min']:.2f}  max {s['max']:.2f}  mean {s['mean']:.2f} ms")
+    if "end_to_end_ms" in r:
+        print("  end to end (p50): " + ", ".join(f"{k} {v:.2f} ms" for k, v in r["end_to_end_ms"].items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgecls", description="Image classifiers on a Raspberry Pi: "
+                                     "classify, benchmark and check the machine.")
+    parser.add_argument("--version", action="version", version=f"edgecls {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("classify", help="top-k classes of images", description="Classify images with a bundle or "
+                       "a bare .tflite. Directories are walked for image files.")
+    _model_args(p)
+    p.add_argument("images", nargs="+", metavar="PATH", help="image files or directories")
+    p.add_argument("--top-k", type=_threads, default=5, metavar="K", help="classes per image (default 5)")
+    p.add_argument("--threshold", type=float, default=0.0, metavar="T", help="drop classes scoring below T")
+    p.add_argument("--resize", choices=RESIZE_METHODS, default=None,
+                   help="resize method (default: the bundle's, else bilinear = TensorFlow 2's tf.image.resize; "
+                        "Coral's published models were tested with bilinear-legacy)")
+    p.add_argument("--crop", choices=CROP_MODES, default=None, help="crop before resizing (default: the bundle's, else none)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("bench", help="latency of a model on this machine")
+    _model_args(p)
+    p.add_argument("--runs", type=_threads, default=50, help="counted invocations (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="uncounted invocations first (default 5)")
+    p.add_argument("--image", default=None, help="also time the end-to-end path on this image")
+    p.add_argument("--json", metavar="OUT", default=None, help="write the results as JSON")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("doctor", help="what this machine can run, and what to do about each gap")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except EdgeclsError as e:
+        print(f"edgecls: error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # a bad option value from the library (validated there)
+        print(f"edgecls: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgecls: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Shared fixtures: the shared assets, Coral's golden rows, and a runner for the edgecls command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("EDGECLS_ASSETS", ROOT.parent / "shared" / "assets"))
+CORAL = ASSETS / "coral"
+CACHE = Path(os.environ.get("EDGECLS_TEST_CACHE", ROOT / ".cache"))
+
+# Coral's published expectations (shared/assets/README.md): model, image, label index, k, min score, labels.
+GOLDEN = [
+    ("mobilenet_v1_0.25_128_quant", "cat.bmp", 283, 3, 0.25, "imagenet_labels.txt"),
+    ("mobilenet_v1_0.5_160_quant", "cat.bmp", 286, 1, 0.51, "imagenet_labels.txt"),
+    ("mobilenet_v1_0.75_192_quant", "cat.bmp", 283, 1, 0.35, "imagenet_labels.txt"),
+    ("mobilenet_v2_1.0_224_quant", "cat.bmp", 286, 1, 0.7, "imagenet_labels.txt"),
+    ("tf2_mobilenet_v2_1.0_224_ptq", "cat.bmp", 286, 1, 0.6, "imagenet_labels.txt"),
+    ("mobilenet_v2_1.0_224_inat_bird_quant", "bird.bmp", 659, 1, 0.5, "inat_bird_labels.txt"),
+    ("mobilenet_v2_1.0_224_inat_bird_quant", "parrot.jpg", 923, 1, 0.6, "inat_bird_labels.txt"),
+]
+GOLDEN_IDS = [f"{m}-{img}" for m, img, *_ in GOLDEN]
+# Coral's C++ tests resize with TFLite's default bilinear (no half-pixel centres).
+CORAL_RESIZE = "bilinear-legacy"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not CORAL.is_dir():
+        skip = pytest.mark.skip(reason=f"shared assets not found at {ASSETS}")
+        for item in items:
+            item.add_marker(skip)
+
+
+def run_edgecls(*args: str, python: str = sys.executable, env: dict[str, str] | None = None,
+                timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the edgecls command in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([python, "-m", "edge_runtime.cli", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """A user error: non-zero exit, no traceback, one 'edgecls: error:' line naming what it must."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edgecls: error:")]
+    assert len(errors) == 1, proc.stderr
+    for f in fragments:
+        assert f in errors[0], errors[0]
+    return errors[0]
+
+
+def coral_bundle_meta(model: str, resize: str = CORAL_RESIZE) -> dict:
+    """edgecls.json fields for a bundle made from one of Coral's models (raw pixels in)."""
+    return {"name": model, "input": {"height": 0, "width": 0, "channels": 3, "color_order": "RGB",
+                                      "resize": resize, "crop": "none",
+                                      "normalization": {"mean": 128.0, "std": 128.0}},
+            "output": {"kind": "probabilities"}, "source": {"coral": model}}
+
+
+@pytest.fixture
+def coral_bundle(tmp_path):
+    """A bundle made from Coral's mobilenet_v1_0.25_128_quant, written by the runtime's writer."""
+    from edge_runtime import write_bundle
+
+    model = "mobilenet_v1_0.25_128_quant"
+    return write_bundle(tmp_path / "coral-v1", {"model.tflite": CORAL / f"{model}.tflite",
+                                                "labels.txt": CORAL / "imagenet_labels.txt"},
+                        coral_bundle_meta(model))

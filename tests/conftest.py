@@ -77,3 +77,15 @@ def coral_bundle(tmp_path):
     return write_bundle(tmp_path / "coral-v1", {"model.tflite": CORAL / f"{model}.tflite",
                                                 "labels.txt": CORAL / "imagenet_labels.txt"},
                         coral_bundle_meta(model))
+
+
+def assert_golden(classes: list[dict], index: int, k: int, min_score: float) -> None:
+    """Coral's check: the expected label is among the top-k with at least min_score. A tie at the
+    k-th place counts as in (tflite-runtime 2.14 scores tabby and tiger cat both 0.402 on the
+    v1 0.75 row): fewer than k classes may score strictly higher. ``classes`` must reach past k."""
+    hits = [c for c in classes if c["index"] == index]
+    assert hits, f"label {index} not among {classes}"
+    score = hits[0]["score"]
+    higher = [c for c in classes if c["score"] > score]
+    assert len(higher) < k, f"label {index} ({score}) is behind {higher}"
+    assert score >= min_score, f"label {index} scores {score} < {min_score}"

@@ -1,0 +1,138 @@
+"""The preprocessing contract: any image to RGB uint8, TensorFlow's resize bit for bit, and input
+conversion without float arithmetic where the quantization allows."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CORAL
+from edge_runtime import ImageError, load_image, resize
+from edge_runtime.preprocess import InputConverter, Normalization, center_crop
+
+PHOTOS = ["cat.bmp", "parrot.jpg", "bird.bmp"]
+SIZES = [(224, 224), (128, 128), (96, 160), (480, 640), (17, 5)]
+
+
+@pytest.fixture(scope="module")
+def tf():
+    return pytest.importorskip("tensorflow", reason="the train extra holds TensorFlow, the reference resize")
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_bilinear_equals_tensorflow2_resize_truncated(tf, photo):
+    rgb = load_image(CORAL / photo)
+    for size in SIZES:
+        ours = resize(rgb, *size)
+        ref = tf.image.resize(rgb, size, "bilinear").numpy().astype(np.uint8)
+        assert np.array_equal(ours, ref), size
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_legacy_bilinear_and_nearest_equal_tensorflow(tf, photo):
+    rgb = load_image(CORAL / photo)
+    for size in SIZES:
+        legacy = tf.compat.v1.image.resize_bilinear(rgb[None], size, half_pixel_centers=False).numpy()[0]
+        assert np.array_equal(resize(rgb, *size, method="bilinear-legacy"), legacy.astype(np.uint8)), size
+        assert np.array_equal(resize(rgb, *size, method="nearest"), tf.image.resize(rgb, size, "nearest").numpy()), size
+
+
+def test_methods_differ_and_unknown_method_is_rejected():
+    rgb = load_image(CORAL / "cat.bmp")
+    a, b = resize(rgb, 128, 128), resize(rgb, 128, 128, method="pil-bilinear")
+    assert a.shape == b.shape == (128, 128, 3) and not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="bilinear, bilinear-legacy, nearest, pil-bilinear"):
+        resize(rgb, 10, 10, method="bicubic")
+
+
+def test_center_crop_keeps_the_middle():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, 50:150] = 255
+    crop = center_crop(img, 224, 224)
+    assert crop.shape == (100, 100, 3) and crop.min() == 255
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> io.BytesIO:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    buf.seek(0)
+    return buf
+
+
+def test_every_mode_becomes_rgb_uint8(tmp_path):
+    rgb = np.asarray(Image.open(CORAL / "cat.bmp").convert("RGB").resize((64, 48)))
+    base = Image.fromarray(rgb)
+    cases = {
+        "gray.png": base.convert("L"),
+        "rgba.png": base.convert("RGBA"),
+        "palette.gif": base.convert("P"),
+        "cmyk.jpg": base.convert("CMYK"),
+        "bw.png": base.convert("1"),
+        "la.png": base.convert("LA"),
+    }
+    for name, im in cases.items():
+        im.save(tmp_path / name)
+        out = load_image(tmp_path / name)
+        assert out.dtype == np.uint8 and out.shape == (48, 64, 3), name
+    gray = load_image(tmp_path / "gray.png")
+    assert np.array_equal(gray[..., 0], gray[..., 2])
+    assert np.array_equal(load_image(tmp_path / "rgba.png"), rgb)
+
+
+def test_palette_with_transparency_raises_no_warning(tmp_path):
+    im = Image.new("P", (8, 8), 1)
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    im.info["transparency"] = 0
+    im.save(tmp_path / "t.png", transparency=0)
+    assert load_image(tmp_path / "t.png")[0, 0].tolist() == [255, 0, 0]
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    a = np.linspace(0, 65535, 64 * 32).astype(np.uint16).reshape(32, 64)
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    out = load_image(tmp_path / "g16.png")
+    assert out[..., 0].max() == 255 and out[..., 0].min() == 0
+    assert np.array_equal(out[..., 0], (a >> 8).astype(np.uint8))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (40, 20), (255, 0, 0))
+    im.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    im.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    out = load_image(tmp_path / "rot.jpg")
+    assert out.shape == (40, 20, 3)
+    assert out[5, 10, 2] > 200 and out[35, 10, 0] > 200  # blue on top after rotation
+
+
+def test_arrays_and_bad_arrays():
+    frame = np.zeros((4, 5, 4), np.uint8)
+    assert load_image(frame).shape == (4, 5, 3)
+    assert load_image(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3)
+    with pytest.raises(ImageError, match="uint8"):
+        load_image(np.zeros((4, 5, 3), np.float32))
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes((CORAL / "parrot.jpg").read_bytes()[:5000])
+    with pytest.raises(ImageError, match="broken.jpg"):
+        load_image(bad)
+
+
+def test_input_conversion_is_identity_offset_or_lookup():
+    p = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, 2)
+    ident = InputConverter(np.uint8, 1.0, 0, Normalization(0, 1))
+    assert ident.kind == "identity" and ident(p) is p
+    off = InputConverter(np.int8, 1.0, -128, Normalization(0, 1))
+    assert off.kind == "offset -128"
+    assert np.array_equal(off(p).astype(int), p.astype(int) - 128)
+    coral = InputConverter(np.uint8, 1 / 128, 128, Normalization(128, 128))
+    assert coral.kind == "identity"
+    lut = InputConverter(np.uint8, 0.02, 3, Normalization(0, 1))
+    assert lut.kind == "lookup table"
+    assert np.array_equal(lut(p), np.clip(np.round(p / 0.02 + 3), 0, 255).astype(np.uint8))
+    f = InputConverter(np.float32, 0.0, 0, None)
+    assert f(p).dtype == np.float32 and f(p).min() == -1.0 and f(p).max() == 1.0

@@ -1,0 +1,47 @@
+"""Separate virtual environments for install-level tests, kept under .cache between runs."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from conftest import CACHE, ROOT
+
+
+def _pip(python: Path, *args: str) -> None:
+    proc = subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def make_venv(name: str, requirements: list[str]) -> Path:
+    """A venv with ``requirements`` (installed once, kept while they do not change) and this
+    checkout installed fresh, without dependencies, on every call. Returns its python."""
+    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
+    home = CACHE / f"venv-{name}"
+    python = home / "bin" / "python"
+    stamp = home / ".requirements"
+    if not (python.exists() and stamp.exists() and stamp.read_text() == key):
+        venv.EnvBuilder(clear=True, with_pip=True).create(home)
+        if requirements:
+            _pip(python, "install", *requirements)
+        stamp.write_text(key)
+    _pip(python, "install", "--no-deps", "--force-reinstall", "--no-build-isolation", str(ROOT))
+    return python
+
+
+def base_requirements() -> list[str]:
+    """The runtime's own dependencies, as pyproject.toml declares them."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def this_python() -> str:
+    return sys.executable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -138,11 +139,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _stdout_is_ours() -> Iterator[None]:
+    """Native libraries (LiteRT's GPU accelerator) print log lines on file descriptor 1; send
+    them to stderr so that stdout carries only edgecls's own output (--json stays parseable)."""
+    try:
+        sys.stdout.flush()
+        real = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    saved = sys.stdout
+    os.dup2(2, 1)
+    sys.stdout = open(real, "w", buffering=1, encoding=saved.encoding or "utf-8", closefd=False)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = saved
+        os.dup2(real, 1)
+        os.close(real)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with _stdout_is_ours():
+            return func(args)
     except EdgeclsError as e:
         print(f"edgecls: error: {e}", file=sys.stderr)
         return 1

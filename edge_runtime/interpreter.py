@@ -304,15 +304,18 @@ def load_edgetpu_delegate(package: InterpreterPackage, device: str | None = None
     """Load the Edge TPU delegate, or raise BackendUnavailable saying why."""
     lib = edgetpu_library()
     options = {"device": device} if device else {}
+    try:
+        # Checked first: a failed load_delegate leaves a half-made Delegate whose __del__ raises.
+        ctypes.CDLL(lib)
+    except OSError:
+        raise BackendUnavailable(
+            f"Edge TPU library {lib} is not installed; install libedgetpu1-std from Coral's apt "
+            "repository (https://coral.ai/software/#debian-packages)") from None
     with _captured_stderr() as log:
         try:
             return package.load_delegate(lib, options)
         except (OSError, ValueError, RuntimeError) as e:
             err = str(e)
-    if "cannot open shared object" in err or "not found" in err.lower() or "No such file" in err:
-        raise BackendUnavailable(
-            f"Edge TPU library {lib} is not installed; install libedgetpu1-std from Coral's apt "
-            "repository (https://coral.ai/software/#debian-packages)")
     causes = _causes(log)
     raise BackendUnavailable(f"no Edge TPU found ({lib} loaded, but {err.strip()}"
                              + (f"; {causes}" if causes else "") + "); plug in a Coral USB Accelerator "

@@ -220,7 +220,7 @@ class Classifier:
         t0 = time.perf_counter()
         x = self.preprocess(image)
         t1 = time.perf_counter()
-        raw = np.array(self.engine.run(x), copy=True)
+        raw = self.engine.run(x)  # get_tensor and read() return copies
         t2 = time.perf_counter()
         classes = top_k(self.scores(raw), self.labels, top, threshold)
         t3 = time.perf_counter()

@@ -18,6 +18,7 @@ from PIL import Image
 
 from edge_runtime import Classifier, __version__
 from edge_runtime.doctor import cpu_model, governor
+from edge_runtime.interpreter import default_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 CORAL = ROOT.parent / "shared" / "assets" / "coral"
@@ -58,10 +59,10 @@ def main() -> None:
     a = ap.parse_args()
     frame = np.asarray(Image.open(CORAL / "parrot.jpg").convert("RGB").resize((640, 480)))
     rows = [measure(t, frame, a.rounds, a.per_round) for t in (1, 2)]
-    machine = {"cpu": cpu_model(), "cores": len(__import__("os").sched_getaffinity(0)), "arch": platform.machine(),
+    machine = {"cpu": cpu_model(), "cores": default_threads(), "arch": platform.machine(),
                "governor": governor(), "python": platform.python_version(), "numpy": np.__version__,
                "edgecls": __version__, "date": time.strftime("%Y-%m-%d")}
-    lines = [f"# Runtime overhead per frame (640x480 RGB frame -> mobilenet_v2_1.0_224_quant)", "",
+    lines = ["# Runtime overhead per frame (640x480 RGB frame -> mobilenet_v2_1.0_224_quant)", "",
              f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['arch']}, governor {machine['governor']}, "
              f"Python {machine['python']}, numpy {machine['numpy']}, {rows[0]['interpreter']}, {machine['date']}.", "",
              "| threads | bare invoke (ms) | classify (ms) | preprocess | invoke | postprocess | ratio | goal |",

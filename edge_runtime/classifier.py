@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
@@ -47,7 +47,7 @@ class _Models:
     cpu: str | None = None
     edgetpu: str | None = None
     float: str | None = None
-    notes: list[str] = field(default_factory=list)
+    graph: interp.GraphInfo | None = None  # what a bare model's graph says, read once
 
 
 def is_raspberry_pi() -> bool:
@@ -102,7 +102,7 @@ class Classifier:
             self.labels = self._read_labels(labels)
         self.resize_method: str = check_choice(resize or DEFAULT_RESIZE, RESIZE_METHODS, "resize method")
         self.crop: str = check_choice(crop or "none", CROP_MODES, "crop")
-        self.notes: list[str] = list(models.notes)
+        self.notes: list[str] = []
         self.engine = self._start(backend, models)
         self.backend: str = self.engine.backend
         self.model_path: str = self.engine.path
@@ -122,7 +122,7 @@ class Classifier:
             where = self.bundle.path / "labels.txt" if self.bundle else labels
             raise LabelError(f"{where}: {len(self.labels)} labels, but {self.model_path} outputs "
                              f"{self.num_classes} classes; use the label file that belongs to this model")
-        self.output_kind: str = output or self._detect_output_kind()
+        self.output_kind: str = output or self._detect_output_kind(models)
         check_choice(self.output_kind, get_args(OutputKind), "output kind")
 
     # --- model selection -------------------------------------------------------------------
@@ -139,8 +139,8 @@ class Classifier:
         if interp.is_edgetpu_model(data):
             return _Models(edgetpu=path)
         # A bare model with float input is also the float model the GPU can take.
-        is_float = interp.inspect_graph(path, package).input_dtype == np.float32
-        return _Models(cpu=path, float=path if is_float else None)
+        graph = interp.inspect_graph(path, package)
+        return _Models(cpu=path, float=path if graph.input_dtype == np.float32 else None, graph=graph)
 
     def _read_labels(self, labels: str | os.PathLike[str] | Sequence[str] | None) -> list[str] | None:
         if labels is None:
@@ -191,8 +191,9 @@ class Classifier:
                              f"run the CPU model instead: {_cpu_sibling(models.edgetpu or '')}")
         return interp.InterpreterEngine(models.cpu, self.package, "cpu", self.threads)
 
-    def _detect_output_kind(self) -> str:
-        from_graph = interp.inspect_graph(self.model_path, self.package).softmax_output
+    def _detect_output_kind(self, models: _Models) -> str:
+        graph = models.graph if models.graph and self.model_path == models.cpu else None
+        from_graph = (graph or interp.inspect_graph(self.model_path, self.package)).softmax_output
         if from_graph is not None:
             return "probabilities" if from_graph else "logits"
         out = self.engine.output

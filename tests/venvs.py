@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -42,6 +41,3 @@ def base_requirements() -> list[str]:
         import tomli as tomllib  # type: ignore[no-redef]
     return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
 
-
-def this_python() -> str:
-    return sys.executable

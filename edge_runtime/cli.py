@@ -15,6 +15,7 @@ from .classifier import BACKENDS
 from .errors import EdgeclsError
 from .preprocess import CROP_MODES, RESIZE_METHODS
 
+COMMANDS_GROUP = "edgecls.commands"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -136,7 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="what this machine can run, and what to do about each gap")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_doctor)
+    for register in _plugin_commands():
+        register(sub)
     return parser
+
+
+def _plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """The workstation subcommands (train, convert, demo, deploy) register themselves through the
+    ``edgecls.commands`` entry point, so this package never imports them. Their heavy
+    dependencies load only when they run, and say which extra is missing."""
+    from importlib.metadata import entry_points
+
+    try:
+        eps = entry_points(group=COMMANDS_GROUP)
+    except TypeError:  # Python 3.9
+        eps = entry_points().get(COMMANDS_GROUP, [])  # type: ignore[attr-defined]
+    found = []
+    for ep in sorted(eps, key=lambda e: e.name):
+        try:
+            found.append(ep.load())
+        except ImportError:  # a package of the distribution that this install left out
+            continue
+    return found
 
 
 @contextlib.contextmanager

@@ -135,7 +135,7 @@ def is_edgetpu_model(data: bytes) -> bool:
 
 
 @contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
+def captured_stderr() -> Iterator[list[str]]:
     """Capture what native code writes to file descriptor 2 (LiteRT logs its reasons there).
     Yields a list that holds the captured lines after the block."""
     lines: list[str] = []
@@ -207,7 +207,7 @@ class InterpreterEngine:
         self.backend = backend
         self.package = package
         self.threads = threads
-        with _captured_stderr() as log:
+        with captured_stderr() as log:
             try:
                 self._it = package.Interpreter(model_path=path, num_threads=threads,
                                                experimental_delegates=delegates or None)
@@ -248,7 +248,7 @@ class GraphInfo:
 def inspect_graph(path: str, package: InterpreterPackage) -> GraphInfo:
     """Read the graph with the classic interpreter, without allocating tensors."""
     try:
-        with _captured_stderr():
+        with captured_stderr():
             it = package.Interpreter(model_path=path)
         (inp,), (out,) = it.get_input_details(), it.get_output_details()
     except Exception:
@@ -311,7 +311,7 @@ def load_edgetpu_delegate(package: InterpreterPackage, device: str | None = None
         raise BackendUnavailable(
             f"Edge TPU library {lib} is not installed; install libedgetpu1-std from Coral's apt "
             "repository (https://coral.ai/software/#debian-packages)") from None
-    with _captured_stderr() as log:
+    with captured_stderr() as log:
         try:
             return package.load_delegate(lib, options)
         except (OSError, ValueError, RuntimeError) as e:
@@ -339,7 +339,7 @@ class GpuEngine:
         options = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
                           cpu_options=CpuOptions(num_threads=threads),
                           gpu_options=GpuOptions(enforce_f32=enforce_f32))
-        with _captured_stderr() as log:
+        with captured_stderr() as log:
             try:
                 self._m = CompiledModel.from_file(path, options=options)
             except Exception as e:
@@ -378,7 +378,7 @@ class GpuEngine:
 
 def _quantization(path: str) -> tuple[tuple[float, int], tuple[float, int]]:
     package = _import_package("ai_edge_litert")
-    with _captured_stderr():
+    with captured_stderr():
         it = package.Interpreter(model_path=path)
     (i,), (o,) = it.get_input_details(), it.get_output_details()
     return ((float(i["quantization"][0]), int(i["quantization"][1])),

@@ -1,0 +1,31 @@
+"""Import TensorFlow and Keras once, quietly, or say which extra to install."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from edge_runtime.errors import MissingExtra
+from edge_runtime.interpreter import captured_stderr
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What TensorFlow's C++ side prints at start-up on every machine without a GPU; anything else
+# it prints is passed on.
+_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} .*\b(port|cudart_stub|"
+                    r"cuda_platform|cpu_feature_guard|cuda_executor|gpu_device)\.cc|To enable the following "
+                    r"instructions|\s*$)")
+
+with captured_stderr() as _lines:
+    try:
+        import tensorflow as tf
+        import keras
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, inside the capture
+    except ImportError as e:  # a Pi with only the runtime installed
+        raise MissingExtra("training and conversion", "train", "tensorflow") from e
+for _line in _lines:
+    if not _NOISE.match(_line):
+        print(_line, file=sys.stderr)
+
+__all__ = ["tf", "keras"]

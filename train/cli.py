@@ -1,0 +1,91 @@
+"""``edgecls train`` (registered through the ``edgecls.commands`` entry point, so the runtime's
+command line never imports the workstation packages). TensorFlow is imported only when the
+command runs; without it the command says which extra to install."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _fraction(text: str) -> float:
+    x = float(text)
+    if not 0 <= x < 1:
+        raise argparse.ArgumentTypeError("must be in [0, 1)")
+    return x
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .run import TrainConfig  # no TensorFlow at import
+
+    d = TrainConfig(data="")
+    p = sub.add_parser(
+        "train", help="train a MobileNet on a folder of photos (workstation; needs edgecls[train])",
+        description="Train a MobileNet on DATA_DIR (one sub-folder of photos per class) into the run directory "
+                    "--out. Phase 1 trains the classifier head on backbone features computed once; phase 2 "
+                    "fine-tunes the backbone on augmented photos. Every epoch is checkpointed: after Ctrl-C or "
+                    "a crash, run the same command with --resume.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", metavar="DATA_DIR", help="folder with one sub-folder of images per class")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create (e.g. runs/NAME)")
+    p.add_argument("--arch", default=d.arch, choices=("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
+                                                      "mobilenet_v3_large"))
+    p.add_argument("--alpha", type=float, default=d.alpha, help="width multiplier")
+    p.add_argument("--size", type=_positive, default=d.size, help="input height and width in pixels")
+    p.add_argument("--weights", default=d.weights,
+                   help="'imagenet' (Keras downloads them), a local weights file of the backbone without its "
+                        "top, or 'none' to train from scratch")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="phase 1 (head) epochs")
+    p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs, help="phase 2 epochs (0 skips it)")
+    p.add_argument("--fine-tune-layers", type=int, default=d.fine_tune_layers,
+                   help="top backbone layers unfrozen in phase 2 (-1: all)")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="phase 1 learning rate")
+    p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate, help="phase 2 learning rate")
+    p.add_argument("--patience", type=_positive, default=d.patience,
+                   help="early stop after this many epochs without a better validation loss")
+    p.add_argument("--batch", type=_positive, default=d.batch, help="batch size")
+    p.add_argument("--dropout", type=_fraction, default=d.dropout)
+    p.add_argument("--flip", action="store_true", help="augment with horizontal flips (only where a mirror "
+                   "image keeps its class)")
+    p.add_argument("--val", type=_fraction, default=d.val, help="fraction of each class for validation")
+    p.add_argument("--test", type=_fraction, default=d.test, help="fraction of each class for the test split")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished "
+                   "epoch (its stored settings are used)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON at the end")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from . import _tf  # noqa: F401  (fails early, naming the extra, on a runtime-only install)
+    from .run import TrainConfig, train
+
+    weights = None if a.weights in (None, "none") else a.weights
+    cfg = TrainConfig(data=a.data, arch=a.arch, alpha=a.alpha, size=a.size, weights=weights, epochs=a.epochs,
+                      fine_tune_epochs=a.fine_tune_epochs, fine_tune_layers=a.fine_tune_layers,
+                      learning_rate=a.lr, fine_tune_learning_rate=a.fine_tune_lr, patience=a.patience,
+                      batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test)
+    try:
+        m = train(a.out, cfg, resume=a.resume)
+    except KeyboardInterrupt:
+        print(f"edgecls: interrupted; the last finished epoch is kept - continue with: "
+              f"edgecls train {a.data} --out {a.out} --resume", file=sys.stderr)
+        return 130
+    if a.json:
+        print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "confusion"} if isinstance(v, dict) else v
+                          for k, v in m.items()}))
+    else:
+        line = f"test top-1 {m['test']['top1']:.2%} ({m['test']['count']} images)"
+        if "val" in m:
+            line += f", validation {m['val']['top1']:.2%}"
+        print(f"{Path(a.out) / 'model.keras'}: {line}; report: {Path(a.out) / 'report.md'}")
+    return 0
+

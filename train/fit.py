@@ -1,0 +1,203 @@
+"""The fit loop: phase 1 trains the head on cached backbone features, phase 2 fine-tunes the top
+of the backbone on augmented photos. Every finished epoch is committed to ``checkpoint/`` so
+that ``resume`` continues a run killed at any moment from its last finished epoch.
+
+A checkpoint is a directory ``checkpoint/e-<phase>-<epoch>/`` holding the model (with its
+optimizer state), the best weights so far and ``state.json``; the file ``checkpoint/LATEST``
+names the committed one and is replaced atomically, so a kill leaves either the old or the
+new checkpoint, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ._tf import keras, tf
+from .model import Built
+
+LATEST = "LATEST"
+
+
+@dataclass
+class PhaseConfig:
+    epochs: int
+    learning_rate: float
+    patience: int
+
+
+@dataclass
+class State:
+    """What a checkpoint says about progress; ``history`` has one row per finished epoch."""
+
+    phase: int = 1  # 1, 2, or 3 = training finished
+    epoch: int = 0  # finished epochs in this phase
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> "State":
+        s = State(**d)
+        s.best_val_loss = math.inf if d["best_val_loss"] is None else d["best_val_loss"]
+        return s
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["best_val_loss"] = None if math.isinf(self.best_val_loss) else self.best_val_loss
+        return d
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def _is_chief() -> bool:
+    cfg = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = cfg.get("task", {})
+    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
+                                                   and "chief" not in cfg.get("cluster", {}))
+
+
+def read_checkpoint(ckpt_dir: Path) -> tuple[State, Path] | None:
+    """The committed checkpoint's state and directory, or None."""
+    try:
+        name = (ckpt_dir / LATEST).read_text().strip()
+    except FileNotFoundError:
+        return None
+    d = ckpt_dir / name
+    return State.from_json(json.loads((d / "state.json").read_text())), d
+
+
+def commit_checkpoint(ckpt_dir: Path, state: State, model: Any, best_weights: Path | None) -> None:
+    """Write a new checkpoint directory, then switch ``LATEST`` to it, then drop the old ones."""
+    if not _is_chief():  # MultiWorkerMirroredStrategy: every worker saves, only the chief keeps it
+        ckpt_dir = ckpt_dir.parent / f".worker-{os.getpid()}"
+    name = f"e-{state.phase}-{state.epoch:04d}"
+    tmp = ckpt_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.keras")
+    if best_weights is not None and best_weights != tmp / "best.weights.h5":
+        shutil.copyfile(best_weights, tmp / "best.weights.h5")
+    (tmp / "state.json").write_text(json.dumps(state.to_json(), indent=1))
+    final = ckpt_dir / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    pointer = ckpt_dir / f".{LATEST}.tmp"
+    pointer.write_text(name + "\n")
+    os.replace(pointer, ckpt_dir / LATEST)  # the commit point
+    for old in ckpt_dir.iterdir():
+        if old.name not in (name, LATEST):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    """After each epoch: history row, early-stopping bookkeeping, best weights, commit."""
+
+    def __init__(self, ckpt_dir: Path, state: State, patience: int, best_from: Path | None,
+                 log: Callable[[str], None]):
+        super().__init__()
+        self.ckpt_dir, self.state, self.patience, self.log = ckpt_dir, state, patience, log
+        self.best_file = best_from
+        self.t0 = time.perf_counter()
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        s = self.state
+        s.epoch = epoch + 1
+        row = {"phase": s.phase, "epoch": s.epoch, "seconds": round(time.perf_counter() - self.t0, 2)}
+        row.update({k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+        s.history.append(row)
+        val_loss = float(logs.get("val_loss", logs.get("loss", math.inf)))
+        staging = self.ckpt_dir / ".best.weights.h5"
+        if val_loss < s.best_val_loss:
+            s.best_val_loss, s.best_epoch, s.wait = val_loss, s.epoch, 0
+            self.model.save_weights(staging)
+            self.best_file = staging
+        else:
+            s.wait += 1
+        commit_checkpoint(self.ckpt_dir, s, self.model, self.best_file)
+        self.best_file = self.ckpt_dir / (self.ckpt_dir / LATEST).read_text().strip() / "best.weights.h5"
+        if s.wait >= self.patience:
+            self.log(f"  early stop: val_loss has not improved for {s.wait} epochs (best {s.best_val_loss:.4f} "
+                     f"at epoch {s.best_epoch})")
+            self.model.stop_training = True
+
+
+def run_phase(model: Any, train: Any, val: Any, cfg: PhaseConfig, state: State, ckpt_dir: Path,
+              best_from: Path | None, log: Callable[[str], None], steps: int | None = None) -> Path | None:
+    """Fit ``model`` from ``state.epoch`` up to ``cfg.epochs`` (or an early stop), committing a
+    checkpoint after every epoch. Returns the best weights file."""
+    if state.epoch >= cfg.epochs or (state.wait >= cfg.patience and state.epoch > 0):
+        return best_from
+    cb = _Checkpointer(ckpt_dir, state, cfg.patience, best_from, log)
+    verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(train, validation_data=val, epochs=cfg.epochs, initial_epoch=state.epoch, callbacks=[cb],
+              verbose=verbose, steps_per_epoch=steps, shuffle=False)  # the dataset shuffles
+    return cb.best_file
+
+
+# --- data pipelines ------------------------------------------------------------------------
+
+
+def augmenter(flip: bool, seed: int = 0) -> Any:
+    """Random crop/zoom, rotation, brightness and contrast on 0..255 pixels; flips only when
+    asked (they change the meaning of some classes: hands, digits, arrows)."""
+    layers = [
+        keras.layers.RandomZoom((-0.2, 0.1), fill_mode="reflect", seed=seed),
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 2),  # about +-15 degrees
+        keras.layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 3),
+        keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
+    ]
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 5))
+    return keras.Sequential(layers, name="augment")
+
+
+def dataset(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool = False, augment: Any = None,
+            seed: int = 0) -> Any:
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(x), np.asarray(y)))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+    if augment is not None:
+        ds = ds.map(lambda a, b: (tf.clip_by_value(augment(tf.cast(a, tf.float32), training=True), 0, 255), b),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model: Any, learning_rate: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+
+
+def pick_strategy() -> Any:
+    """MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster, MirroredStrategy over
+    several visible GPUs, else TensorFlow's default (one device)."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    return tf.distribute.get_strategy()
+
+
+def features_of(built: Built, x: np.ndarray, batch: int) -> np.ndarray:
+    return built.features.predict(dataset(x, np.zeros(len(x), np.int32), batch), verbose=0)

@@ -1,0 +1,259 @@
+"""``edgecls train``: a folder of photos in, a run directory out.
+
+    runs/NAME/
+      config.json        what was asked (``--resume`` reads it back)
+      dataset.json       classes, counts per split, fingerprint, warnings
+      splits/            train.txt, val.txt, test.txt, skipped.txt (file <TAB> reason)
+      labels.txt         one label a line
+      preprocessing.json the input contract convert/ writes into the bundle
+      checkpoint/        the last finished epoch (see fit.py)
+      cache/             decoded pixels and phase-1 features
+      model.keras        the trained model (best validation loss)
+      history.json, metrics.json, report.md, curves.png, confusion.png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_runtime.errors import EdgeclsError
+
+from . import data
+
+PREPROCESSING = "preprocessing.json"
+RESIZE = "bilinear"  # TensorFlow 2's tf.image.resize, bit-exact in the runtime
+
+
+class RunError(EdgeclsError):
+    """A run directory that cannot be started or resumed."""
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    arch: str = "mobilenet_v1"
+    alpha: float = 0.25
+    size: int = 128
+    weights: str | None = "imagenet"
+    epochs: int = 30  # phase 1: the head on cached features (cheap)
+    fine_tune_epochs: int = 25  # phase 2: the top of the backbone on augmented photos
+    fine_tune_layers: int = -1  # backbone layers unfrozen in phase 2; -1 = all
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 2e-4
+    patience: int = 6
+    batch: int = 32
+    dropout: float = 0.2
+    flip: bool = False
+    val: float = 0.15
+    test: float = 0.15
+    seed: int = 0
+
+    @staticmethod
+    def load(path: Path) -> "TrainConfig":
+        d = json.loads(path.read_text())
+        known = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in d.items() if k in known})
+
+
+def _progress(what: str) -> Callable[[int, int], None]:
+    tty = sys.stderr.isatty()
+    step = 0
+
+    def report(i: int, n: int) -> None:
+        nonlocal step
+        if tty:
+            print(f"\r{what} {i}/{n}", end="\n" if i == n else "", file=sys.stderr, flush=True)
+        elif i == n or i * 4 // n > step:
+            step = i * 4 // n
+            print(f"{what} {i}/{n}", file=sys.stderr, flush=True)
+    return report
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def prepare(out: Path, cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """Create or reopen the run directory. Refuses to overwrite a run unless resuming."""
+    if resume:
+        if not (out / "config.json").exists():
+            raise RunError(f"{out}: no run to resume here (no config.json); start it without --resume")
+        stored = TrainConfig.load(out / "config.json")
+        log(f"resuming {out} ({stored.arch} alpha {stored.alpha:g} at {stored.size} px on {stored.data})")
+        return stored
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out}: already holds a run; continue it with --resume, or pass another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return cfg
+
+
+def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, strategy: Any = None) -> dict:
+    """Train (or resume) the run in ``out``; returns its metrics."""
+    out = Path(out)
+    cfg = prepare(out, cfg, resume)
+    if cfg.weights not in (None, "imagenet") and not Path(cfg.weights).is_file():
+        raise RunError(f"{cfg.weights}: no such weights file; pass a Keras weights file of the backbone "
+                       "without its top, 'imagenet' (downloads) or 'none'")
+
+    ds = data.scan(cfg.data, cfg.val, cfg.test, progress=_progress("checking images"))
+    for w in ds.warnings:
+        log(f"warning: {w}")
+    for rel, why in ds.skipped:
+        log(f"skipped {rel}: {why}")
+    data.write_lists(ds, out / "splits")
+    (out / "dataset.json").write_text(json.dumps(ds.summary(), indent=2) + "\n")
+    (out / "labels.txt").write_text("".join(c + "\n" for c in ds.classes), encoding="utf-8")
+    (out / PREPROCESSING).write_text(json.dumps(preprocessing_spec(cfg), indent=2) + "\n")
+    splits = {name: ds.split(name) for name in data.SPLITS}
+    for name in ("train", "test"):
+        if not splits[name]:
+            raise RunError(f"{cfg.data}: the {name} split is empty ({len(ds.samples)} usable images); add photos")
+    log(f"{len(ds.classes)} classes, " + ", ".join(f"{len(v)} {k}" for k, v in splits.items())
+        + f" images, {len(ds.skipped)} skipped")
+
+    pixels = {name: data.cached_pixels(s, cfg.size, cfg.size, RESIZE, out / "cache", ds.fingerprint,
+                                       progress=_progress(f"decoding {name}")) if s else None
+              for name, s in splits.items()}
+    labels = {name: np.array([x.label for x in s], np.int32) for name, s in splits.items()}
+
+    from . import fit, model as modelmod  # TensorFlow from here on
+
+    strategy = strategy or fit.pick_strategy()
+    ckpt = out / "checkpoint"
+    found = fit.read_checkpoint(ckpt)
+    state, ckpt_path = found if found else (fit.State(), None)
+    if resume and found:
+        log(f"resuming after phase {state.phase} epoch {state.epoch} ({len(state.history)} epochs done)")
+    weights = None if cfg.weights in (None, "none") else cfg.weights
+    val_data = (pixels["val"], labels["val"]) if pixels["val"] is not None else None
+    t_start = time.perf_counter()
+
+    with strategy.scope():
+        built = modelmod.build(cfg.arch, len(ds.classes), cfg.size, cfg.alpha, weights, cfg.dropout)
+    if weights is None and state.phase == 1:
+        state.phase = 2  # from scratch: nothing frozen to train a head on
+    # Phase 1: the head on features computed once.
+    if state.phase == 1:
+        feats = {k: _cached_features(built, v, out / "cache", cfg, k, ds.fingerprint)
+                 for k, v in pixels.items() if v is not None and k != "test"}
+        with strategy.scope():
+            if ckpt_path:
+                head = keras_load(ckpt_path / "model.keras")
+            else:
+                head = modelmod.head(built.feature_dim, len(ds.classes), cfg.dropout)
+                fit.compile_model(head, cfg.learning_rate)
+        log(f"phase 1: training the head on {built.feature_dim} cached features, up to {cfg.epochs} epochs")
+        tr = fit.dataset(feats["train"], labels["train"], cfg.batch, shuffle=True, seed=cfg.seed)
+        va = fit.dataset(feats["val"], labels["val"], cfg.batch) if "val" in feats else None
+        best = fit.run_phase(head, tr, va, fit.PhaseConfig(cfg.epochs, cfg.learning_rate, cfg.patience),
+                             state, ckpt, ckpt_path and ckpt_path / "best.weights.h5", log)
+        if best:
+            head.load_weights(best)
+        built.model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
+        state.phase, state.epoch, state.wait, state.best_epoch = 2, 0, 0, 0
+        state.best_val_loss = float("inf")
+        fit.commit_checkpoint(ckpt, state, built.model, None)
+        ckpt_path = ckpt / (ckpt / fit.LATEST).read_text().strip()
+    # Phase 2: fine-tune the top of the backbone on augmented photos.
+    if state.phase == 2:
+        with strategy.scope():
+            n = modelmod.set_trainable(built, cfg.fine_tune_layers if weights else -1)
+            if weights:
+                modelmod.freeze_batchnorm(built)
+            lr = cfg.fine_tune_learning_rate if weights else cfg.learning_rate
+            fit.compile_model(built.model, lr)
+            if ckpt_path:
+                restore(built.model, ckpt_path / "model.keras")
+        log(f"phase 2: {'fine-tuning' if weights else 'training from scratch'} {n} backbone layers at "
+            f"learning rate {lr:g}, up to {cfg.fine_tune_epochs} epochs")
+        tr = fit.dataset(pixels["train"], labels["train"], cfg.batch, shuffle=True,
+                         augment=fit.augmenter(cfg.flip, cfg.seed), seed=cfg.seed)
+        va = fit.dataset(*val_data, cfg.batch) if val_data else None
+        best_prev = ckpt_path / "best.weights.h5" if ckpt_path and (ckpt_path / "best.weights.h5").exists() else None
+        best = fit.run_phase(built.model, tr, va, fit.PhaseConfig(cfg.fine_tune_epochs, lr, cfg.patience),
+                             state, ckpt, best_prev, log)
+        if best:
+            built.model.load_weights(best)
+        state.phase, state.epoch = 3, 0
+        fit.commit_checkpoint(ckpt, state, built.model, None)
+    else:
+        restore(built.model, ckpt_path / "model.keras")
+    train_seconds = time.perf_counter() - t_start
+
+    from . import report  # matplotlib
+
+    metrics = {name: evaluate(built.model, pixels[name], labels[name], ds.classes, cfg.batch)
+               for name in ("test", "val") if pixels[name] is not None}
+    metrics["train_seconds_this_session"] = round(train_seconds, 1)
+    metrics["epochs"] = {p: sum(1 for r in state.history if r["phase"] == p) for p in (1, 2)}
+    built.model.save(out / ".model.keras.tmp.keras")
+    os.replace(out / ".model.keras.tmp.keras", out / "model.keras")
+    (out / "history.json").write_text(json.dumps(state.history, indent=1) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    report.write(out, cfg, ds, state.history, metrics)
+    return metrics
+
+
+def preprocessing_spec(cfg: TrainConfig) -> dict:
+    """The input contract of DESIGN.md for this run's model."""
+    return {"height": cfg.size, "width": cfg.size, "channels": 3, "color": "RGB", "resize": RESIZE,
+            "crop": "none", "range": [0, 255], "normalization": {"mean": 0.0, "std": 1.0},
+            "normalization_in_graph": "Rescaling(1/127.5, offset=-1) to [-1, 1]"}
+
+
+def _cached_features(built: Any, pixels: np.ndarray, cache: Path, cfg: TrainConfig, name: str, fp: str) -> np.ndarray:
+    from . import fit
+
+    path = cache / f"features-{name}-{cfg.arch}-{cfg.alpha:g}-{cfg.size}-{fp[:12]}.npy"
+    if path.exists():
+        return np.load(path)
+    t = time.perf_counter()
+    f = fit.features_of(built, pixels, cfg.batch)
+    log(f"computed {len(f)} {name} feature vectors once ({len(f) / (time.perf_counter() - t):.0f} images/s)")
+    np.save(path.with_suffix(".part.npy"), f)
+    os.replace(path.with_suffix(".part.npy"), path)
+    return f
+
+
+def keras_load(path: Path) -> Any:
+    from ._tf import keras
+
+    return keras.models.load_model(path)
+
+
+def restore(model: Any, path: Path) -> None:
+    """Weights and optimizer state of a checkpoint into an identically built ``model``."""
+    saved = keras_load(path)
+    model.set_weights(saved.get_weights())
+    if getattr(saved, "optimizer", None) is not None and saved.optimizer.variables:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        if len(model.optimizer.variables) == len(saved.optimizer.variables):
+            for mine, theirs in zip(model.optimizer.variables, saved.optimizer.variables):
+                mine.assign(theirs)
+
+
+def evaluate(model: Any, x: np.ndarray, y: np.ndarray, classes: list[str], batch: int) -> dict:
+    """Top-1 overall and per class, and the confusion matrix (rows: true, columns: predicted)."""
+    from .fit import dataset
+
+    pred = np.argmax(model.predict(dataset(x, y, batch), verbose=0), axis=1)
+    return summarize(pred, y, classes)
+
+
+def summarize(pred: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
+    n = len(classes)
+    cm = np.zeros((n, n), np.int64)
+    np.add.at(cm, (y, pred), 1)
+    per = {c: (round(float(cm[i, i] / cm[i].sum()), 4) if cm[i].sum() else None) for i, c in enumerate(classes)}
+    return {"top1": round(float(np.mean(pred == y)), 4), "count": int(len(y)), "per_class": per,
+            "confusion": cm.tolist()}

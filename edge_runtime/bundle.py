@@ -166,6 +166,9 @@ def write_bundle(dest: str | os.PathLike[str], files: Mapping[str, Source], meta
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)  # mkdtemp's 0700 would make the bundle private to this user
     try:
         entries = {}
         for name, src in sorted(files.items()):

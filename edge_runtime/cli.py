@@ -106,6 +106,18 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .verify import format_report, verify
+
+    rep = verify(a.bundle, backend=a.backend, interpreter=a.interpreter, threads=a.threads, fault=a.simulate_fault)
+    print(json.dumps(rep.to_dict()) if a.json else format_report(rep))
+    if not rep.ok:
+        print(f"edgecls: error: {a.bundle}: golden photos do not match on this machine; "
+              + ("; ".join(rep.causes()) or "see the table"), file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgecls", description="Image classifiers on a Raspberry Pi: "
                                      "classify, benchmark and check the machine.")
@@ -133,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default=None, help="also time the end-to-end path on this image")
     p.add_argument("--json", metavar="OUT", default=None, help="write the results as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("verify", help="rerun a bundle's golden photos here and compare",
+                       description="Rerun the bundle's golden photos through the whole device path (decode, resize, "
+                       "input conversion, invoke) and compare with the outputs recorded when it was converted: "
+                       "bit-identical int8 outputs on the cpu backend, the same top-1 and scores within 0.1 "
+                       "elsewhere. Exits 1 on any mismatch, naming the likely cause.")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory or .tar.gz")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="backend to verify (default: auto)")
+    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: the machine's cores)")
+    p.add_argument("--interpreter", metavar="PKG", default=None, help="force an interpreter package")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--simulate-fault", choices=("swap-rb",), default=None, help=argparse.SUPPRESS)  # tests only
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("doctor", help="what this machine can run, and what to do about each gap")
     p.add_argument("--json", action="store_true", help="machine-readable output")

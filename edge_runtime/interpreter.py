@@ -260,6 +260,52 @@ def inspect_graph(path: str, package: InterpreterPackage) -> GraphInfo:
     return GraphInfo(np.dtype(inp["dtype"]), _softmax_output(ops, int(out["index"])))
 
 
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str  # numpy name: uint8, int8, int32, float32, ...
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]  # -1 marks a dynamic dimension
+    constant: bool  # weights and biases (no producer op and not a graph input)
+    per_channel: bool  # quantized with one scale per channel
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    index: int  # execution order
+    name: str  # TFLite builtin name (CONV_2D, ...) or CUSTOM
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+
+def read_ops(path: str, package: InterpreterPackage | None = None) -> list[OpInfo]:
+    """Every op of the model's main graph in execution order, with its tensors' types and shapes
+    (for conversion checks and the Edge TPU preflight). Raises ModelError if unreadable."""
+    package = package or resolve_package()
+    with captured_stderr() as log:
+        try:
+            it = package.Interpreter(model_path=path)
+            ops = it._get_ops_details()
+            tensors = {int(d["index"]): d for d in it.get_tensor_details()}
+            graph_inputs = {int(d["index"]) for d in it.get_input_details()}
+        except AttributeError:
+            raise ModelError(f"{package.name} {package.version} cannot list a model's ops; "
+                             "install ai-edge-litert") from None
+        except Exception as e:
+            raise ModelError(_explain_load_error(path, package, e, log)) from None
+    produced = {int(o) for op in ops for o in op["outputs"]}
+
+    def info(i: int) -> TensorInfo:
+        d = tensors[i]
+        q = d.get("quantization_parameters") or {}
+        return TensorInfo(d["name"], np.dtype(d["dtype"]).name, tuple(int(x) for x in d["shape"]),
+                          tuple(int(x) for x in d.get("shape_signature", d["shape"])),
+                          i not in produced and i not in graph_inputs, len(q.get("scales", ())) > 1)
+
+    return [OpInfo(int(op["index"]), op["op_name"], tuple(info(int(i)) for i in op["inputs"] if int(i) >= 0),
+                   tuple(info(int(i)) for i in op["outputs"] if int(i) >= 0)) for op in ops]
+
+
 def _softmax_output(ops: list[dict[str, Any]], tensor: int) -> bool | None:
     producer = {int(o): op for op in ops if op["op_name"] != "DELEGATE" for o in op["outputs"]}
     for _ in range(8):

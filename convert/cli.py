@@ -1,0 +1,71 @@
+"""``edgecls convert`` and ``edgecls verify``'s workstation sibling; registered through the
+``edgecls.commands`` entry point. TensorFlow loads only when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_NO_COMPILER = 3  # the CPU bundle is complete, the Edge TPU model could not be compiled here
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="quantize a trained model to a full-int8 bundle (workstation; needs edgecls[train])",
+        description="Convert a training run (or a Keras model with --labels and --calibration-data) into a bundle: "
+                    "model.tflite (full int8), model_float.tflite, labels.txt, golden photos and edgecls.json with "
+                    "checksums. The int8 model is evaluated against float and Keras on the test split; the command "
+                    "fails, writing nothing, if int8 top-1 falls more than --max-drop points below float. "
+                    f"Exit status: 0 done; 1 error; {EXIT_NO_COMPILER} bundle written but --edgetpu could not compile "
+                    "(no edgetpu_compiler on this machine).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="a run directory of edgecls train, or a .keras/.h5 model")
+    p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write (replaced atomically)")
+    p.add_argument("--io", choices=("uint8", "int8", "float32"), default="uint8",
+                   help="input/output type of the int8 model (uint8: what the Edge TPU and MediaPipe accept)")
+    p.add_argument("--calibration", type=_positive, default=300, metavar="N",
+                   help="calibration photos drawn from the training split, stratified by class")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="PP",
+                   help="fail if int8 top-1 is more than PP percentage points below float")
+    p.add_argument("--per-channel-dense", action="store_true",
+                   help="quantize dense layers per channel (tflite-runtime 2.14 on arm64 crashes on them)")
+    p.add_argument("--edgetpu", action="store_true",
+                   help="check the int8 model against the Edge TPU's requirements and compile it when "
+                        "edgetpu_compiler is installed")
+    p.add_argument("--tar", action="store_true", help="also write BUNDLE_DIR.tar.gz")
+    p.add_argument("--labels", metavar="FILE", help="label file, for a bare Keras model")
+    p.add_argument("--calibration-data", metavar="DIR",
+                   help="folder per class for a bare Keras model (or where a run's dataset moved to)")
+    p.add_argument("--name", help="bundle name (default: the directory name)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(a: argparse.Namespace) -> int:
+    from train import _tf  # noqa: F401  (names the extra on a runtime-only install)
+
+    from .run import Options, convert
+
+    opts = Options(io=a.io, calibration=a.calibration, max_drop=a.max_drop, per_channel_dense=a.per_channel_dense,
+                   edgetpu=a.edgetpu, tar=a.tar, labels=a.labels, calibration_data=a.calibration_data, name=a.name)
+    r = convert(a.source, a.out, opts)
+    if a.json:
+        print(json.dumps({"bundle": str(r.bundle), "metrics": r.metrics, "edgetpu": r.edgetpu}))
+    print(f"edgecls: wrote {r.bundle}" + (f" and {r.bundle}.tar.gz" if a.tar else ""), file=sys.stderr)
+    if a.edgetpu and not r.edgetpu.get("compiled"):
+        print(f"edgecls: Edge TPU model not compiled: {r.edgetpu.get('reason')}; the CPU bundle is complete",
+              file=sys.stderr)
+        return EXIT_NO_COMPILER
+    if a.edgetpu:
+        c = r.edgetpu["compiler"]
+        print(f"edgecls: Edge TPU: {c['ops_on_edgetpu']} of {c['ops_total']} ops mapped, "
+              f"{c['subgraphs']} subgraph(s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,105 @@
+"""Keras model -> TFLite bytes: the float model, and the full-integer model calibrated on raw
+pixels that went through the runtime's own decode and resize."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+from typing import Any, Iterator, Literal, get_args
+
+import numpy as np
+
+from edge_runtime.interpreter import OpInfo, captured_stderr
+
+from train._tf import keras, tf
+
+IoType = Literal["uint8", "int8", "float32"]
+IO_TYPES: tuple[str, ...] = get_args(IoType)
+_TF_TYPES = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}
+
+
+def _converter(model: Any) -> Any:
+    """A converter for ``model`` with a static [1, H, W, 3] input (batch size 1)."""
+    _, h, w, c = model.input_shape
+    image = keras.Input((h, w, c), batch_size=1, name="image")
+    fixed = keras.Model(image, model(image, training=False), name=model.name)
+    return tf.lite.TFLiteConverter.from_keras_model(fixed)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The converter prints pages of notes (on both file descriptors) and Python warnings; keep
+    them, and show their tail only if the conversion fails."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with captured_stderr() as lines, tempfile.TemporaryFile() as out, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        os.dup2(out.fileno(), 1)
+        try:
+            yield
+        except Exception as e:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            out.seek(0)
+            notes = out.read().decode("utf-8", "replace").splitlines() + lines
+            detail = " | ".join(l.strip() for l in notes if "rror" in l)[-600:]
+            raise RuntimeError(f"TFLite conversion failed: {str(e).strip()[:400]}" + (f" ({detail})" if detail else "")) from e
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def to_float(model: Any) -> bytes:
+    with _quiet():
+        return _converter(model).convert()
+
+
+def to_int8(model: Any, calibration: np.ndarray, io: str = "uint8", per_channel_dense: bool = False) -> bytes:
+    """Full-integer quantization: int8 kernels only (the conversion fails rather than leave a
+    float op in the graph), ``io`` as the input and output type, calibrated on ``calibration``
+    (N x H x W x 3 uint8 raw pixels). Dense layers get one scale per tensor unless
+    ``per_channel_dense``: tflite-runtime 2.14 on arm64 crashes on per-channel dense layers."""
+    if io not in IO_TYPES:
+        raise ValueError(f"unknown I/O type {io!r}; valid: {', '.join(IO_TYPES)}")
+    if len(calibration) == 0:
+        raise ValueError("no calibration images")
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for img in calibration:
+            yield [np.asarray(img, np.float32)[None]]
+
+    conv = _converter(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = _TF_TYPES[io]
+    conv.inference_output_type = _TF_TYPES[io]
+    if not per_channel_dense:
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    with _quiet():
+        return conv.convert()
+
+
+def float_ops(ops: list[OpInfo]) -> list[str]:
+    """Ops inside the graph that compute in float. QUANTIZE/DEQUANTIZE at the graph's edges (the
+    float32 I/O conversion) are not counted; anything else with a float tensor is."""
+    found = []
+    for i, op in enumerate(ops):
+        edge = op.name in ("QUANTIZE", "DEQUANTIZE") and (i == 0 or i == len(ops) - 1)
+        if edge:
+            continue
+        floats = [t for t in op.inputs + op.outputs if t.dtype in ("float32", "float16")]
+        if floats:
+            found.append(f"{op.name} (op {op.index}) on {floats[0].dtype} {floats[0].name}")
+    return found
+
+
+def per_channel_dense(ops: list[OpInfo]) -> list[int]:
+    """Indices of FULLY_CONNECTED ops whose weights have one scale per output channel."""
+    return [op.index for op in ops if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1 and op.inputs[1].per_channel]

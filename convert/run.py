@@ -1,0 +1,318 @@
+"""``edgecls convert``: a training run (or a Keras model with labels and photos) in, a verified
+bundle out: int8 + float TFLite, evaluated against the Keras model, golden photos recorded,
+optionally compiled for the Edge TPU, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_runtime import __version__
+from edge_runtime.bundle import write_bundle
+from edge_runtime.classifier import Classifier
+from edge_runtime.errors import EdgeclsError
+from edge_runtime.interpreter import read_ops
+from edge_runtime.labels import read_labels
+from edge_runtime.postprocess import top_k
+from edge_runtime.preprocess import Normalization
+
+from train import data as dataset
+
+GOLDEN_MAX = 10
+TOP_K = 5
+
+
+class ConvertError(EdgeclsError):
+    """A conversion that cannot start, or whose result fails a check."""
+
+
+@dataclass
+class Options:
+    io: str = "uint8"
+    calibration: int = 300
+    max_drop: float = 1.0  # percentage points of top-1, int8 below float
+    per_channel_dense: bool = False
+    edgetpu: bool = False
+    tar: bool = False
+    labels: str | None = None  # for a bare Keras model
+    calibration_data: str | None = None  # folder per class, for a bare Keras model (or a moved dataset)
+    name: str | None = None
+    compiler_timeout: int = 180
+
+
+@dataclass
+class Source:
+    model_path: Path
+    labels: list[str]
+    train: list[dataset.Sample]
+    test: list[dataset.Sample]
+    contract: dict  # the input contract (height, width, resize, crop, ...)
+    provenance: dict
+
+
+@dataclass
+class Result:
+    bundle: Path
+    metrics: dict
+    edgetpu: dict = field(default_factory=dict)
+    table: str = ""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def _samples(root: Path, rels: list[str], classes: list[str], where: Path) -> list[dataset.Sample]:
+    out = []
+    for rel in rels:
+        cls = rel.split("/", 1)[0]
+        if cls not in classes:
+            raise ConvertError(f"{where}: lists {rel}, whose class '{cls}' is not in labels.txt")
+        out.append(dataset.Sample(root / rel, rel, classes.index(cls), ""))
+    missing = [s for s in out if not s.path.exists()]
+    if missing:
+        raise ConvertError(f"{missing[0].path}: photo of the training run not found ({len(missing)} missing); if the "
+                           "dataset moved, pass its new location with --calibration-data DIR")
+    return out
+
+
+def from_run(run: Path, opts: Options) -> Source:
+    for f in ("model.keras", "labels.txt", "preprocessing.json", "config.json", "splits/train.txt"):
+        if not (run / f).exists():
+            raise ConvertError(f"{run}: not a finished training run ({f} missing); finish it with edgecls train "
+                               f"... --out {run} --resume, or pass a Keras model with --labels and --calibration-data")
+    labels = read_labels(run / "labels.txt")
+    cfg = json.loads((run / "config.json").read_text())
+    root = Path(opts.calibration_data or cfg["data"])
+    lists = {s: (run / "splits" / f"{s}.txt").read_text().split("\n") for s in ("train", "test")}
+    train = _samples(root, [r for r in lists["train"] if r], labels, run / "splits" / "train.txt")
+    test = _samples(root, [r for r in lists["test"] if r], labels, run / "splits" / "test.txt")
+    ds = json.loads((run / "dataset.json").read_text()) if (run / "dataset.json").exists() else {}
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    prov = {"run": str(run.resolve()), "arch": cfg.get("arch"), "alpha": cfg.get("alpha"), "weights": cfg.get("weights"),
+            "dataset": str(root.resolve()), "dataset_fingerprint": ds.get("fingerprint"),
+            "training_test_top1": metrics.get("test", {}).get("top1")}
+    return Source(run / "model.keras", labels, train, test, json.loads((run / "preprocessing.json").read_text()), prov)
+
+
+def from_model(model: Path, opts: Options, height: int, width: int) -> Source:
+    if not opts.labels or not opts.calibration_data:
+        raise ConvertError(f"{model}: a bare Keras model needs --labels FILE and --calibration-data DIR "
+                           "(a folder with one sub-folder of photos per class)")
+    labels = read_labels(opts.labels)
+    ds = dataset.scan(opts.calibration_data)
+    unknown = [c for c in ds.classes if c not in labels]
+    if unknown:
+        raise ConvertError(f"{opts.calibration_data}: class folder(s) {', '.join(unknown)} are not in {opts.labels}; "
+                           "folder names must be labels of the model")
+    remap = [labels.index(c) for c in ds.classes]
+    samples = [dataset.Sample(s.path, s.rel, remap[s.label], s.split) for s in ds.samples]
+    contract = {"height": height, "width": width, "channels": 3, "color": "RGB", "resize": "bilinear",
+                "crop": "none", "normalization": {"mean": 0.0, "std": 1.0}}
+    prov = {"model": str(model.resolve()), "dataset": str(ds.root), "dataset_fingerprint": ds.fingerprint}
+    return Source(model, labels, [s for s in samples if s.split != "test"], [s for s in samples if s.split == "test"],
+                  contract, prov)
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+def _tflite_predict(path: Path, labels: list[str], x: np.ndarray) -> tuple[np.ndarray, Classifier]:
+    clf = Classifier(path, labels=labels, backend="cpu", normalization=Normalization(0.0, 1.0), output="probabilities")
+    scores = np.stack([clf.scores(clf.engine.run(clf.to_input(img))) for img in x])
+    return scores, clf
+
+
+def _per_class(pred: np.ndarray, y: np.ndarray, labels: list[str]) -> dict[str, float | None]:
+    return {c: (round(float(np.mean(pred[y == i] == i)), 4) if np.any(y == i) else None) for i, c in enumerate(labels)}
+
+
+def evaluate(keras_pred: np.ndarray, float_pred: np.ndarray, int8_pred: np.ndarray, y: np.ndarray,
+             labels: list[str]) -> dict:
+    preds = {"keras": keras_pred, "float": float_pred, "int8": int8_pred}
+    m: dict[str, Any] = {"test_images": int(len(y))}
+    for k, p in preds.items():
+        m[f"{k}_top1"] = round(float(np.mean(p == y)), 4)
+    m["int8_float_agreement"] = round(float(np.mean(int8_pred == float_pred)), 4)
+    m["int8_keras_agreement"] = round(float(np.mean(int8_pred == keras_pred)), 4)
+    m["per_class"] = {c: {k: _per_class(p, y, labels)[c] for k, p in preds.items()} for c in labels}
+    return m
+
+
+def format_table(m: dict, sizes: dict[str, int]) -> str:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    lines = [f"{'':<18} {'keras':>8} {'float':>8} {'int8':>8}",
+             f"{'top-1':<18} {pct(m['keras_top1']):>8} {pct(m['float_top1']):>8} {pct(m['int8_top1']):>8}"]
+    for c, row in m["per_class"].items():
+        lines.append(f"  {c[:16]:<16} {pct(row['keras']):>8} {pct(row['float']):>8} {pct(row['int8']):>8}")
+    lines.append(f"{'size':<18} {'':>8} {sizes['float'] / 1024:>7.0f}K {sizes['int8'] / 1024:>7.0f}K"
+                 f"  (int8 = {sizes['int8'] / sizes['float']:.0%} of float)")
+    lines.append(f"int8 agrees with float on {m['int8_float_agreement']:.1%} and with Keras on "
+                 f"{m['int8_keras_agreement']:.1%} of {m['test_images']} test images")
+    return "\n".join(lines)
+
+
+# --- golden photos -------------------------------------------------------------------------
+
+
+def pick_golden(test: list[dataset.Sample], scores: np.ndarray, limit: int = GOLDEN_MAX) -> list[dataset.Sample]:
+    """One or two held-out photos per class (at most ``limit``): those the int8 model classifies
+    correctly with the least confidence, whose outputs move most when anything changes."""
+    n_classes = scores.shape[1]
+    per = 2 if 2 * n_classes <= limit else 1
+    picked: list[dataset.Sample] = []
+    for label in range(n_classes):
+        idx = [i for i, s in enumerate(test) if s.label == label]
+        right = [i for i in idx if scores[i].argmax() == label] or idx
+        right.sort(key=lambda i: (float(scores[i].max()), test[i].rel))
+        picked.extend(test[i] for i in right[:per])
+    return picked[:limit]
+
+
+def record_golden(model: Path, labels: list[str], contract: dict, photos: list[dataset.Sample]) -> tuple[dict, dict]:
+    """For each photo, through the runtime's own path (file decode, resize, input conversion,
+    invoke): the sha256 of the input tensor, the int8 model's raw output and its top-k.
+    Returns (metadata, bundle files)."""
+    norm = contract.get("normalization", {"mean": 0.0, "std": 1.0})
+    clf = Classifier(model, labels=labels, backend="cpu", resize=contract["resize"], crop=contract.get("crop", "none"),
+                     normalization=Normalization(float(norm["mean"]), float(norm["std"])), output="probabilities")
+    entries, files = [], {}
+    with clf:
+        for i, s in enumerate(photos):
+            name = f"golden/{i:02d}-{s.rel.replace('/', '-')}"
+            x = clf.preprocess(str(s.path))
+            raw = np.asarray(clf.engine.run(x)).reshape(-1)
+            classes = top_k(clf.scores(raw), labels, TOP_K)
+            entries.append({"file": name, "label": labels[s.label],
+                            "input_sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(),
+                            "raw": raw.tolist(), "top_k": [[c.index, round(c.score, 6)] for c in classes]})
+            files[name] = str(s.path)
+        meta = {"backend": clf.backend, "interpreter": f"{clf.interpreter} {clf.package.version}",
+                "threads": clf.threads, "photos": entries}
+    return meta, files
+
+
+# --- the whole conversion ------------------------------------------------------------------
+
+
+def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: Options,
+            progress: Callable[[str], None] = log) -> Result:
+    from train._tf import keras  # noqa: F401  (names the missing extra on a runtime-only install)
+
+    from . import edgetpu, quantize
+
+    src_path, out = Path(source), Path(out)
+    if src_path.is_dir():
+        src = from_run(src_path, opts)
+        model = keras.models.load_model(src.model_path, compile=False)
+    elif src_path.suffix in (".keras", ".h5") and src_path.is_file():
+        try:
+            model = keras.models.load_model(src_path, compile=False)
+        except Exception as e:
+            raise ConvertError(f"{src_path}: cannot load this Keras model ({str(e).splitlines()[0][:200]})") from None
+        _, h, w, _ = model.input_shape
+        src = from_model(src_path, opts, h, w)
+    else:
+        raise ConvertError(f"{src_path}: not a training run directory nor a .keras/.h5 model file")
+    if model.output_shape[-1] != len(src.labels):
+        raise ConvertError(f"{src.model_path}: outputs {model.output_shape[-1]} classes but there are "
+                           f"{len(src.labels)} labels; use the label file that belongs to this model")
+    c = src.contract
+    h, w = int(c["height"]), int(c["width"])
+    if tuple(model.input_shape[1:3]) != (h, w):
+        raise ConvertError(f"{src.model_path}: input {model.input_shape[1:3]} does not match the "
+                           f"preprocessing spec {h}x{w}")
+    if not src.test:
+        raise ConvertError("no held-out test photos to evaluate on; the dataset needs more photos per class")
+
+    calib = dataset.stratified(src.train, opts.calibration)
+    progress(f"decoding {len(calib)} calibration and {len(src.test)} test photos ({c['resize']} resize to {h}x{w})")
+    x_cal = dataset.decode(calib, h, w, c["resize"])
+    x_test = dataset.decode(src.test, h, w, c["resize"])
+    y_test = np.array([s.label for s in src.test])
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.convert-", dir=out.parent))
+    try:
+        t = time.perf_counter()
+        (work / "model_float.tflite").write_bytes(quantize.to_float(model))
+        progress(f"quantizing to full int8 ({opts.io} I/O, {len(calib)} calibration photos, dense layers "
+                 f"{'per channel' if opts.per_channel_dense else 'per tensor'})")
+        (work / "model.tflite").write_bytes(quantize.to_int8(model, x_cal, opts.io, opts.per_channel_dense))
+        convert_s = time.perf_counter() - t
+        ops = read_ops(str(work / "model.tflite"))
+        floats = quantize.float_ops(ops)
+        if floats:
+            raise ConvertError(f"the int8 model still computes in float: {'; '.join(floats[:3])}")
+
+        progress(f"evaluating Keras, float and int8 on {len(src.test)} test photos")
+        keras_pred = np.argmax(model.predict(x_test.astype(np.float32), batch_size=32, verbose=0), axis=1)
+        f_scores, f_clf = _tflite_predict(work / "model_float.tflite", src.labels, x_test)
+        q_scores, q_clf = _tflite_predict(work / "model.tflite", src.labels, x_test)
+        metrics = evaluate(keras_pred, f_scores.argmax(1), q_scores.argmax(1), y_test, src.labels)
+        sizes = {"float": (work / "model_float.tflite").stat().st_size, "int8": (work / "model.tflite").stat().st_size}
+        metrics["size_bytes"] = sizes
+        metrics["int8_size_ratio"] = round(sizes["int8"] / sizes["float"], 4)
+        metrics["convert_seconds"] = round(convert_s, 1)
+        table = format_table(metrics, sizes)
+        print(table, flush=True)
+        drop = (metrics["float_top1"] - metrics["int8_top1"]) * 100
+        if drop > opts.max_drop:
+            raise ConvertError(
+                f"int8 top-1 {metrics['int8_top1']:.2%} is {drop:.2f} points below float {metrics['float_top1']:.2%} "
+                f"(--max-drop {opts.max_drop:g}); try more calibration photos (--calibration "
+                f"{max(2 * opts.calibration, 500)}), --per-channel-dense, or another architecture; no bundle written")
+        qin, qout = q_clf.engine.input, q_clf.engine.output
+        f_clf.close(), q_clf.close()
+
+        golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, c,
+                                                  pick_golden(src.test, q_scores))
+        files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
+                                 "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
+        edgetpu_info: dict[str, Any] = {}
+        if opts.edgetpu:
+            pf = edgetpu.preflight(work / "model.tflite", ops)
+            progress("Edge TPU preflight (Coral's documented ops and constraints):\n" + pf.table())
+            edgetpu_info["preflight"] = pf.to_dict()
+            if edgetpu.compiler_path() is None:
+                edgetpu_info["compiled"] = False
+                edgetpu_info["reason"] = edgetpu.INSTALL_HINT
+            else:
+                compiled, clog = edgetpu.compile_model(work / "model.tflite", work / "edgetpu", opts.compiler_timeout)
+                files["model_edgetpu.tflite"] = compiled
+                edgetpu_info.update(compiled=True, compiler=clog.to_dict())
+        meta = {
+            "name": opts.name or out.name,
+            "input": {**{k: c[k] for k in ("height", "width", "channels") if k in c}, "color_order": "RGB",
+                      "resize": c["resize"], "crop": c.get("crop", "none"),
+                      "normalization": c.get("normalization", {"mean": 0.0, "std": 1.0}),
+                      "dtype": qin.dtype.name, "scale": qin.scale, "zero_point": qin.zero_point},
+            "output": {"kind": "probabilities", "classes": len(src.labels), "dtype": qout.dtype.name,
+                       "scale": qout.scale, "zero_point": qout.zero_point},
+            "quantization": {"io": opts.io, "calibration_images": len(calib), "per_channel_dense": opts.per_channel_dense,
+                             "float_ops": 0, "ops": len(ops)},
+            "source": {**src.provenance, "edgecls": __version__},
+            "metrics": metrics,
+            "golden": golden_meta,
+        }
+        if edgetpu_info:
+            meta["edgetpu"] = edgetpu_info
+        bundle = write_bundle(out, files, meta, tar=opts.tar)
+        return Result(bundle, metrics, edgetpu_info, table)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -175,6 +175,7 @@ def parse_log(text: str) -> CompileLog:
     """Parse the compiler's output (stdout with ``-s``, or its ``.log`` file)."""
     log = CompileLog()
     in_table = False
+    errors: list[str] = []
     for line in text.splitlines():
         line = line.strip().lstrip(">").strip()
         for name, rx in _FIELDS.items():
@@ -183,8 +184,8 @@ def parse_log(text: str) -> CompileLog:
                 setattr(log, name, int(m.group(1)) if name in _INTS else m.group(1))
         if line.startswith("Model compiled successfully"):
             log.ok = True
-        if line.startswith(("Compilation failed", "ERROR:", "Internal compiler error")) and log.error is None:
-            log.error = line
+        if line.startswith(("Compilation failed", "ERROR:", "Internal compiler error")):
+            errors.append(line)
         if re.match(r"^Operator\s+Count\s+Status", line):
             in_table = True
             continue
@@ -192,8 +193,9 @@ def parse_log(text: str) -> CompileLog:
             m = _ROW.match(line)
             if m:
                 log.operators.append({"op": m.group(1), "count": int(m.group(2)), "status": m.group(3)})
-    if log.error and "Compilation failed" in log.error:
-        log.ok = False
+    if errors:  # the line with the reason ("Compilation failed: ...") says the most
+        log.error = next((e for e in errors if e.startswith("Compilation failed:")), errors[0])
+        log.ok = log.ok and not any(e.startswith("Compilation failed") for e in errors)
     if log.ops_total is not None and log.ops_tpu is None and log.operators and not log.unmapped():
         log.ops_tpu, log.ops_cpu = log.ops_total, 0  # a fully mapped model prints no per-device counts
     return log

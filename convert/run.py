@@ -167,6 +167,16 @@ def format_table(m: dict, sizes: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def gate(metrics: dict, max_drop: float, calibration: int) -> None:
+    """Fail when int8 top-1 falls more than ``max_drop`` points below float."""
+    drop = (metrics["float_top1"] - metrics["int8_top1"]) * 100
+    if drop > max_drop + 1e-9:
+        raise ConvertError(
+            f"int8 top-1 {metrics['int8_top1']:.2%} is {drop:.2f} points below float {metrics['float_top1']:.2%} "
+            f"(--max-drop {max_drop:g}); try more calibration photos (--calibration {max(2 * calibration, 500)}), "
+            "--per-channel-dense, or another architecture; no bundle written")
+
+
 # --- golden photos -------------------------------------------------------------------------
 
 
@@ -271,12 +281,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         metrics["convert_seconds"] = round(convert_s, 1)
         table = format_table(metrics, sizes)
         print(table, flush=True)
-        drop = (metrics["float_top1"] - metrics["int8_top1"]) * 100
-        if drop > opts.max_drop:
-            raise ConvertError(
-                f"int8 top-1 {metrics['int8_top1']:.2%} is {drop:.2f} points below float {metrics['float_top1']:.2%} "
-                f"(--max-drop {opts.max_drop:g}); try more calibration photos (--calibration "
-                f"{max(2 * opts.calibration, 500)}), --per-channel-dense, or another architecture; no bundle written")
+        gate(metrics, opts.max_drop, opts.calibration)
         qin, qout = q_clf.engine.input, q_clf.engine.output
         f_clf.close(), q_clf.close()
 

@@ -282,6 +282,7 @@ def read_ops(path: str, package: InterpreterPackage | None = None) -> list[OpInf
     """Every op of the model's main graph in execution order, with its tensors' types and shapes
     (for conversion checks and the Edge TPU preflight). Raises ModelError if unreadable."""
     package = package or resolve_package()
+    read_model_file(path)  # a missing, empty or foreign file gets its own clear error
     with captured_stderr() as log:
         try:
             it = package.Interpreter(model_path=path)

@@ -89,3 +89,50 @@ def assert_golden(classes: list[dict], index: int, k: int, min_score: float) -> 
     higher = [c for c in classes if c["score"] > score]
     assert len(higher) < k, f"label {index} ({score}) is behind {higher}"
     assert score >= min_score, f"label {index} scores {score} < {min_score}"
+
+
+# --- the sign-language run and its bundle (trained once per code version) -----------------
+
+SIGN_DATA = ASSETS / "datasets" / "sign_language_digits"
+KERAS_WEIGHTS = ASSETS / "keras_weights" / "mobilenet_2_5_224_tf_no_top.h5"
+# The training issue's command, as a user types it.
+SIGN_TRAIN = ["--arch", "mobilenet_v1", "--alpha", "0.25", "--size", "128", "--weights", str(KERAS_WEIGHTS)]
+
+
+def _code_key() -> str:
+    """Changes whenever the code that trains, converts or runs a model changes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for pkg in ("train", "convert", "edge_runtime"):
+        for f in sorted((ROOT / pkg).glob("*.py")):
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def sign_run() -> Path:
+    """runs/sign of the training issue, trained with the exact command of its acceptance check.
+    Cached in .cache/sign-<code key> so that a rerun of unchanged code does not retrain."""
+    base = CACHE / f"sign-{_code_key()}"
+    run = base / "run"
+    if not (run / "metrics.json").exists():
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        p = run_edgecls("train", SIGN_DATA, "--out", run, *SIGN_TRAIN, timeout=1200)
+        assert p.returncode == 0, p.stderr[-4000:]
+        (base / "train.log").write_text(p.stderr)
+    return run
+
+
+@pytest.fixture(scope="session")
+def sign_bundle(sign_run) -> Path:
+    """The bundle `edgecls convert runs/sign --out ... --edgetpu --tar` writes (no compiler here)."""
+    bundle = sign_run.parent / "bundle"
+    if not (bundle / "edgecls.json").exists():
+        p = run_edgecls("convert", sign_run, "--out", bundle, "--edgetpu", "--tar", timeout=900)
+        assert p.returncode in (0, 3), p.stderr[-4000:]  # 3: bundle written, no edgetpu_compiler here
+        (sign_run.parent / "convert.log").write_text(p.stdout + p.stderr)
+    return bundle

@@ -280,7 +280,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         metrics["int8_size_ratio"] = round(sizes["int8"] / sizes["float"], 4)
         metrics["convert_seconds"] = round(convert_s, 1)
         table = format_table(metrics, sizes)
-        print(table, flush=True)
+        progress(table)
         gate(metrics, opts.max_drop, opts.calibration)
         qin, qout = q_clf.engine.input, q_clf.engine.output
         f_clf.close(), q_clf.close()

@@ -197,12 +197,15 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync, "test": m["test"][
     assert [(h["phase"], h["epoch"]) for h in json.loads((out / "history.json").read_text())] == [(1, 1), (2, 1)]
 
 
-def test_train_without_tensorflow_names_the_extra(tmp_path):
-    """A runtime-only install (a Pi): `edgecls train` says what to install, no traceback."""
+@pytest.mark.parametrize("command", ["train", "convert", "demo"])
+def test_workstation_commands_without_tensorflow_name_the_extra(tmp_path, command):
+    """A runtime-only install (a Pi): the workstation commands say what to install, no traceback."""
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "tensorflow.py").write_text("raise ImportError('No module named tensorflow')\n")
     env = {"PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     root = copy_photos(tmp_path / "d", per_class=2)
-    p = run_edgecls("train", root, "--out", tmp_path / "run", env=env)
+    args = {"train": [root, "--out", tmp_path / "run"], "convert": [tmp_path, "--out", tmp_path / "b"],
+            "demo": ["--out", tmp_path / "demo"]}[command]
+    p = run_edgecls(command, *args, env=env)
     assert_one_line_error(p, "edgecls[train]")

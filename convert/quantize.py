@@ -98,8 +98,3 @@ def float_ops(ops: list[OpInfo]) -> list[str]:
         if floats:
             found.append(f"{op.name} (op {op.index}) on {floats[0].dtype} {floats[0].name}")
     return found
-
-
-def per_channel_dense(ops: list[OpInfo]) -> list[int]:
-    """Indices of FULLY_CONNECTED ops whose weights have one scale per output channel."""
-    return [op.index for op in ops if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1 and op.inputs[1].per_channel]

@@ -190,6 +190,7 @@ class Classifier:
         if models.cpu is None:
             raise ModelError(f"{models.edgetpu}: compiled for the Edge TPU (edgetpu-custom-op), which the CPU cannot run; "
                              f"run the CPU model instead: {_cpu_sibling(models.edgetpu or '')}")
+        interp.check_known_crashes(models.cpu, self.package)
         return interp.InterpreterEngine(models.cpu, self.package, "cpu", self.threads)
 
     def _detect_output_kind(self, models: _Models) -> str:

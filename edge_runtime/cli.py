@@ -202,8 +202,14 @@ def _stdout_is_ours() -> Iterator[None]:
     try:
         yield
     finally:
-        sys.stdout.flush()
-        sys.stdout = saved
+        ours, sys.stdout = sys.stdout, saved
+        try:
+            ours.flush()
+        except BrokenPipeError:  # `edgecls ... | head`: the reader has gone; what is left goes nowhere
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, real)
+            os.close(null)
+            ours.flush()
         os.dup2(real, 1)
         os.close(real)
 
@@ -223,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgecls: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return 141  # like a shell command killed by SIGPIPE, without a traceback
 
 
 if __name__ == "__main__":

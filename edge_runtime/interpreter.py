@@ -307,6 +307,27 @@ def read_ops(path: str, package: InterpreterPackage | None = None) -> list[OpInf
                    tuple(info(int(i)) for i in op["outputs"] if int(i) >= 0)) for op in ops]
 
 
+def per_channel_dense(ops: list[OpInfo]) -> list[int]:
+    """Indices of FULLY_CONNECTED ops whose weights carry one scale per output channel."""
+    return [op.index for op in ops if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1 and op.inputs[1].per_channel]
+
+
+def check_known_crashes(path: str, package: InterpreterPackage) -> None:
+    """Refuse, before ``invoke()``, a model that is known to crash this interpreter: tflite-runtime
+    2.14 on ARM segfaults in invoke() on int8 dense layers with per-channel weights (TF 2.21's
+    converter default)."""
+    if package.name != "tflite_runtime" or not platform.machine().lower().startswith(("aarch64", "arm")):
+        return
+    try:
+        bad = per_channel_dense(read_ops(path, package))
+    except ModelError:
+        return  # unreadable here: loading reports it properly
+    if bad:
+        raise ModelError(f"{path}: its dense layer (op {bad[0]}) is quantized per channel, which crashes "
+                         f"tflite-runtime {package.version} on {platform.machine()} in invoke(); reconvert with "
+                         "edgecls convert (per-tensor dense layers, its default) or install ai-edge-litert")
+
+
 def _softmax_output(ops: list[dict[str, Any]], tensor: int) -> bool | None:
     producer = {int(o): op for op in ops if op["op_name"] != "DELEGATE" for o in op["outputs"]}
     for _ in range(8):

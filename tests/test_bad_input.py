@@ -107,3 +107,21 @@ def test_bad_options_are_usage_errors(args, fragment):
 def test_unknown_forced_interpreter_lists_the_valid_ones():
     proc = classify(V1, "--labels", LABELS, "--interpreter", "onnxruntime")
     assert proc.returncode == 2 and "ai_edge_litert, tflite_runtime, tensorflow" in proc.stderr
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback():
+    """`edgecls classify ... | head -1`: the pipe closes early; no traceback, SIGPIPE's status."""
+    import subprocess
+    import sys
+
+    images = [str(CORAL / "cat.bmp")] * 200
+    p = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "classify",
+                          str(CORAL / "mobilenet_v1_0.25_128_quant.tflite"), *images],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read()
+    p.stderr.close()
+    p.wait(60)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert p.returncode == 141

@@ -1,0 +1,103 @@
+"""The device side on emulated Raspberry Pi OS arm64 (Debian 12, Python 3.11) under qemu-user,
+as a Pi 4 (Cortex-A72) and a Pi 5 (Cortex-A76), with ai-edge-litert (numpy 2) and with
+tflite-runtime 2.14 (numpy<2). The runtime is installed from a wheel built from this checkout."""
+
+from __future__ import annotations
+
+import json
+from itertools import groupby
+
+import pytest
+
+from arm64 import INTERPRETERS, build, du
+from conftest import CACHE, CORAL, CORAL_RESIZE, GOLDEN, SIGN_DATA, assert_golden, json_lines, run_edgecls
+
+pytestmark = pytest.mark.arm64
+PIS = (4, 5)
+PACKAGE = {"litert": "ai_edge_litert", "tflite": "tflite_runtime"}
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory):
+    return build(CACHE, tmp_path_factory.mktemp("arm64"))
+
+
+def _ok(p) -> None:
+    assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+@pytest.mark.parametrize("pi", PIS, ids=lambda n: f"pi{n}")
+def test_coral_golden_rows(arm, pi, interpreter):
+    for model, rows in groupby(GOLDEN, key=lambda r: (r[0], r[5])):
+        rows = list(rows)
+        images = [CORAL / r[1] for r in rows]
+        p = arm.run("classify", CORAL / f"{model[0]}.tflite", "--labels", CORAL / model[1], *images, "--json",
+                    "--top-k", "5", "--resize", CORAL_RESIZE, "--backend", "cpu", pi=pi, interpreter=interpreter)
+        _ok(p)
+        assert f"{PACKAGE[interpreter]} " in p.stderr, p.stderr
+        for r, result in zip(rows, json_lines(p.stdout)):
+            _, _, index, k, min_score, _ = r
+            assert_golden(result["classes"], index, k, min_score)
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+@pytest.mark.parametrize("pi", PIS, ids=lambda n: f"pi{n}")
+def test_bundle_classifies_as_on_x86(arm, sign_run, sign_bundle, pi, interpreter):
+    rels = [r for r in (sign_run / "splits" / "test.txt").read_text().split("\n") if r][::8]
+    files = [SIGN_DATA / r for r in rels]
+    x86 = run_edgecls("classify", sign_bundle, *files, "--json", "--top-k", "5", "--backend", "cpu")
+    _ok(x86)
+    p = arm.run("classify", sign_bundle, *files, "--json", "--top-k", "5", "--backend", "cpu", pi=pi,
+                interpreter=interpreter)
+    _ok(p)  # tflite-runtime 2.14 does not crash: dense layers are per tensor
+    mine, theirs = json_lines(p.stdout), json_lines(x86.stdout)
+    assert [r["classes"][0]["index"] for r in mine] == [r["classes"][0]["index"] for r in theirs]
+    v = arm.run("verify", sign_bundle, "--backend", "cpu", "--json", pi=pi, interpreter=interpreter)
+    report = json.loads(v.stdout)
+    if interpreter == "litert":
+        # XNNPACK's int8 kernels give the same bits on x86 and arm64: scores and golden raw outputs.
+        assert [r["classes"] for r in mine] == [r["classes"] for r in theirs]
+        _ok(v)
+        assert report["ok"] and report["mode"] == "bit-exact" and all(ph["exact"] for ph in report["photos"])
+    else:
+        # tflite-runtime's own int8 kernels: same input tensors, outputs within the stated tolerance.
+        _ok(v)
+        assert report["ok"] and report["mode"].startswith("same input tensor"), report
+
+
+def test_per_channel_dense_is_refused_before_invoke_on_tflite_runtime(arm, sign_run, tmp_path):
+    pc = tmp_path / "per-channel"
+    c = run_edgecls("convert", sign_run, "--out", pc, "--per-channel-dense", "--calibration", "100")
+    _ok(c)
+    photo = pc / "golden" / sorted(f.name for f in (pc / "golden").iterdir())[0]
+    p = arm.run("classify", pc, photo, "--backend", "cpu", interpreter="tflite")
+    assert p.returncode == 1, f"exit {p.returncode} (a segfault is -11)\n{p.stderr[-2000:]}"
+    err = [l for l in p.stderr.splitlines() if l.startswith("edgecls: error:")]
+    assert len(err) == 1 and "per channel" in err[0] and "edgecls convert" in err[0] and "ai-edge-litert" in err[0]
+    _ok(arm.run("classify", pc, photo, "--backend", "cpu", interpreter="litert"))  # LiteRT runs it fine
+
+
+@pytest.mark.parametrize("pi", PIS, ids=lambda n: f"pi{n}")
+def test_bench_and_doctor_report_an_aarch64_pi(arm, sign_bundle, tmp_path, pi):
+    out = tmp_path / "bench.json"
+    b = arm.run("bench", sign_bundle, "--runs", "5", "--warmup", "1", "--json", out, pi=pi)
+    _ok(b)
+    r = json.loads(out.read_text())
+    assert r["machine"] == "aarch64" and r["backend"] == "cpu" and r["invoke_ms"]["count"] == 5
+    d = arm.run("doctor", "--json", pi=pi)
+    assert d.returncode in (0, 1), d.stderr
+    doc = json.loads(d.stdout)
+    text = json.dumps(doc)
+    assert "aarch64" in text and f"Raspberry Pi {pi}" in text
+
+
+def test_runtime_install_has_no_tensorflow(arm):
+    for site in (arm.edgecls, arm.site("litert")):
+        names = {p.name.lower() for p in site.iterdir()}
+        assert not any(n.startswith(("tensorflow", "keras", "tf_keras")) for n in names), names
+    p = arm.run("import edge_runtime, sys; print(sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras'))))",
+                module="", python_args=("-c",))
+    _ok(p)
+    assert p.stdout.strip() == "[]"
+    assert du(arm.edgecls) < 2_000_000  # the runtime itself is pure Python

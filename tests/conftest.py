@@ -119,7 +119,8 @@ def sign_run() -> Path:
     if not (run / "metrics.json").exists():
         import shutil
 
-        shutil.rmtree(base, ignore_errors=True)
+        for old in CACHE.glob("sign-*"):  # runs of older code
+            shutil.rmtree(old, ignore_errors=True)
         base.mkdir(parents=True)
         p = run_edgecls("train", SIGN_DATA, "--out", run, *SIGN_TRAIN, timeout=1200)
         assert p.returncode == 0, p.stderr[-4000:]

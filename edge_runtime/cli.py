@@ -88,22 +88,61 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     return code
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give thread counts like 1,2,4") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError("thread counts must be at least 1")
+    return out
+
+
+def _backends(text: str) -> list[str]:
+    out = [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in out if b not in BACKENDS]
+    if not out or bad:
+        raise argparse.ArgumentTypeError(f"unknown backend {', '.join(bad) or text!r}; valid: {', '.join(BACKENDS)}")
+    return out
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from . import bench
 
-    r = bench.run(a.model, labels=a.labels, backend=a.backend, threads=a.threads, runs=a.runs, warmup=a.warmup,
-                  image=a.image, interpreter=a.interpreter)
-    if a.json:
-        Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
-    s = r["invoke_ms"]
-    print(f"{r['model']} on {r['backend']} ({r['interpreter']} {r['interpreter_version']}, {r['threads']} threads, "
-          f"{r['machine']})")
-    print(f"  load {r['load_ms']:.1f} ms, first invoke {r['first_invoke_ms']:.1f} ms")
-    print(f"  invoke over {s['count']} runs: p50 {s['p50']:.2f}  p90 {s['p90']:.2f}  p99 {s['p99']:.2f}  "
-          f"min {s['min']:.2f}  max {s['max']:.2f}  mean {s['mean']:.2f} ms")
-    if "end_to_end_ms" in r:
-        print("  end to end (p50): " + ", ".join(f"{k} {v:.2f} ms" for k, v in r["end_to_end_ms"].items()))
+    if a.models and a.models[0] == "compare" and not os.path.exists("compare"):
+        return _bench_compare(a, a.models[1:])
+    if a.runs is not None and a.seconds is not None:
+        raise ValueError("give --runs or --seconds, not both")
+    runs = a.runs if a.runs is not None or a.seconds is not None else 50
+    result = bench.sweep(a.models, a.backend, a.threads or [None], runs=runs, seconds=a.seconds, warmup=a.warmup,
+                         input=a.input, labels=a.labels, interpreter=a.interpreter, isolate=not a.in_process,
+                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+    _bench_outputs(a, [result])
+    return 0 if any(r.get("status") == "ok" for r in result["results"]) else 1
+
+
+def _bench_compare(a: argparse.Namespace, files: list[str]) -> int:
+    from . import bench
+
+    if len(files) < 1:
+        raise ValueError("usage: edgecls bench compare A.json B.json ... [--markdown OUT] [--plot OUT.png]")
+    _bench_outputs(a, bench.load_results(files), write_json=False)
     return 0
+
+
+def _bench_outputs(a: argparse.Namespace, results: list, write_json: bool = True) -> None:
+    from . import bench
+
+    if write_json and a.json:
+        Path(a.json).write_text(json.dumps(results[0], indent=2) + "\n")
+    for r in results:
+        for line in bench.machine_lines(r):
+            print(line, file=sys.stderr)
+    print(bench.table(results))
+    if a.markdown:
+        Path(a.markdown).write_text(bench.markdown(results))
+    if a.plot:
+        bench.plot(results, a.plot)
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
@@ -138,12 +177,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("bench", help="latency of a model on this machine")
-    _model_args(p)
-    p.add_argument("--runs", type=_threads, default=50, help="counted invocations (default 50)")
+    p = sub.add_parser("bench", help="latency, memory and the path stage by stage, per model x backend x threads",
+                       description="Benchmark models (bundles or .tflite) on this machine: interpreter creation, "
+                       "first inference, invoke latency (min, mean, std, p50, p90, p99, max), throughput, memory, and "
+                       "the end-to-end path on a real image stage by stage; with the CPU governor and, on a Pi, the "
+                       "temperature and throttling before and after. Each configuration runs in its own process; one "
+                       "that cannot run gets a row saying why. `edgecls bench compare A.json B.json ...` merges "
+                       "results from several devices into one table (and --plot, --markdown).")
+    p.add_argument("models", nargs="+", metavar="MODEL_OR_BUNDLE", help="bundles or .tflite files (or: compare FILE...)")
+    p.add_argument("--labels", metavar="FILE", help="label file for bare .tflite models")
+    p.add_argument("--backend", type=_backends, default=["cpu"], metavar="B[,B...]",
+                   help=f"backends to measure, of {', '.join(BACKENDS)} (default: cpu)")
+    p.add_argument("--threads", type=_int_list, default=None, metavar="N[,N...]",
+                   help="CPU thread counts to sweep (default: the machine's cores)")
+    p.add_argument("--runs", type=_threads, default=None, help="counted invocations (default 50)")
+    p.add_argument("--seconds", type=float, default=None, help="invoke for this long instead of --runs")
     p.add_argument("--warmup", type=int, default=5, help="uncounted invocations first (default 5)")
-    p.add_argument("--image", default=None, help="also time the end-to-end path on this image")
+    p.add_argument("--input", default="random", metavar="random|IMAGE|DIR",
+                   help="what to feed: random pixels, one image, or a directory of images (default random; the "
+                        "end-to-end path uses the image, else the bundle's first golden photo)")
+    p.add_argument("--image", dest="input", help=argparse.SUPPRESS)  # the earlier name of --input IMAGE
+    p.add_argument("--interpreter", metavar="PKG", default=None, help="force an interpreter package")
     p.add_argument("--json", metavar="OUT", default=None, help="write the results as JSON")
+    p.add_argument("--markdown", metavar="OUT", default=None, help="write the table as Markdown")
+    p.add_argument("--plot", metavar="OUT.png", default=None, help="bar chart of p50 latency (needs matplotlib)")
+    p.add_argument("--in-process", action="store_true", help="run every configuration in this process")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("verify", help="rerun a bundle's golden photos here and compare",

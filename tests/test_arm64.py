@@ -83,8 +83,17 @@ def test_bench_and_doctor_report_an_aarch64_pi(arm, sign_bundle, tmp_path, pi):
     out = tmp_path / "bench.json"
     b = arm.run("bench", sign_bundle, "--runs", "5", "--warmup", "1", "--json", out, pi=pi)
     _ok(b)
-    r = json.loads(out.read_text())
-    assert r["machine"] == "aarch64" and r["backend"] == "cpu" and r["invoke_ms"]["count"] == 5
+    result = json.loads(out.read_text())
+    (r,) = result["results"]
+    assert result["machine"]["arch"] == "aarch64" and f"Raspberry Pi {pi}" in result["machine"]["board"]
+    assert r["status"] == "ok" and r["backend"] == "cpu" and r["invoke_ms"]["count"] == 5
+    # The emulated Pi's results and this machine's, merged into one table.
+    x86 = tmp_path / "x86.json"
+    assert run_edgecls("bench", sign_bundle, "--runs", "5", "--json", x86).returncode == 0
+    c = run_edgecls("bench", "compare", x86, out, "--markdown", tmp_path / "both.md")
+    _ok(c)
+    rows = [l for l in c.stdout.splitlines() if "bundle" in l]
+    assert len(rows) == 2 and rows[1].startswith(f"Raspberry Pi {pi}") and "x86_64" in rows[0]
     d = arm.run("doctor", "--json", pi=pi)
     assert d.returncode in (0, 1), d.stderr
     doc = json.loads(d.stdout)

@@ -81,10 +81,10 @@ def test_bench_and_doctor_commands(tmp_path):
     out = tmp_path / "bench.json"
     proc = run_edgecls("bench", V2, "--runs", "20", "--warmup", "2", "--image", CORAL / "parrot.jpg", "--json", out)
     assert proc.returncode == 0, proc.stderr
-    r = json.loads(out.read_text())
+    (r,) = json.loads(out.read_text())["results"]
     s = r["invoke_ms"]
     assert s["count"] == 20 and s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
-    assert set(r["end_to_end_ms"]) == {"decode", "resize+convert", "invoke", "postprocess"}
+    assert set(r["end_to_end_ms"]) == {"decode", "resize", "input", "invoke", "postprocess", "total"}
     doctor = run_edgecls("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["edgetpu library"]["status"] == "missing" and "libedgetpu1-std" in checks["edgetpu library"]["fix"]

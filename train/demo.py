@@ -91,7 +91,7 @@ def run_demo(out: Path, epochs: int, size: int) -> dict:
             examples.append({"image": rel, "true": rel.split("/")[0], "predicted": r.classes[0].label,
                              "score": round(r.classes[0].score, 3)})
     rep = verify(out / "bundle", backend="cpu")
-    b = bench.run(str(out / "bundle"), backend="cpu", runs=200, warmup=10, image=str(out / "data" / picks[0]))
+    b = bench.measure(bench.Config(str(out / "bundle"), "cpu", runs=200, warmup=10, input=str(out / "data" / picks[0])))
     return {
         "images": n, "classes": 10, "model": f"mobilenet_v1 alpha 0.25, {size} px, from scratch",
         "keras_test_top1": metrics["test"]["top1"], "float_test_top1": conv.metrics["float_top1"],
@@ -100,7 +100,8 @@ def run_demo(out: Path, epochs: int, size: int) -> dict:
         "float_bytes": conv.metrics["size_bytes"]["float"], "examples": examples, "verify_ok": rep.ok,
         "invoke_ms_p50": round(b["invoke_ms"]["p50"], 3), "end_to_end_ms": {k: round(v, 3) for k, v in
                                                                            b["end_to_end_ms"].items()},
-        "threads": b["threads"], "machine": b["machine"], "interpreter": f"{b['interpreter']} {b['interpreter_version']}",
+        "threads": b["threads"], "machine": bench.machine()["arch"],
+        "interpreter": f"{b['interpreter']} {b['interpreter_version']}",
         "seconds": {"train": round(t_train, 1), "convert": round(t_convert, 1),
                     "total": round(time.perf_counter() - t0, 1)},
         "bundle": str(out / "bundle"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from edge_runtime.errors import EdgeclsError
 from edge_runtime.interpreter import OpInfo, TensorInfo, read_ops
 
 # Coral's supported-operations table, as TFLite builtin names.
@@ -133,6 +134,10 @@ def preflight(model: str | Path, ops: Sequence[OpInfo] | None = None) -> Preflig
 # --- the compiler ---------------------------------------------------------------------------
 
 
+class CompileError(EdgeclsError):
+    """edgetpu_compiler failed or timed out; the message quotes its reason."""
+
+
 @dataclass
 class CompileLog:
     """What ``edgetpu_compiler -s`` reports."""
@@ -207,7 +212,7 @@ def compiler_path() -> str | None:
 
 def compile_model(model: Path, out_dir: Path, timeout_s: int = 180) -> tuple[Path, CompileLog]:
     """Run ``edgetpu_compiler -s`` on ``model`` into ``out_dir``; returns the compiled model and
-    the parsed log. Raises RuntimeError with the compiler's own words on failure."""
+    the parsed log. Raises CompileError with the compiler's own words on failure."""
     exe = compiler_path()
     if exe is None:
         raise FileNotFoundError(INSTALL_HINT)
@@ -216,9 +221,11 @@ def compile_model(model: Path, out_dir: Path, timeout_s: int = 180) -> tuple[Pat
         p = subprocess.run([exe, "--show_operations", "--timeout_sec", str(timeout_s), "--out_dir", str(out_dir),
                             str(model)], capture_output=True, text=True, timeout=timeout_s + 30)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{COMPILER} did not finish within {timeout_s + 30} s on {model}") from None
+        raise CompileError(f"{COMPILER} did not finish within {timeout_s + 30} s; the CPU model is fine, retry "
+                           "without --edgetpu or with a smaller model") from None
     log = parse_log(p.stdout + "\n" + p.stderr)
     compiled = out_dir / (model.stem + "_edgetpu.tflite")
     if p.returncode != 0 or not log.ok or not compiled.exists():
-        raise RuntimeError(f"{COMPILER} failed on {model}: {log.error or (p.stderr or p.stdout).strip()[-300:]}")
+        raise CompileError(f"{COMPILER} failed on the int8 model: {log.error or (p.stderr or p.stdout).strip()[-300:]}; "
+                           "no bundle written (convert without --edgetpu for a CPU bundle)")
     return compiled, log

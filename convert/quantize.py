@@ -13,9 +13,15 @@ from typing import Any, Iterator, Literal, get_args
 
 import numpy as np
 
+from edge_runtime.errors import EdgeclsError
 from edge_runtime.interpreter import OpInfo, captured_stderr
 
 from train._tf import keras, tf
+
+
+class ConversionFailed(EdgeclsError):
+    """The TFLite converter refused the model; the message carries its reason."""
+
 
 IoType = Literal["uint8", "int8", "float32"]
 IO_TYPES: tuple[str, ...] = get_args(IoType)
@@ -48,7 +54,8 @@ def _quiet() -> Iterator[None]:
             out.seek(0)
             notes = out.read().decode("utf-8", "replace").splitlines() + lines
             detail = " | ".join(l.strip() for l in notes if "rror" in l)[-600:]
-            raise RuntimeError(f"TFLite conversion failed: {str(e).strip()[:400]}" + (f" ({detail})" if detail else "")) from e
+            raise ConversionFailed(f"TFLite conversion failed: {str(e).strip()[:400]}"
+                                   + (f" ({detail})" if detail else "")) from e
         finally:
             sys.stdout.flush()
             os.dup2(saved, 1)

@@ -4,6 +4,7 @@ photos, atomic writes; the Edge TPU preflight and compiler-log parser."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -238,3 +239,28 @@ def test_compiler_log_fully_mapped():
 def test_every_quoted_log_names_its_source():
     for f in LOGS.glob("*.log"):
         assert f.read_text().startswith("# source: https://github.com/"), f
+
+
+@slow
+@pytest.mark.parametrize("log,exit_code", [("yolov7_pr1672_mapped.log", 0), ("issue512_failed.log", 1)])
+def test_compile_step_with_a_stand_in_compiler(sign_run, tmp_path, log, exit_code):
+    """What convert does around edgetpu_compiler (which cannot be installed here): a stand-in that
+    prints a real quoted log; success adds model_edgetpu.tflite and the parsed figures, failure
+    writes no bundle and quotes the compiler's reason."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "edgetpu_compiler").symlink_to(Path(__file__).parent / "tools" / "fake_edgetpu_compiler.py")
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_EDGETPU_LOG": str(LOGS / log),
+           "FAKE_EDGETPU_EXIT": str(exit_code)}
+    out = tmp_path / "tpu"
+    p = run_edgecls("convert", sign_run, "--out", out, "--edgetpu", "--calibration", "50", env=env)
+    if exit_code == 0:
+        assert p.returncode == 0, p.stderr[-3000:]
+        m = _meta(out)
+        assert "model_edgetpu.tflite" in m["files"] and m["edgetpu"]["compiled"] is True
+        c = m["edgetpu"]["compiler"]
+        assert c["compiler_version"] == "16.0.384591198" and c["ops_total"] == 246 and c["subgraphs"] == 1
+        assert "246 of 246 ops mapped" in p.stderr
+    else:
+        assert_one_line_error(p, "edgetpu_compiler failed", "large activation tensors")
+        assert not out.exists()

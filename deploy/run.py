@@ -1,0 +1,302 @@
+"""``edgecls deploy``: send a bundle to a device, verify it there, switch ``current`` atomically;
+roll back; report; many devices in parallel. A device is never left without a complete,
+verified ``current``: every step before the switch happens in a directory nobody runs from."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.errors import EdgeclsError
+
+from . import remote, ssh
+
+CHUNK = 64 * 1024
+EXIT_LOCKED = 75
+
+
+class DeployError(EdgeclsError):
+    """A deploy that did not switch; the device keeps its previous version."""
+
+
+@dataclass
+class Outcome:
+    target: str
+    ok: bool
+    action: str
+    version: str | None = None
+    message: str = ""
+    seconds: float = 0.0
+    bytes_sent: int = 0
+    warnings: list[str] = field(default_factory=list)
+    runtime: str | None = None  # what --install-runtime installed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Progress = Callable[[str, int, int], None]  # (target, bytes sent, total)
+
+
+def pack(bundle_dir: Path) -> tuple[bytes, str]:
+    """The bundle's files as a tar stream with a SHA256SUMS manifest for ``sha256sum -c`` on the
+    device, and a version id (UTC time + the manifest's hash)."""
+    b = load_bundle(bundle_dir)  # every checksum verified here first: a changed byte stops the deploy
+    files = sorted(b.meta["files"]) + ["edgecls.json"]
+    sums = "".join(f"{b.meta['files'][f]['sha256']}  {f}\n" for f in sorted(b.meta["files"]))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in files:
+            tar.add(b.path / name, arcname=name, recursive=False)
+        info = tarfile.TarInfo("SHA256SUMS")
+        info.size = len(sums.encode())
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(sums.encode()))
+    digest = hashlib.sha256(sums.encode()).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", b.name)[:40] or "bundle"
+    return buf.getvalue(), f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{name}-{digest}"
+
+
+def _remote_edgecls(t: ssh.Target, o: ssh.Options, given: str | None) -> str | None:
+    """The edgecls command on the device: --remote-edgecls, DIR/venv/bin/edgecls, or on PATH."""
+    if given:
+        return given
+    probe = ('if [ -x "$1/venv/bin/edgecls" ]; then echo "$1/venv/bin/edgecls"; '
+             'elif command -v edgecls >/dev/null 2>&1; then command -v edgecls; fi')
+    p = ssh.run(t, o, ["sh", "-c", probe, "probe", t.dir], timeout=60)
+    if p.returncode != 0:
+        raise DeployError(ssh.explain(t, o, p.returncode, p.stderr.decode(errors="replace")))
+    return p.stdout.decode().strip() or None
+
+
+def deploy(bundle_dir: str | Path, target: ssh.Target, o: ssh.Options, keep: int = 5, verify: bool = True,
+           remote_edgecls: str | None = None, limit_kbps: float | None = None, dry_run: bool = False,
+           install: bool = False, progress: Progress | None = None) -> Outcome:
+    t0 = time.perf_counter()
+    data, version = pack(Path(bundle_dir))
+    out = Outcome(str(target), False, "deploy", version)
+    if install and not dry_run:
+        out.runtime = install_runtime(target, o)
+        if progress:
+            progress(str(target), 0, len(data))
+    exe = _remote_edgecls(target, o, remote_edgecls) if verify else None
+    # A command the user named (--remote-edgecls) is used as written; one found on the device is quoted.
+    verify_cmd = f"{exe if remote_edgecls else shlex.quote(exe)} verify --backend cpu" if exe else ""
+    if verify and not exe:
+        out.warnings.append("no edgecls runtime on the device (DIR/venv or PATH): the golden photos were not "
+                            "checked there; install it with --install-runtime")
+    if dry_run:
+        out.ok, out.action = True, "dry-run"
+        out.message = (f"would upload {len(data) / 1024:.0f} KiB to {target.dir}/versions/{version}, "
+                       f"{'verify with ' + exe if exe else 'skip the device-side verify'}, switch current, keep {keep}")
+        return out
+    proc = ssh.popen(target, o, ["sh", "-c", remote.UPLOAD, "edgecls-deploy", target.dir, version, str(keep),
+                                 verify_cmd])
+    sent = 0
+    try:
+        assert proc.stdin is not None
+        start = time.perf_counter()
+        for i in range(0, len(data), CHUNK):
+            chunk = data[i:i + CHUNK]
+            proc.stdin.write(chunk)
+            sent += len(chunk)
+            if progress:
+                progress(str(target), sent, len(data))
+            if limit_kbps:
+                ahead = sent / (limit_kbps * 1024) - (time.perf_counter() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+    except BrokenPipeError:
+        pass  # the remote side ended early: its status and words say why
+    finally:
+        try:
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+        proc.stdin = None  # closed: communicate() only reads
+    stdout, stderr = proc.communicate(timeout=600)
+    out.bytes_sent, out.seconds = sent, round(time.perf_counter() - t0, 2)
+    err = stderr.decode(errors="replace")
+    if proc.returncode == 0 and stdout.decode().strip().endswith(f"live {version}"):
+        out.ok, out.message = True, f"live {version}"
+        return out
+    out.message = _failure(target, o, proc.returncode, err)
+    return out
+
+
+def _failure(t: ssh.Target, o: ssh.Options, code: int, err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    mine = [l.split("edgecls-remote: ", 1)[1] for l in lines if "edgecls-remote: " in l]
+    if code == EXIT_LOCKED:
+        return f"{t}: another deploy holds the device's lock; nothing changed - try again when it is done"
+    if code == 6:
+        cause = [l.split("error: ", 1)[-1] for l in lines if l.startswith("edgecls: error:")]
+        return f"{t}: edgecls verify failed on the device, the previous version stays live: " + "; ".join(cause or mine)
+    if mine:
+        return f"{t}: {mine[-1]}; the previous version stays live"
+    lost = ("closed by remote host", "broken pipe", "connection reset", "timeout, server", "not responding")
+    if code == 255 and any(k in err.lower() for k in lost):
+        return (f"{t}: the connection was lost during the upload ({lines[-1].strip()}); the previous version "
+                "stays live - run the same deploy again")
+    if code == 255:
+        return ssh.explain(t, o, code, err) + "; nothing changed"
+    return f"{t}: the upload stopped (exit {code}: {lines[-1] if lines else 'connection lost'}); the previous " \
+           "version stays live - run the same deploy again"
+
+
+PLATFORMS = {
+    "aarch64": ["manylinux_2_34_aarch64", "manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64",
+                "manylinux2014_aarch64"],
+    "x86_64": ["manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
+               "manylinux2014_x86_64"],
+}
+
+
+def runtime_requirements() -> list[str]:
+    """The runtime's dependencies as this installed edgecls declares them (no extras)."""
+    from importlib.metadata import requires
+
+    return [r.split(";")[0].strip() for r in (requires("edgecls") or []) if "extra ==" not in r]
+
+
+def build_wheels(python: str, machine: str, dest: Path) -> list[Path]:
+    """edgecls's wheel from this checkout plus its dependencies' wheels for the device's Python and
+    CPU, so that a device without internet can install the runtime."""
+    src = Path(__file__).resolve().parents[1]
+    if not (src / "pyproject.toml").exists():
+        raise DeployError("--install-runtime builds the runtime's wheel from a source checkout of edgecls; "
+                          "run it from one")
+    if machine not in PLATFORMS:
+        raise DeployError(f"the device is {machine}: ai-edge-litert has wheels for 64-bit ARM and x86-64 only; "
+                          "install 64-bit Raspberry Pi OS")
+    tag = python.replace(".", "")
+    pip = [sys.executable, "-m", "pip"]
+    steps = [pip + ["wheel", "-q", "--no-deps", "-w", str(dest), str(src)],
+             pip + ["download", "-q", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+                    "--abi", f"cp{tag}", "--abi", "abi3", "--abi", "none", "-d", str(dest),
+                    *[a for p in PLATFORMS[machine] for a in ("--platform", p)], *runtime_requirements()]]
+    for cmd in steps:
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise DeployError(f"could not gather the runtime's wheels for Python {python} on {machine}: "
+                              f"{(p.stderr.strip().splitlines() or ['pip failed'])[-1]}")
+    return sorted(dest.glob("*.whl"))
+
+
+def install_runtime(target: ssh.Target, o: ssh.Options) -> str:
+    """Make DIR/venv on the device (system site-packages, for picamera2) and install the runtime
+    there from wheels built here and sent along. Returns the installed version line."""
+    import tempfile
+
+    p = ssh.run(target, o, ["sh", "-c", remote.PROBE_PYTHON], timeout=60)
+    if p.returncode != 0:
+        raise DeployError(ssh.explain(target, o, p.returncode, p.stderr.decode(errors="replace")))
+    found = p.stdout.decode().split()
+    if not found or found[0] == "none":
+        raise DeployError(f"{target}: no python3 on the device; install it (sudo apt install python3 python3-venv)")
+    python, machine = found[0], found[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        wheels = build_wheels(python, machine, Path(tmp))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for w in wheels:
+                tar.add(w, arcname=w.name)
+    r = ssh.run(target, o, ["sh", "-c", remote.INSTALL, "edgecls-install", target.dir], stdin=buf.getvalue())
+    if r.returncode != 0:
+        raise DeployError(_failure(target, o, r.returncode, r.stderr.decode(errors="replace"))
+                          .replace("; the previous version stays live", ""))
+    return r.stdout.decode().strip().splitlines()[-1]
+
+
+def rollback(target: ssh.Target, o: ssh.Options) -> Outcome:
+    t0 = time.perf_counter()
+    p = ssh.run(target, o, ["sh", "-c", remote.ROLLBACK, "edgecls-rollback", target.dir])
+    out = Outcome(str(target), p.returncode == 0, "rollback", seconds=round(time.perf_counter() - t0, 2))
+    text = p.stdout.decode().strip()
+    if out.ok:
+        out.version = text.split()[1] if text.startswith("live ") else None
+        out.message = text
+    else:
+        out.message = _failure(target, o, p.returncode, p.stderr.decode(errors="replace")).replace(
+            "; the previous version stays live", "")
+    return out
+
+
+def status(target: ssh.Target, o: ssh.Options) -> dict:
+    p = ssh.run(target, o, ["sh", "-c", remote.STATUS, "edgecls-status", target.dir], timeout=60)
+    if p.returncode != 0:
+        raise DeployError(ssh.explain(target, o, p.returncode, p.stderr.decode(errors="replace")))
+    s: dict = {"target": str(target), "current": None, "versions": [], "incomplete": [], "history": []}
+    for line in p.stdout.decode().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "current":
+            s["current"] = None if value == "-" else value
+        elif key in ("version", "incomplete"):
+            s["versions" if key == "version" else "incomplete"].append(value)
+        elif key == "history":
+            s["history"].append(value)
+    return s
+
+
+def read_hosts(path: str | Path) -> list[str]:
+    """One target a line; blank lines and # comments ignored."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise DeployError(f"{path}: cannot read the hosts file ({e.strerror})") from None
+    hosts = [l.split("#", 1)[0].strip() for l in lines]
+    hosts = [h for h in hosts if h]
+    if not hosts:
+        raise DeployError(f"{path}: no targets in it; write one [USER@]HOST[:DIR] a line")
+    return hosts
+
+
+def many(targets: list[ssh.Target], job: Callable[[ssh.Target], Outcome], parallel: int = 8) -> list[Outcome]:
+    """Run ``job`` on every target with at most ``parallel`` connections; one host's failure never
+    stops the others."""
+    def safe(t: ssh.Target) -> Outcome:
+        try:
+            return job(t)
+        except (EdgeclsError, OSError, subprocess.SubprocessError) as e:
+            return Outcome(str(t), False, "deploy", message=str(e))
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(safe, targets))
+
+
+def format_table(outcomes: list[Outcome]) -> str:
+    rows = [("target", "result", "version", "seconds", "message")]
+    for o in outcomes:
+        rows.append((o.target, "ok" if o.ok else "FAILED", o.version or "-", f"{o.seconds:.1f}",
+                     "; ".join([o.message] + o.warnings)))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]:>{w[3]}}  {r[4]}" for r in rows)
+
+
+def progress_printer(stream=sys.stderr) -> Progress:
+    """A bar per upload on a terminal, a line at each quarter otherwise (and with several hosts)."""
+    shown: dict[str, int] = {}
+    tty = stream.isatty()
+
+    def show(target: str, sent: int, total: int) -> None:
+        pct = 100 * sent // max(total, 1)
+        if tty and len(shown) <= 1:
+            bar = "#" * (pct // 4)
+            print(f"\r{target}: [{bar:<25}] {pct:3d}% {sent / 1024:.0f}/{total / 1024:.0f} KiB", end="\n" if sent >= total else "",
+                  file=stream, flush=True)
+            shown[target] = pct
+        elif pct // 25 > shown.get(target, -1) // 25 or sent >= total and shown.get(target) != 100:
+            shown[target] = pct
+            print(f"{target}: uploaded {pct}% ({sent / 1024:.0f}/{total / 1024:.0f} KiB)", file=stream, flush=True)
+    return show

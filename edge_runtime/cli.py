@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -78,6 +79,64 @@ def cmd_classify(a: argparse.Namespace) -> int:
     if failed:
         print(f"edgecls: {failed} image(s) could not be classified", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_camera(a: argparse.Namespace) -> int:
+    from . import camera, sources, webview
+    from .classifier import Classifier
+
+    if a.smooth < 1:
+        raise ValueError("--smooth must be at least 1")
+    import signal
+
+    def _stop(*_: object) -> None:  # systemd stops a service with SIGTERM: end like Ctrl-C, with the summary
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter)
+    source, note = sources.open_source(a.source, (clf.width, clf.height), fps=a.fps)
+    source.open()
+    print(f"edgecls: {source.name} -> {clf.model_path} on {clf.backend} ({clf.threads} threads)"
+          + (f"; {note}" if note else ""), file=sys.stderr)
+    view = None
+    if a.serve:
+        host, port = webview.parse_address(a.serve)
+        if not webview.is_loopback(host):
+            if not a.public:
+                raise ValueError(f"--serve {a.serve} would be reachable from other machines; add --public to say so "
+                                 "(or serve on 127.0.0.1 and use an SSH tunnel)")
+            print(f"edgecls: warning: the web view on {host}:{port} is reachable by anyone on the network, "
+                  "without a password", file=sys.stderr)
+        view = webview.View()
+        server = webview.serve(view, host, port)
+        h, p = server.server_address[:2]
+        print(f"edgecls: web view on http://{h}:{p}/ (JSON: /status.json)", file=sys.stderr, flush=True)
+
+    def emit(d: dict) -> None:
+        if a.json:
+            print(json.dumps(d), flush=True)
+        else:
+            top = ", ".join(f"{c['label']} ({c['score']:.3f})" for c in d["classes"]) or "(below the threshold)"
+            print(f"frame {d['frame']}: {top}  [{d['latency_ms']['invoke']:.1f} ms]", flush=True)
+
+    s = camera.run(clf, source, emit, top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
+                   max_frames=a.max_frames, view=view)
+    if a.json:
+        print(json.dumps(s.to_dict()), flush=True)
+    if view is not None and s.ended == "end of input":
+        print("edgecls: the input ended; the web view keeps the last frame - Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    lat = ", ".join(f"{k} {v:.1f}" for k, v in s.latency_ms.items())
+    print(f"edgecls: {s.classified} frames classified of {s.captured} captured, {s.dropped} dropped, "
+          f"{s.fps:.1f} FPS over {s.seconds:.1f} s ({s.ended}); mean ms: {lat}", file=sys.stderr)
+    if s.failed:
+        print(f"edgecls: error: {s.ended}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:
@@ -216,6 +275,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--simulate-fault", choices=("swap-rb",), default=None, help=argparse.SUPPRESS)  # tests only
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("camera", help="classify live frames: Pi camera, webcam, video file or images; --serve for a web view",
+                       description="Classify frames as fast as the model allows: capture runs in its own thread and "
+                       "inference always takes the newest frame (a camera's stale frames are dropped and counted). "
+                       "One line per classified frame (--json: {t, frame, classes, latency_ms}); Ctrl-C ends with a "
+                       "summary.")
+    _model_args(p)
+    p.add_argument("--source", default="auto",
+                   help="auto (the Pi camera, else the first webcam), picamera2, opencv:N, /dev/videoN, a video file, "
+                        "or a folder or glob of images (default auto)")
+    p.add_argument("--top-k", type=_threads, default=3, metavar="K", help="classes per frame (default 3)")
+    p.add_argument("--threshold", type=float, default=0.0, metavar="T", help="report only classes scoring at least T")
+    p.add_argument("--on-change", action="store_true", help="print a line only when the top label changes")
+    p.add_argument("--smooth", type=int, default=1, metavar="K", help="average the scores of the last K frames")
+    p.add_argument("--max-frames", type=_threads, default=None, metavar="N", help="stop after N classified frames")
+    p.add_argument("--fps", type=float, default=0.0, help="pace a folder of images at this rate (default: no pacing)")
+    p.add_argument("--serve", metavar="[HOST:]PORT", help="web view with the live picture and the top-k "
+                   "(default host 127.0.0.1)")
+    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    p.add_argument("--json", action="store_true", help="one JSON object per frame, and a summary at the end")
+    p.set_defaults(func=cmd_camera)
 
     p = sub.add_parser("doctor", help="what this machine can run, and what to do about each gap")
     p.add_argument("--json", action="store_true", help="machine-readable output")

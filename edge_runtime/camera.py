@@ -1,0 +1,172 @@
+"""``edgecls camera``: classify frames live. Capture runs in its own thread and hands over only
+the newest frame (a camera's stale frames are dropped and counted; a file's frames wait their
+turn), inference runs in the calling thread, as fast as the model allows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .classifier import Classifier
+from .postprocess import Class, top_k
+from .sources import Frame, Source, SourceError
+
+
+class Latest:
+    """A one-frame mailbox: ``put`` replaces an unread frame (counted as dropped) or, for a
+    source that must not drop, waits until it was read."""
+
+    def __init__(self, drop: bool):
+        self.drop = drop
+        self.frame: Frame | None = None
+        self.dropped = 0
+        self.closed = False
+        self.cv = threading.Condition()
+
+    def put(self, f: Frame, stop: threading.Event) -> None:
+        with self.cv:
+            while not self.drop and self.frame is not None and not stop.is_set():
+                self.cv.wait(0.1)
+            if self.frame is not None:
+                self.dropped += 1
+            self.frame = f
+            self.cv.notify_all()
+
+    def close(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+
+    def take(self, timeout: float = 0.5) -> Frame | None:
+        with self.cv:
+            if self.frame is None and not self.closed:
+                self.cv.wait(timeout)
+            f, self.frame = self.frame, None
+            self.cv.notify_all()
+            return f
+
+
+@dataclass
+class Summary:
+    source: str
+    captured: int = 0
+    classified: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    ended: str = "interrupted"  # "end of input", "interrupted", "max frames", or the camera's failure
+    failed: bool = False
+    latency_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
+
+    @property
+    def fps(self) -> float:
+        return self.classified / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": {"source": self.source, "captured": self.captured, "classified": self.classified,
+                            "dropped": self.dropped, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
+                            "ended": self.ended, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}}
+
+
+class Smoother:
+    """Mean of the last ``k`` score vectors (k=1: no smoothing)."""
+
+    def __init__(self, k: int):
+        self.window: deque[np.ndarray] = deque(maxlen=max(1, k))
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        self.window.append(scores)
+        return self.window[0] if len(self.window) == 1 else np.mean(self.window, axis=0)
+
+
+def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, retries: int) -> None:
+    failures = 0
+    try:
+        while not stop.is_set():
+            try:
+                f = source.read()
+            except SourceError as e:
+                failures += 1
+                if not source.live or failures > retries:
+                    state["ended"], state["failed"] = f"{e} (after {failures - 1} retries)", True
+                    return
+                time.sleep(0.5 * failures)
+                try:
+                    source.close()
+                    source.open()
+                except SourceError:
+                    pass
+                continue
+            if f is None:
+                state["ended"] = "end of input"
+                return
+            failures = 0
+            state["captured"] += 1
+            box.put(f, stop)
+    finally:
+        box.close()
+
+
+def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: int = 3, threshold: float = 0.0,
+        on_change: bool = False, smooth: int = 1, max_frames: int | None = None, retries: int = 3,
+        stop: threading.Event | None = None, view: Any = None) -> Summary:
+    """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
+    one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``."""
+    stop = stop or threading.Event()
+    box = Latest(drop=source.live)
+    state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False}
+    summary = Summary(source.name)
+    smoother = Smoother(smooth)
+    totals: dict[str, float] = {}
+    last_label: int | None = None
+    reason = None  # why the main thread stopped, if it did
+    thread = threading.Thread(target=_capture, args=(source, box, stop, state, retries), daemon=True,
+                              name="edgecls-capture")
+    if view is not None:
+        view.dropped_ref = lambda: box.dropped
+    t0 = time.perf_counter()
+    thread.start()
+    try:
+        while not stop.is_set():
+            f = box.take()
+            if f is None:
+                if box.closed and box.frame is None:
+                    break
+                continue
+            r = clf.classify(f.rgb, top=top)
+            t = time.perf_counter()
+            scores = smoother(clf.scores(r.raw))
+            classes: list[Class] = top_k(scores, clf.labels, top, threshold)
+            lat = dict(r.latency_ms)
+            lat["postprocess"] += (time.perf_counter() - t) * 1e3
+            lat["age"] = (time.time() - f.t) * 1e3  # capture to result
+            summary.classified += 1
+            for k, v in lat.items():
+                totals[k] = totals.get(k, 0.0) + v
+            if view is not None:
+                view.update(f, classes, lat, summary.classified / max(time.perf_counter() - t0, 1e-9))
+            label = classes[0].index if classes else None
+            if not on_change or label != last_label:
+                if classes or not threshold:
+                    emit({"t": round(f.t, 6), "frame": f.n,
+                          "classes": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in classes],
+                          "latency_ms": {k: round(v, 3) for k, v in lat.items()}})
+            last_label = label
+            if max_frames and summary.classified >= max_frames:
+                reason = "max frames"
+                break
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        source.close()
+    summary.seconds = time.perf_counter() - t0
+    summary.captured, summary.dropped = state["captured"], box.dropped
+    summary.ended, summary.failed = (reason, False) if reason else (state["ended"], state["failed"])
+    summary.latency_ms = {k: v / summary.classified for k, v in totals.items()} if summary.classified else {}
+    return summary

@@ -225,6 +225,10 @@ def _in_subprocess(cfg: Config, timeout: float) -> dict[str, Any]:
                            capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": "error", "reason": f"no result within {timeout:.0f} s"}
+    except OSError as e:  # no worker process possible (e.g. qemu-user without binfmt_misc): measure here
+        row = _measure_here(cfg)
+        row.setdefault("notes", []).append(f"measured in the calling process: a worker could not start ({e.strerror})")
+        return row
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     if p.returncode == 0 and lines:
         return json.loads(lines[-1])
@@ -248,13 +252,7 @@ def sweep(models: Sequence[str], backends: Sequence[str], threads: Sequence[int 
                 cfg = Config(model, backend, n, runs, seconds, warmup, input, labels, interpreter)
                 if progress:
                     progress(f"bench: {Path(model).name} on {backend}, {n or 'all'} threads")
-                if isolate:
-                    row = _in_subprocess(cfg, timeout)
-                else:
-                    try:
-                        row = measure(cfg)
-                    except EdgeclsError as e:
-                        row = {"status": "unavailable", "reason": str(e)}
+                row = _in_subprocess(cfg, timeout) if isolate else _measure_here(cfg)
                 row = {"model": model, "backend": backend, "threads": n, **row}
                 if row.get("status") == "ok":
                     row["backend"] = backend  # the row is for the backend asked for
@@ -263,17 +261,20 @@ def sweep(models: Sequence[str], backends: Sequence[str], threads: Sequence[int 
             "machine": machine(), "board_before": before, "board_after": board_state(), "results": rows}
 
 
-def _worker(arg: str) -> int:
+def _measure_here(cfg: Config) -> dict[str, Any]:
+    """``measure``, with a configuration that cannot run turned into its row."""
     from .errors import BackendUnavailable
 
-    cfg = Config(**json.loads(arg))
     try:
-        row = measure(cfg)
+        return measure(cfg)
     except BackendUnavailable as e:
-        row = {"status": "unavailable", "reason": str(e)}
+        return {"status": "unavailable", "reason": str(e)}
     except (EdgeclsError, ValueError) as e:
-        row = {"status": "error", "reason": str(e)}
-    sys.stdout.write(json.dumps(row) + "\n")
+        return {"status": "error", "reason": str(e)}
+
+
+def _worker(arg: str) -> int:
+    sys.stdout.write(json.dumps(_measure_here(Config(**json.loads(arg)))) + "\n")
     return 0
 
 

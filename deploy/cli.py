@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 
@@ -30,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--install-runtime", action="store_true",
                    help="make DIR/venv on the device (with system site-packages, for picamera2) and install the "
                         "runtime from wheels built here and sent along: no internet needed on the device")
+    p.add_argument("--service", nargs="?", const="", default=None, metavar="CAMERA_ARGS",
+                   help="install or update a systemd unit (edgecls-camera.service) running `edgecls camera` on "
+                        "DIR/current, with CAMERA_ARGS if given (e.g. \"--serve 8000 --on-change\"); restarted on "
+                        "every deploy and rollback, checked to be running (needs root or passwordless sudo)")
     p.add_argument("--no-verify", action="store_true", help="do not rerun the golden photos on the device")
     p.add_argument("--remote-edgecls", metavar="CMD",
                    help="the edgecls command on the device, if not DIR/venv/bin/edgecls nor on its PATH")
@@ -80,6 +85,7 @@ def cmd_deploy(a: argparse.Namespace) -> int:
         outcomes = run.many(targets, lambda t: run.deploy(bundle, t, opts, keep=a.keep, verify=not a.no_verify,
                                                           remote_edgecls=a.remote_edgecls, limit_kbps=a.limit,
                                                           dry_run=a.dry_run, install=a.install_runtime,
+                                                          service=None if a.service is None else shlex.split(a.service),
                                                           progress=show), a.parallel)
     if a.json:
         for o in outcomes:

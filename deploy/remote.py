@@ -23,20 +23,22 @@ switch() {  # $1 = id: point current at versions/$1, atomically
   ln -sfn -- "versions/$1" "$dir/.current.new"
   mv -fT -- "$dir/.current.new" "$dir/current"
 }
-restart_service() {
-  if [ -f "$dir/service" ] && command -v systemctl >/dev/null 2>&1; then
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+restart_service() {  # the unit named in $dir/service (edgecls deploy --service), if any
+  if [ -f "$dir/service" ]; then
     unit=$(cat "$dir/service")
-    systemctl --user restart "$unit" 2>/dev/null || systemctl restart "$unit"
-    sleep 2
-    systemctl --user is-active --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" \
-      || { echo "edgecls-remote: service $unit is not running after the restart" >&2; exit 3; }
+    as_root systemctl restart "$unit" || { echo "edgecls-remote: systemctl restart $unit failed" >&2; exit 3; }
+    sleep "${EDGECLS_SERVICE_SETTLE:-2}"
+    as_root systemctl is-active --quiet "$unit" \
+      || { echo "edgecls-remote: service $unit is not running after the restart (journalctl -u $unit)" >&2; exit 3; }
   fi
 }
 '''
 
-# $1 DIR, $2 id, $3 keep, $4 verify command ("" = none) ; stdin = a tar stream of the bundle's files
+# $1 DIR, $2 id, $3 keep, $4 verify command ("" = none), $5 restart the service: yes|no (no when
+# SERVICE runs next) ; stdin = a tar stream of the bundle's files
 UPLOAD = _PROLOGUE + r'''
-id=$1; keep=$2; verify=$3
+id=$1; keep=$2; verify=$3; restart=$4
 rm -rf -- "$dir"/versions/.incoming-*
 inc="$dir/versions/.incoming-$id"
 mkdir -- "$inc"
@@ -55,7 +57,7 @@ rm -rf -- "$dir/versions/$id"
 mv -- "$inc" "$dir/versions/$id"
 switch "$id"
 echo "$id" >> "$dir/history"
-restart_service
+[ "$restart" = no ] || restart_service
 # keep the newest $keep versions that went live, and the live one
 if [ "$keep" -gt 0 ]; then
   tac "$dir/history" | awk '!seen[$0]++' | tail -n +$((keep + 1)) | while IFS= read -r old; do
@@ -114,4 +116,17 @@ echo "installed $("$dir/venv/bin/edgecls" --version)"
 PROBE_PYTHON = r'''
 command -v python3 >/dev/null 2>&1 || { echo "none"; exit 0; }
 python3 -c 'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine())'
+'''
+
+# $1 DIR, $2 unit name, $3 unit file text: install or update the unit, enable it, (re)start it, check it runs
+SERVICE = _PROLOGUE + r'''
+unit=$1; text=$2
+units=${EDGECLS_UNIT_DIR:-/etc/systemd/system}
+printf '%s\n' "$text" | as_root tee "$units/$unit" >/dev/null \
+  || { echo "edgecls-remote: cannot write $units/$unit (needs root or passwordless sudo)" >&2; exit 4; }
+as_root systemctl daemon-reload
+as_root systemctl enable "$unit" >/dev/null 2>&1 || true
+printf '%s\n' "$unit" > "$dir/service"
+restart_service
+echo "service $unit running"
 '''

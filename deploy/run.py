@@ -82,7 +82,9 @@ def _remote_edgecls(t: ssh.Target, o: ssh.Options, given: str | None) -> str | N
 
 def deploy(bundle_dir: str | Path, target: ssh.Target, o: ssh.Options, keep: int = 5, verify: bool = True,
            remote_edgecls: str | None = None, limit_kbps: float | None = None, dry_run: bool = False,
-           install: bool = False, progress: Progress | None = None) -> Outcome:
+           install: bool = False, service: list[str] | None = None, progress: Progress | None = None) -> Outcome:
+    """``service``: install/update the systemd unit running ``edgecls camera`` with these extra
+    arguments on DIR/current (None: leave services alone)."""
     t0 = time.perf_counter()
     data, version = pack(Path(bundle_dir))
     out = Outcome(str(target), False, "deploy", version)
@@ -90,9 +92,13 @@ def deploy(bundle_dir: str | Path, target: ssh.Target, o: ssh.Options, keep: int
         out.runtime = install_runtime(target, o)
         if progress:
             progress(str(target), 0, len(data))
-    exe = _remote_edgecls(target, o, remote_edgecls) if verify else None
+    exe = _remote_edgecls(target, o, remote_edgecls) if verify or service is not None else None
     # A command the user named (--remote-edgecls) is used as written; one found on the device is quoted.
     verify_cmd = f"{exe if remote_edgecls else shlex.quote(exe)} verify --backend cpu" if exe else ""
+    if service is not None and not exe:
+        exe = _remote_edgecls(target, o, remote_edgecls)
+        if not exe:
+            raise DeployError(f"{target}: --service needs edgecls on the device; add --install-runtime")
     if verify and not exe:
         out.warnings.append("no edgecls runtime on the device (DIR/venv or PATH): the golden photos were not "
                             "checked there; install it with --install-runtime")
@@ -102,7 +108,7 @@ def deploy(bundle_dir: str | Path, target: ssh.Target, o: ssh.Options, keep: int
                        f"{'verify with ' + exe if exe else 'skip the device-side verify'}, switch current, keep {keep}")
         return out
     proc = ssh.popen(target, o, ["sh", "-c", remote.UPLOAD, "edgecls-deploy", target.dir, version, str(keep),
-                                 verify_cmd])
+                                 verify_cmd, "no" if service is not None else "yes"])
     sent = 0
     try:
         assert proc.stdin is not None
@@ -130,6 +136,11 @@ def deploy(bundle_dir: str | Path, target: ssh.Target, o: ssh.Options, keep: int
     err = stderr.decode(errors="replace")
     if proc.returncode == 0 and stdout.decode().strip().endswith(f"live {version}"):
         out.ok, out.message = True, f"live {version}"
+        if service is not None:
+            try:
+                out.message += f"; {install_service(target, o, exe or '', service)}"
+            except DeployError as e:
+                out.ok, out.message = False, str(e)
         return out
     out.message = _failure(target, o, proc.returncode, err)
     return out
@@ -216,6 +227,44 @@ def install_runtime(target: ssh.Target, o: ssh.Options) -> str:
     if r.returncode != 0:
         raise DeployError(_failure(target, o, r.returncode, r.stderr.decode(errors="replace"))
                           .replace("; the previous version stays live", ""))
+    return r.stdout.decode().strip().splitlines()[-1]
+
+
+UNIT = "edgecls-camera.service"
+
+
+def systemd_quote(arg: str) -> str:
+    """One ExecStart argument, quoted for systemd: specifiers (%) and variables ($) made literal."""
+    a = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{a}"'
+
+
+def unit_text(exec_args: list[str], user: str, workdir: str) -> str:
+    return "\n".join([
+        "[Unit]", "Description=edgecls camera on the live bundle (edgecls deploy --service)",
+        "After=network-online.target", "Wants=network-online.target", "",
+        "[Service]", f"User={user}", f"WorkingDirectory={systemd_quote(workdir)[1:-1]}",
+        "ExecStart=" + " ".join(systemd_quote(a) for a in exec_args),
+        "Restart=on-failure", "RestartSec=3", "", "[Install]", "WantedBy=multi-user.target", ""])
+
+
+def install_service(target: ssh.Target, o: ssh.Options, edgecls: str, camera_args: list[str]) -> str:
+    """Install or update the systemd unit that runs ``edgecls camera`` on DIR/current, restart it
+    and check that it runs."""
+    p = ssh.run(target, o, ["sh", "-c", 'mkdir -p -- "$1" && cd -- "$1" && pwd && id -un', "where", target.dir],
+                timeout=60)
+    if p.returncode != 0:
+        raise DeployError(ssh.explain(target, o, p.returncode, p.stderr.decode(errors="replace")))
+    absdir, user = p.stdout.decode().strip().splitlines()[-2:]
+    cmd = shlex.split(edgecls)
+    if not cmd[0].startswith("/"):
+        cmd[0] = f"{absdir}/{cmd[0]}" if "/" in cmd[0] else cmd[0]
+    text = unit_text([*cmd, "camera", f"{absdir}/current", *camera_args], user, absdir)
+    r = ssh.run(target, o, ["sh", "-c", remote.SERVICE, "edgecls-service", target.dir, UNIT, text])
+    if r.returncode != 0:
+        raise DeployError(_failure(target, o, r.returncode, r.stderr.decode(errors="replace"))
+                          .replace("; the previous version stays live", "")
+                          + "; the new version is live - `edgecls deploy --rollback` goes back")
     return r.stdout.decode().strip().splitlines()[-1]
 
 

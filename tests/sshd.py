@@ -60,7 +60,8 @@ class Server:
             self.proc.wait()
 
 
-def start(home: Path) -> Server:
+def start(home: Path, env: dict[str, str] | None = None) -> Server:
+    """``env``: variables every session gets (sshd's SetEnv), e.g. a PATH with stand-in tools."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     for name in ("host_key", "client_key"):
@@ -81,7 +82,7 @@ UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
 LogLevel ERROR
-""")
+""" + (("SetEnv " + " ".join(f'{k}="{v}"' for k, v in env.items()) + "\n") if env else ""))
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     with open(home / "sshd.log", "ab") as log:
         proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(home / "sshd_config")], stdout=subprocess.DEVNULL,

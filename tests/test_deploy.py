@@ -217,3 +217,41 @@ def test_install_runtime_then_the_device_verifies_with_its_own_venv(server, bund
     assert not list((venv / "lib").glob("python3*/site-packages/tensorflow"))
     again = run_edgecls("deploy", bundles["v1b"], server.target(dev), *server.ssh_args())
     assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
+
+
+def test_service_runs_the_camera_on_the_live_bundle_and_follows_rollback(bundles, tmp_path):
+    """--service writes a systemd unit that runs `edgecls camera` on DIR/current, restarts it and
+    checks it runs; a rollback restarts it. systemd cannot run here: a stand-in systemctl (on the
+    session PATH of this server only) runs the unit's ExecStart for real."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").symlink_to(Path(__file__).parent / "tools" / "fake_systemctl.py")
+    units = tmp_path / "units"
+    units.mkdir()
+    srv = sshd.start(tmp_path / "sshd-systemd", env={"PATH": f"{fake}:/usr/bin:/bin", "EDGECLS_UNIT_DIR": str(units),
+                                                      "EDGECLS_SERVICE_SETTLE": "3"})
+    try:
+        dev = tmp_path / "dev ice"
+        camera_args = f"--source {shlex.quote(str(CORAL))} --fps 1 --serve 127.0.0.1:0 --json"
+        p = deploy(srv, bundles["v1"], srv.target(dev), "--service", camera_args)
+        assert p.returncode == 0, p.stderr
+        assert "service edgecls-camera.service running" in p.stdout
+        unit = (units / "edgecls-camera.service").read_text()
+        assert f'"camera" "{dev}/current"' in unit and "Restart=on-failure" in unit
+        out = (units / "edgecls-camera.service.out").read_text()
+        assert "web view on http://127.0.0.1:" in out and str(dev / "current" / "model.tflite") in out
+        first = json.loads((dev / "current" / "edgecls.json").read_text())["name"]
+        assert deploy(srv, bundles["v1b"], srv.target(dev), "--service", camera_args).returncode == 0
+        r = run_edgecls("deploy", "--rollback", srv.target(dev), *srv.ssh_args())
+        assert r.returncode == 0, r.stderr
+        assert json.loads((dev / "current" / "edgecls.json").read_text())["name"] == first
+        log = (units / "systemctl.log").read_text().splitlines()
+        assert log.count("restart edgecls-camera.service") == 3  # deploy, deploy, rollback
+    finally:
+        pid = units / "edgecls-camera.service.pid"
+        if pid.exists():
+            try:
+                os.killpg(int(pid.read_text()), 15)
+            except OSError:
+                pass
+        srv.stop()

@@ -49,7 +49,16 @@ class Server:
 
     def kill_sessions(self) -> None:
         """Cut every open connection (the per-connection sshd processes), keep listening."""
-        subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:  # the parent pid
+                try:
+                    os.kill(int(stat.parent.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

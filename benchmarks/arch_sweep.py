@@ -109,7 +109,12 @@ def main() -> None:
         md.append(f"| {'*' if r['pareto'] else ''}{r['arch']} {r['alpha']:g} @ {r['size']} | {r['weights']} | "
                   f"{r['int8_top1']:.1%} | {r['float_top1']:.1%} | {r['int8_bytes'] / 1024:.0f} | " +
                   " | ".join(f"{r[f'p50_ms_{n}t']:.3f} | {r[f'e2e_ms_{n}t']:.2f}" for n in threads) + " |")
-    md += ["", "![accuracy vs latency](arch_sweep.png)", ""]
+    md += ["", f"Read with care: {rows[0]['test_images']} test photos means one photo is "
+           f"{100 / rows[0]['test_images']:.1f} points, so top-1 differences below ~2 points are noise; every model "
+           "here is good enough for this 5-class set and latency decides. At these sub-millisecond times run-to-run "
+           "noise is large and a second thread helps little or not at all (V3-Small); measure with "
+           "`edgecls bench --threads 1,2,4` on the target. Latencies on a Pi are several times these.", "",
+           "![accuracy vs latency](arch_sweep.png)", ""]
     (a.out / "arch_sweep.md").write_text("\n".join(md))
     plot(rows, key, a.out / "arch_sweep.png", threads[-1])
     print("\n".join(md))

@@ -1,5 +1,5 @@
-"""``edgecls convert`` and ``edgecls verify``'s workstation sibling; registered through the
-``edgecls.commands`` entry point. TensorFlow loads only when the command runs."""
+"""``edgecls convert``, registered through the ``edgecls.commands`` entry point. TensorFlow loads
+only when the command runs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ import argparse
 import json
 import sys
 
+from edge_runtime.cli import positive_int
+
 EXIT_NO_COMPILER = 3  # the CPU bundle is complete, the Edge TPU model could not be compiled here
-
-
-def _positive(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write (replaced atomically)")
     p.add_argument("--io", choices=("uint8", "int8", "float32"), default="uint8",
                    help="input/output type of the int8 model (uint8: what the Edge TPU and MediaPipe accept)")
-    p.add_argument("--calibration", type=_positive, default=300, metavar="N",
+    p.add_argument("--calibration", type=positive_int, default=300, metavar="N",
                    help="calibration photos drawn from the training split, stratified by class")
     p.add_argument("--max-drop", type=float, default=1.0, metavar="PP",
                    help="fail if int8 top-1 is more than PP percentage points below float")

@@ -4,11 +4,9 @@ optionally compiled for the Edge TPU, written atomically."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,8 +23,10 @@ from edge_runtime.interpreter import read_ops
 from edge_runtime.labels import read_labels
 from edge_runtime.postprocess import top_k
 from edge_runtime.preprocess import Normalization
+from edge_runtime.verify import input_hash
 
 from train import data as dataset
+from train.run import log
 
 GOLDEN_MAX = 10
 TOP_K = 5
@@ -66,10 +66,6 @@ class Result:
     metrics: dict
     edgetpu: dict = field(default_factory=dict)
     table: str = ""
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -148,7 +144,8 @@ def evaluate(keras_pred: np.ndarray, float_pred: np.ndarray, int8_pred: np.ndarr
         m[f"{k}_top1"] = round(float(np.mean(p == y)), 4)
     m["int8_float_agreement"] = round(float(np.mean(int8_pred == float_pred)), 4)
     m["int8_keras_agreement"] = round(float(np.mean(int8_pred == keras_pred)), 4)
-    m["per_class"] = {c: {k: _per_class(p, y, labels)[c] for k, p in preds.items()} for c in labels}
+    per = {k: _per_class(p, y, labels) for k, p in preds.items()}
+    m["per_class"] = {c: {k: per[k][c] for k in preds} for c in labels}
     return m
 
 
@@ -209,7 +206,7 @@ def record_golden(model: Path, labels: list[str], contract: dict, photos: list[d
             raw = np.asarray(clf.engine.run(x)).reshape(-1)
             classes = top_k(clf.scores(raw), labels, TOP_K)
             entries.append({"file": name, "label": labels[s.label],
-                            "input_sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(),
+                            "input_sha256": input_hash(x),
                             "raw": raw.tolist(), "top_k": [[c.index, round(c.score, 6)] for c in classes]})
             files[name] = str(s.path)
         meta = {"backend": clf.backend, "interpreter": f"{clf.interpreter} {clf.package.version}",

@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,9 +81,9 @@ def cmd_deploy(a: argparse.Namespace) -> int:
             bundle, targets = a.args[0], [ssh.Target.parse(a.args[1], a.port)]
         else:
             raise ValueError("usage: edgecls deploy BUNDLE USER@HOST[:DIR] (or --hosts FILE)")
-        run.load_bundle(bundle)  # a changed byte stops here, before any connection
+        packed = run.pack(Path(bundle))  # checksums verified once, here: a changed byte stops before any connection
         show = None if a.json else run.progress_printer()
-        outcomes = run.many(targets, lambda t: run.deploy(bundle, t, opts, keep=a.keep, verify=not a.no_verify,
+        outcomes = run.many(targets, lambda t: run.deploy(packed, t, opts, keep=a.keep, verify=not a.no_verify,
                                                           remote_edgecls=a.remote_edgecls, limit_kbps=a.limit,
                                                           dry_run=a.dry_run, install=a.install_runtime,
                                                           service=None if a.service is None else shlex.split(a.service),

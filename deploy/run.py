@@ -80,13 +80,14 @@ def _remote_edgecls(t: ssh.Target, o: ssh.Options, given: str | None) -> str | N
     return p.stdout.decode().strip() or None
 
 
-def deploy(bundle_dir: str | Path, target: ssh.Target, o: ssh.Options, keep: int = 5, verify: bool = True,
+def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: int = 5, verify: bool = True,
            remote_edgecls: str | None = None, limit_kbps: float | None = None, dry_run: bool = False,
            install: bool = False, service: list[str] | None = None, progress: Progress | None = None) -> Outcome:
     """``service``: install/update the systemd unit running ``edgecls camera`` with these extra
     arguments on DIR/current (None: leave services alone)."""
+    """Send ``packed`` (from ``pack``: made once, the same version on every target) to ``target``."""
     t0 = time.perf_counter()
-    data, version = pack(Path(bundle_dir))
+    data, version = packed
     out = Outcome(str(target), False, "deploy", version)
     if install and not dry_run:
         out.runtime = install_runtime(target, o)

@@ -25,9 +25,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import __version__
+from .doctor import read_sysfs
 from .errors import EdgeclsError, MissingExtra
 from .postprocess import top_k
-from .preprocess import load_image, resize
+from .preprocess import iter_images, load_image, resize
 
 # vcgencmd get_throttled bits (Raspberry Pi firmware documentation).
 THROTTLE_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled", 3: "soft temperature limit",
@@ -38,14 +39,6 @@ THROTTLE_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled", 
 # --- the machine ---------------------------------------------------------------------------
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read().strip().strip("\0") or None
-    except OSError:
-        return None
-
-
 def throttle_flags(value: int) -> list[str]:
     return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]
 
@@ -53,7 +46,7 @@ def throttle_flags(value: int) -> list[str]:
 def board_state() -> dict[str, Any]:
     """SoC temperature and throttling, from sysfs and ``vcgencmd`` where the board has them."""
     state: dict[str, Any] = {"temperature_c": None, "throttled": None, "throttle_flags": []}
-    t = _read("/sys/class/thermal/thermal_zone0/temp")
+    t = read_sysfs("/sys/class/thermal/thermal_zone0/temp")
     if t and t.lstrip("-").isdigit():
         state["temperature_c"] = int(t) / 1000
     if shutil.which("vcgencmd"):
@@ -82,7 +75,7 @@ def machine() -> dict[str, Any]:
 
 
 def rss_mb() -> float:
-    statm = _read("/proc/self/statm")
+    statm = read_sysfs("/proc/self/statm")
     if statm:
         return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -122,8 +115,6 @@ def _images(spec: str) -> list[str]:
         return []
     p = Path(spec)
     if p.is_dir():
-        from .cli import iter_images
-
         found = list(iter_images([spec]))
         if not found:
             raise EdgeclsError(f"{spec}: no images in this directory (jpg, png, bmp, ...)")

@@ -14,13 +14,13 @@ from typing import Callable, Iterator, Sequence
 from . import __version__
 from .classifier import BACKENDS
 from .errors import EdgeclsError
-from .preprocess import CROP_MODES, RESIZE_METHODS
+from .preprocess import CROP_MODES, RESIZE_METHODS, iter_images
 
 COMMANDS_GROUP = "edgecls.commands"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
-def _threads(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (shared by every subcommand)."""
     n = int(text)
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -30,24 +30,16 @@ def _threads(text: str) -> int:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tar.gz, or a bare .tflite")
     p.add_argument("--labels", metavar="FILE", help="label file for a bare .tflite (one label a line, or 'N label')")
+    _runtime_args(p)
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    """--backend, --threads, --interpreter: how a model runs here."""
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto takes the first that starts of edgetpu, gpu, cpu (default: auto)")
-    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: the machine's cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the machine's cores)")
     p.add_argument("--interpreter", metavar="PKG", default=None,
                    help="force ai_edge_litert, tflite_runtime or tensorflow (also $EDGECLS_INTERPRETER)")
-
-
-def iter_images(paths: Sequence[str]) -> Iterator[str]:
-    """Files as given; directories walked (sorted) for image files."""
-    for p in paths:
-        if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for f in sorted(files):
-                    if Path(f).suffix.lower() in IMAGE_SUFFIXES:
-                        yield os.path.join(root, f)
-        else:
-            yield p
 
 
 def cmd_classify(a: argparse.Namespace) -> int:
@@ -227,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "a bare .tflite. Directories are walked for image files.")
     _model_args(p)
     p.add_argument("images", nargs="+", metavar="PATH", help="image files or directories")
-    p.add_argument("--top-k", type=_threads, default=5, metavar="K", help="classes per image (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="classes per image (default 5)")
     p.add_argument("--threshold", type=float, default=0.0, metavar="T", help="drop classes scoring below T")
     p.add_argument("--resize", choices=RESIZE_METHODS, default=None,
                    help="resize method (default: the bundle's, else bilinear = TensorFlow 2's tf.image.resize; "
@@ -249,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"backends to measure, of {', '.join(BACKENDS)} (default: cpu)")
     p.add_argument("--threads", type=_int_list, default=None, metavar="N[,N...]",
                    help="CPU thread counts to sweep (default: the machine's cores)")
-    p.add_argument("--runs", type=_threads, default=None, help="counted invocations (default 50)")
+    p.add_argument("--runs", type=positive_int, default=None, help="counted invocations (default 50)")
     p.add_argument("--seconds", type=float, default=None, help="invoke for this long instead of --runs")
     p.add_argument("--warmup", type=int, default=5, help="uncounted invocations first (default 5)")
     p.add_argument("--input", default="random", metavar="random|IMAGE|DIR",
@@ -269,9 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "bit-identical int8 outputs on the cpu backend, the same top-1 and scores within 0.1 "
                        "elsewhere. Exits 1 on any mismatch, naming the likely cause.")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory or .tar.gz")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="backend to verify (default: auto)")
-    p.add_argument("--threads", type=_threads, default=None, help="CPU threads (default: the machine's cores)")
-    p.add_argument("--interpreter", metavar="PKG", default=None, help="force an interpreter package")
+    _runtime_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--simulate-fault", choices=("swap-rb",), default=None, help=argparse.SUPPRESS)  # tests only
     p.set_defaults(func=cmd_verify)
@@ -285,11 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="auto",
                    help="auto (the Pi camera, else the first webcam), picamera2, opencv:N, /dev/videoN, a video file, "
                         "or a folder or glob of images (default auto)")
-    p.add_argument("--top-k", type=_threads, default=3, metavar="K", help="classes per frame (default 3)")
+    p.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="classes per frame (default 3)")
     p.add_argument("--threshold", type=float, default=0.0, metavar="T", help="report only classes scoring at least T")
     p.add_argument("--on-change", action="store_true", help="print a line only when the top label changes")
     p.add_argument("--smooth", type=int, default=1, metavar="K", help="average the scores of the last K frames")
-    p.add_argument("--max-frames", type=_threads, default=None, metavar="N", help="stop after N classified frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N classified frames")
     p.add_argument("--fps", type=float, default=0.0, help="pace a folder of images at this rate (default: no pacing)")
     p.add_argument("--serve", metavar="[HOST:]PORT", help="web view with the live picture and the top-k "
                    "(default host 127.0.0.1)")

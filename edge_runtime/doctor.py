@@ -29,7 +29,8 @@ class Check:
     fix: str = ""
 
 
-def _read(path: str) -> str | None:
+def read_sysfs(path: str) -> str | None:
+    """A small text file (sysfs, procfs) stripped, or None when it cannot be read."""
     try:
         with open(path, "rb") as f:
             return f.read().decode("utf-8", "replace").strip("\x00\n ")
@@ -47,7 +48,7 @@ def _version(module: str) -> str | None:
 
 
 def cpu_model() -> str:
-    text = _read("/proc/cpuinfo") or ""
+    text = read_sysfs("/proc/cpuinfo") or ""
     for key in ("model name", "Model", "Hardware"):
         for line in text.splitlines():
             if line.startswith(key) and ":" in line:
@@ -56,17 +57,17 @@ def cpu_model() -> str:
 
 
 def governor() -> str | None:
-    return _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    return read_sysfs("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 
 
 def board_model() -> str | None:
-    return _read("/proc/device-tree/model")
+    return read_sysfs("/proc/device-tree/model")
 
 
 def edgetpu_devices() -> list[str]:
     found = sorted(glob.glob("/dev/apex_*"))
     for d in glob.glob("/sys/bus/usb/devices/*"):
-        ids = (_read(os.path.join(d, "idVendor")), _read(os.path.join(d, "idProduct")))
+        ids = (read_sysfs(os.path.join(d, "idVendor")), read_sysfs(os.path.join(d, "idProduct")))
         if ids in CORAL_USB_IDS:
             found.append(f"usb:{os.path.basename(d)} ({ids[0]}:{ids[1]})")
     return found

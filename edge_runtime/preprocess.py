@@ -10,7 +10,8 @@ import functools
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Literal, Union, get_args
+from pathlib import Path
+from typing import Callable, Iterator, Literal, Sequence, Union, get_args
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,6 +26,22 @@ CropMode = Literal["none", "center"]
 CROP_MODES: tuple[str, ...] = get_args(CropMode)
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+
+
+def iter_images(paths: Sequence[str]) -> Iterator[str]:
+    """Files as given; directories walked (sorted) for image files."""
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                        yield os.path.join(root, f)
+        else:
+            yield p
 
 
 def check_choice(value: str, valid: tuple[str, ...], what: str) -> str:

@@ -23,10 +23,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import EdgeclsError, MissingExtra
-from .preprocess import load_image
+from .preprocess import IMAGE_SUFFIXES, load_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".h264"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
 
 class SourceError(EdgeclsError):

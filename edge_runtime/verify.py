@@ -67,7 +67,8 @@ class Report:
                 "ok": self.ok, "photos": [p.to_dict() for p in self.photos], "causes": self.causes()}
 
 
-def _input_hash(x: np.ndarray) -> str:
+def input_hash(x: np.ndarray) -> str:
+    """What golden photos record of the model input: the sha256 of its bytes."""
     return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
 
 
@@ -87,7 +88,7 @@ def _diagnose(clf: Classifier, path: str, expected_hash: str, fault: Callable | 
     tries += [(f"the crop: the input matches with crop '{c}', but this device uses '{clf.crop}'", rgb,
                clf.resize_method, c) for c in CROP_MODES if c != clf.crop]
     for why, img, method, crop in tries:
-        if _input_hash(clf.to_input(resize(img, clf.height, clf.width, method, crop))) == expected_hash:
+        if input_hash(clf.to_input(resize(img, clf.height, clf.width, method, crop))) == expected_hash:
             return "likely cause: " + why
     return ("the input tensor differs from the workstation's and no single preprocessing change (colour order, "
             "resize method, crop) explains it: the photo decodes differently here (Pillow/libjpeg version?)")
@@ -132,7 +133,7 @@ def _check(clf: Classifier, root: Path, g: dict[str, Any], exact: bool, int8_cpu
     exp_top = [(int(i), float(v)) for i, v in g["top_k"]]
     diff = max(abs(float(scores[i]) - v) for i, v in exp_top)
     top1 = int(np.argmax(scores))
-    input_differs = int8_cpu and "input_sha256" in g and _input_hash(x) != g["input_sha256"]
+    input_differs = int8_cpu and "input_sha256" in g and input_hash(x) != g["input_sha256"]
     expected = np.asarray(g["raw"], np.int64)
     same_raw = raw.shape == expected.shape and np.array_equal(raw.astype(np.int64), expected)
     close = top1 == exp_top[0][0] and diff <= SCORE_TOLERANCE

@@ -9,12 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _positive(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
+from edge_runtime.cli import positive_int
 
 
 def _fraction(text: str) -> float:
@@ -40,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default=d.arch, choices=("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
                                                       "mobilenet_v3_large"))
     p.add_argument("--alpha", type=float, default=d.alpha, help="width multiplier")
-    p.add_argument("--size", type=_positive, default=d.size, help="input height and width in pixels")
+    p.add_argument("--size", type=positive_int, default=d.size, help="input height and width in pixels")
     p.add_argument("--weights", default=d.weights,
                    help="'imagenet' (Keras downloads them), a local weights file of the backbone without its "
                         "top, or 'none' to train from scratch")
@@ -50,9 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="top backbone layers unfrozen in phase 2 (-1: all)")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="phase 1 learning rate")
     p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate, help="phase 2 learning rate")
-    p.add_argument("--patience", type=_positive, default=d.patience,
+    p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="early stop after this many epochs without a better validation loss")
-    p.add_argument("--batch", type=_positive, default=d.batch, help="batch size")
+    p.add_argument("--batch", type=positive_int, default=d.batch, help="batch size")
     p.add_argument("--dropout", type=_fraction, default=d.dropout)
     p.add_argument("--flip", action="store_true", help="augment with horizontal flips (only where a mirror "
                    "image keeps its class)")

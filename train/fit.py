@@ -78,8 +78,9 @@ def read_checkpoint(ckpt_dir: Path) -> tuple[State, Path] | None:
     return State.from_json(json.loads((d / "state.json").read_text())), d
 
 
-def commit_checkpoint(ckpt_dir: Path, state: State, model: Any, best_weights: Path | None) -> None:
-    """Write a new checkpoint directory, then switch ``LATEST`` to it, then drop the old ones."""
+def commit_checkpoint(ckpt_dir: Path, state: State, model: Any, best_weights: Path | None) -> Path:
+    """Write a new checkpoint directory, then switch ``LATEST`` to it, then drop the old ones.
+    Returns the new checkpoint directory."""
     if not _is_chief():  # MultiWorkerMirroredStrategy: every worker saves, only the chief keeps it
         ckpt_dir = ckpt_dir.parent / f".worker-{os.getpid()}"
     name = f"e-{state.phase}-{state.epoch:04d}"
@@ -99,6 +100,7 @@ def commit_checkpoint(ckpt_dir: Path, state: State, model: Any, best_weights: Pa
     for old in ckpt_dir.iterdir():
         if old.name not in (name, LATEST):
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    return final
 
 
 class _Checkpointer(keras.callbacks.Callback):
@@ -130,8 +132,7 @@ class _Checkpointer(keras.callbacks.Callback):
             self.best_file = staging
         else:
             s.wait += 1
-        commit_checkpoint(self.ckpt_dir, s, self.model, self.best_file)
-        self.best_file = self.ckpt_dir / (self.ckpt_dir / LATEST).read_text().strip() / "best.weights.h5"
+        self.best_file = commit_checkpoint(self.ckpt_dir, s, self.model, self.best_file) / "best.weights.h5"
         if s.wait >= self.patience:
             self.log(f"  early stop: val_loss has not improved for {s.wait} epochs (best {s.best_val_loss:.4f} "
                      f"at epoch {s.best_epoch})")

@@ -161,8 +161,7 @@ def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, s
         built.model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
         state.phase, state.epoch, state.wait, state.best_epoch = 2, 0, 0, 0
         state.best_val_loss = float("inf")
-        fit.commit_checkpoint(ckpt, state, built.model, None)
-        ckpt_path = ckpt / (ckpt / fit.LATEST).read_text().strip()
+        ckpt_path = fit.commit_checkpoint(ckpt, state, built.model, None)
     # Phase 2: fine-tune the top of the backbone on augmented photos.
     if state.phase == 2:
         with strategy.scope():

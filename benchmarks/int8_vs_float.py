@@ -31,15 +31,15 @@ def latency(paths: dict[str, Path], threads: int, rounds: int, per_round: int) -
     clfs = {k: Classifier(p, backend="cpu", threads=threads, normalization=Normalization(0.0, 1.0),
                           output="probabilities") for k, p in paths.items()}
     for c in clfs.values():
-        c.engine.run(c.to_input(np.full((c.height, c.width, 3), 128, np.uint8)))
+        c.infer(c.prepare(np.full((c.height, c.width, 3), 128, np.uint8)))
         for _ in range(10):
-            c.engine.invoke()
+            c.invoke()
     times: dict[str, list[float]] = {k: [] for k in clfs}
     for _ in range(rounds):
         for k, c in clfs.items():
             t = time.perf_counter()
             for _ in range(per_round):
-                c.engine.invoke()
+                c.invoke()
             times[k].append((time.perf_counter() - t) / per_round)
     return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
 

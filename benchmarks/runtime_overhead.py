@@ -30,13 +30,13 @@ def measure(threads: int, frame: np.ndarray, rounds: int, per_round: int) -> dic
                      backend="cpu", threads=threads)
     clf.classify(frame)  # sets an input; warms caches and the resize plan
     for _ in range(20):
-        clf.engine.invoke()
+        clf.invoke()
     bare, full, stages = [], [], {"preprocess": [], "invoke": [], "postprocess": []}
     # Interleave short rounds of each so drift on a shared machine hits both alike.
     for _ in range(rounds):
         t = time.perf_counter()
         for _ in range(per_round):
-            clf.engine.invoke()
+            clf.invoke()
         bare.append((time.perf_counter() - t) / per_round)
         t = time.perf_counter()
         for _ in range(per_round):

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,15 +21,15 @@ from edge_runtime.classifier import Classifier
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.interpreter import read_ops
 from edge_runtime.labels import read_labels
-from edge_runtime.postprocess import top_k
 from edge_runtime.preprocess import Normalization
-from edge_runtime.verify import input_hash
+from edge_runtime import golden
+from edge_runtime.contract import InputContract, OutputContract, TensorQuant
 
 from train import data as dataset
 from train.run import log
 
 GOLDEN_MAX = 10
-TOP_K = 5
+
 
 
 class ConvertError(EdgeclsError):
@@ -56,7 +56,7 @@ class Source:
     labels: list[str]
     train: list[dataset.Sample]
     test: list[dataset.Sample]
-    contract: dict  # the input contract (height, width, resize, crop, ...)
+    contract: InputContract
     provenance: dict
 
 
@@ -101,7 +101,15 @@ def from_run(run: Path, opts: Options) -> Source:
     prov = {"run": str(run.resolve()), "arch": cfg.get("arch"), "alpha": cfg.get("alpha"), "weights": cfg.get("weights"),
             "dataset": str(root.resolve()), "dataset_fingerprint": ds.get("fingerprint"),
             "training_test_top1": metrics.get("test", {}).get("top1")}
-    return Source(run / "model.keras", labels, train, test, json.loads((run / "preprocessing.json").read_text()), prov)
+    contract = InputContract.from_json(_read_json(run / "preprocessing.json"), str(run / "preprocessing.json"))
+    return Source(run / "model.keras", labels, train, test, contract, prov)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConvertError(f"{path}: unreadable ({e}); rerun edgecls train with --resume") from None
 
 
 def from_model(model: Path, opts: Options, height: int, width: int) -> Source:
@@ -116,8 +124,7 @@ def from_model(model: Path, opts: Options, height: int, width: int) -> Source:
                            "folder names must be labels of the model")
     remap = [labels.index(c) for c in ds.classes]
     samples = [dataset.Sample(s.path, s.rel, remap[s.label], s.split) for s in ds.samples]
-    contract = {"height": height, "width": width, "channels": 3, "color": "RGB", "resize": "bilinear",
-                "crop": "none", "normalization": {"mean": 0.0, "std": 1.0}}
+    contract = InputContract(height, width)
     prov = {"model": str(model.resolve()), "dataset": str(ds.root), "dataset_fingerprint": ds.fingerprint}
     return Source(model, labels, [s for s in samples if s.split != "test"], [s for s in samples if s.split == "test"],
                   contract, prov)
@@ -128,7 +135,7 @@ def from_model(model: Path, opts: Options, height: int, width: int) -> Source:
 
 def _tflite_predict(path: Path, labels: list[str], x: np.ndarray) -> tuple[np.ndarray, Classifier]:
     clf = Classifier(path, labels=labels, backend="cpu", normalization=Normalization(0.0, 1.0), output="probabilities")
-    scores = np.stack([clf.scores(clf.engine.run(clf.to_input(img))) for img in x])
+    scores = np.stack([clf.scores(clf.infer(clf.prepare(img))) for img in x])
     return scores, clf
 
 
@@ -191,27 +198,12 @@ def pick_golden(test: list[dataset.Sample], scores: np.ndarray, limit: int = GOL
     return picked[:limit]
 
 
-def record_golden(model: Path, labels: list[str], contract: dict, photos: list[dataset.Sample]) -> tuple[dict, dict]:
-    """For each photo, through the runtime's own path (file decode, resize, input conversion,
-    invoke): the sha256 of the input tensor, the int8 model's raw output and its top-k.
-    Returns (metadata, bundle files)."""
-    norm = contract.get("normalization", {"mean": 0.0, "std": 1.0})
-    clf = Classifier(model, labels=labels, backend="cpu", resize=contract["resize"], crop=contract.get("crop", "none"),
-                     normalization=Normalization(float(norm["mean"]), float(norm["std"])), output="probabilities")
-    entries, files = [], {}
-    with clf:
-        for i, s in enumerate(photos):
-            name = f"golden/{i:02d}-{s.rel.replace('/', '-')}"
-            x = clf.preprocess(str(s.path))
-            raw = np.asarray(clf.engine.run(x)).reshape(-1)
-            classes = top_k(clf.scores(raw), labels, TOP_K)
-            entries.append({"file": name, "label": labels[s.label],
-                            "input_sha256": input_hash(x),
-                            "raw": raw.tolist(), "top_k": [[c.index, round(c.score, 6)] for c in classes]})
-            files[name] = str(s.path)
-        meta = {"backend": clf.backend, "interpreter": f"{clf.interpreter} {clf.package.version}",
-                "threads": clf.threads, "photos": entries}
-    return meta, files
+def record_golden(model: Path, labels: list[str], contract: InputContract,
+                  photos: list[dataset.Sample]) -> tuple[dict, dict]:
+    """The golden section and files for ``photos``, through the runtime's own path."""
+    with Classifier(model, labels=labels, backend="cpu", resize=contract.resize, crop=contract.crop,  # type: ignore[arg-type]
+                    normalization=contract.normalization, output="probabilities") as clf:
+        return golden.record(clf, [golden.Photo(s.path, labels[s.label], s.rel) for s in photos])
 
 
 # --- the whole conversion ------------------------------------------------------------------
@@ -240,7 +232,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         raise ConvertError(f"{src.model_path}: outputs {model.output_shape[-1]} classes but there are "
                            f"{len(src.labels)} labels; use the label file that belongs to this model")
     c = src.contract
-    h, w = int(c["height"]), int(c["width"])
+    h, w = c.height, c.width
     if tuple(model.input_shape[1:3]) != (h, w):
         raise ConvertError(f"{src.model_path}: input {model.input_shape[1:3]} does not match the "
                            f"preprocessing spec {h}x{w}")
@@ -248,9 +240,9 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         raise ConvertError("no held-out test photos to evaluate on; the dataset needs more photos per class")
 
     calib = dataset.stratified(src.train, opts.calibration)
-    progress(f"decoding {len(calib)} calibration and {len(src.test)} test photos ({c['resize']} resize to {h}x{w})")
-    x_cal = dataset.decode(calib, h, w, c["resize"])
-    x_test = dataset.decode(src.test, h, w, c["resize"])
+    progress(f"decoding {len(calib)} calibration and {len(src.test)} test photos ({c.resize} resize to {h}x{w})")
+    x_cal = dataset.decode(calib, h, w, c.resize)
+    x_test = dataset.decode(src.test, h, w, c.resize)
     y_test = np.array([s.label for s in src.test])
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +271,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         table = format_table(metrics, sizes)
         progress(table)
         gate(metrics, opts.max_drop, opts.calibration)
-        qin, qout = q_clf.engine.input, q_clf.engine.output
+        qin, qout = q_clf.input_spec, q_clf.output_spec
         f_clf.close(), q_clf.close()
 
         golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, c,
@@ -300,12 +292,9 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
                 edgetpu_info.update(compiled=True, compiler=clog.to_dict())
         meta = {
             "name": opts.name or out.name,
-            "input": {**{k: c[k] for k in ("height", "width", "channels") if k in c}, "color_order": "RGB",
-                      "resize": c["resize"], "crop": c.get("crop", "none"),
-                      "normalization": c.get("normalization", {"mean": 0.0, "std": 1.0}),
-                      "dtype": qin.dtype.name, "scale": qin.scale, "zero_point": qin.zero_point},
-            "output": {"kind": "probabilities", "classes": len(src.labels), "dtype": qout.dtype.name,
-                       "scale": qout.scale, "zero_point": qout.zero_point},
+            "input": replace(c, tensor=TensorQuant(qin.dtype.name, qin.scale, qin.zero_point)).to_json(),
+            "output": OutputContract(len(src.labels), "probabilities",
+                                     TensorQuant(qout.dtype.name, qout.scale, qout.zero_point)).to_json(),
             "quantization": {"io": opts.io, "calibration_images": len(calib), "per_channel_dense": opts.per_channel_dense,
                              "float_ops": 0, "ops": len(ops)},
             "source": {**src.provenance, "edgecls": __version__},

@@ -140,22 +140,22 @@ def measure(cfg: Config) -> dict[str, Any]:
     create_s = time.perf_counter() - t0
     rss_loaded = rss_mb()
     if images:
-        inputs = [clf.preprocess(p) for p in images]
+        inputs = [clf.prepare(p) for p in images]
     else:
         rng = np.random.default_rng(0)
-        inputs = [clf.to_input(rng.integers(0, 256, size=(clf.height, clf.width, 3), dtype=np.uint8))]
+        inputs = [clf.prepare(rng.integers(0, 256, size=(clf.height, clf.width, 3), dtype=np.uint8))]
     t = time.perf_counter()
-    clf.engine.run(inputs[0])
+    clf.infer(inputs[0])
     first_s = time.perf_counter() - t
     feed = cycle(inputs)
     for _ in range(cfg.warmup):
-        clf.engine.run(next(feed))
+        clf.infer(next(feed))
     lat: list[float] = []
     deadline = time.perf_counter() + (cfg.seconds or 0)
     while (len(lat) < cfg.runs) if cfg.runs is not None else (time.perf_counter() < deadline or not lat):
         x = next(feed)
         t = time.perf_counter()
-        clf.engine.run(x)
+        clf.infer(x)
         lat.append(time.perf_counter() - t)
     stats = latency_stats(lat)
     d = clf.describe()
@@ -193,7 +193,7 @@ def end_to_end(clf: Any, image: str, repeats: int) -> dict[str, float]:
         t2 = time.perf_counter()
         x = clf.to_input(small)
         t3 = time.perf_counter()
-        raw = clf.engine.run(x)
+        raw = clf.infer(x)
         t4 = time.perf_counter()
         top_k(clf.scores(raw), clf.labels, 5)
         t5 = time.perf_counter()

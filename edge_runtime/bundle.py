@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
 
+from .contract import InputContract, OutputContract
 from .errors import BundleError
 from .labels import read_labels
 
@@ -43,6 +44,8 @@ class Bundle:
     path: Path
     meta: dict[str, Any]
     labels: list[str]
+    input: InputContract
+    output: OutputContract
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def model(self, kind: str) -> Path | None:
@@ -53,14 +56,6 @@ class Bundle:
     @property
     def name(self) -> str:
         return str(self.meta.get("name", self.path.name))
-
-    @property
-    def input(self) -> dict[str, Any]:
-        return self.meta["input"]
-
-    @property
-    def output(self) -> dict[str, Any]:
-        return self.meta["output"]
 
 
 def is_bundle(path: str | os.PathLike[str]) -> bool:
@@ -103,13 +98,16 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         p, tmp = _extract(p)
     try:
         meta = _read_meta(p)
+        where = str(p / METADATA)
+        contract_in = InputContract.from_json(meta["input"], where)
+        contract_out = OutputContract.from_json(meta["output"], where)
         verify_files(p, meta)
         labels = read_labels(p / LABELS)
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
         raise
-    return Bundle(p, meta, labels, tmp)
+    return Bundle(p, meta, labels, contract_in, contract_out, tmp)
 
 
 def _read_meta(p: Path) -> dict[str, Any]:

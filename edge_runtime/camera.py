@@ -129,7 +129,7 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
     totals: dict[str, float] = {}
     last_label: int | None = None
     reason = None  # why the main thread stopped, if it did
-    thread = threading.Thread(target=_capture, args=(source, box, stop, state, retries, clf.preprocess), daemon=True,
+    thread = threading.Thread(target=_capture, args=(source, box, stop, state, retries, clf.prepare), daemon=True,
                               name="edgecls-capture")
     if view is not None:
         view.dropped_ref = lambda: box.dropped
@@ -144,7 +144,7 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
                 continue
             f, x, prep_ms = item
             t1 = time.perf_counter()
-            raw = clf.engine.run(x)
+            raw = clf.infer(x)
             t2 = time.perf_counter()
             scores = smoother(clf.scores(raw))
             classes: list[Class] = top_k(scores, clf.labels, top, threshold)

@@ -7,7 +7,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence, get_args
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -92,30 +92,34 @@ class Classifier:
             models = self._bundle_models(self.bundle)
             self.labels = self.bundle.labels
             contract = self.bundle.input
-            resize = resize or contract.get("resize", DEFAULT_RESIZE)
-            crop = crop or contract.get("crop", "none")
-            norm = contract.get("normalization", {"mean": 0.0, "std": 1.0})
-            normalization = normalization or Normalization(float(norm["mean"]), float(norm["std"]))
-            output = output or self.bundle.output.get("kind")
+            resize = resize or contract.resize  # type: ignore[assignment]
+            crop = crop or contract.crop  # type: ignore[assignment]
+            normalization = normalization or contract.normalization
+            output = output or self.bundle.output.kind  # type: ignore[assignment]
         else:
             models = self._bare_models(path, self.package)
             self.labels = self._read_labels(labels)
         self.resize_method: str = check_choice(resize or DEFAULT_RESIZE, RESIZE_METHODS, "resize method")
         self.crop: str = check_choice(crop or "none", CROP_MODES, "crop")
         self.notes: list[str] = []
-        self._fault: Callable[[np.ndarray], np.ndarray] | None = None
-        self.engine = self._start(backend, models)
-        self.backend: str = self.engine.backend
-        self.model_path: str = self.engine.path
+        self._engine = self._start(backend, models)
+        self.backend: str = self._engine.backend
+        self.model_path: str = self._engine.path
+        self.input_spec: interp.TensorSpec = self._engine.input
+        self.output_spec: interp.TensorSpec = self._engine.output
 
-        spec = self.engine.input
+        spec = self.input_spec
         if len(spec.shape) != 4 or spec.shape[0] != 1 or spec.shape[3] != 3:
             raise ModelError(f"{self.model_path}: input shape {list(spec.shape)} is not [1, height, width, 3]; "
                              "edgecls runs RGB image classifiers")
         self.height, self.width = spec.shape[1], spec.shape[2]
+        if self.bundle and (self.bundle.input.height, self.bundle.input.width) != (self.height, self.width):
+            raise ModelError(f"{self.bundle.path}/edgecls.json: input is {self.bundle.input.height}x"
+                             f"{self.bundle.input.width}, but {self.model_path} takes {self.height}x{self.width}; "
+                             "reconvert the bundle")
         self.to_input = InputConverter(spec.dtype, spec.scale, spec.zero_point,
                                        normalization if spec.quantized or spec.dtype == np.float32 else None)
-        out = self.engine.output
+        out = self.output_spec
         self.num_classes = int(np.prod(out.shape))
         if self.labels is None:
             self.labels = [str(i) for i in range(self.num_classes)]
@@ -198,56 +202,71 @@ class Classifier:
         from_graph = (graph or interp.inspect_graph(self.model_path, self.package)).softmax_output
         if from_graph is not None:
             return "probabilities" if from_graph else "logits"
-        out = self.engine.output
+        out = self.output_spec
         # TFLite's quantized SOFTMAX always writes scale 1/256 with zero point 0 (uint8) or -128 (int8).
         softmax_zp = {np.dtype(np.uint8): 0, np.dtype(np.int8): -128}.get(out.dtype)
         if out.quantized and abs(out.scale - 1 / 256) < 1e-9 and out.zero_point == softmax_zp:
             return "probabilities"
         return "logits"
 
-    # --- classification --------------------------------------------------------------------
+    # --- the tensor API: prepare -> infer -> rank; classify() is the three in a row -----------
 
-    def preprocess(self, image: ImageLike) -> np.ndarray:
-        """Decode, resize and convert one image to the model's input tensor."""
+    def prepare(self, image: ImageLike) -> np.ndarray:
+        """Decode (a path or Pillow image; an RGB uint8 array is taken as it is), resize by the
+        contract's method and crop, and convert to the model's input tensor."""
         rgb = load_image(image)
-        if self._fault is not None:  # verify's tests feed deliberately altered pixels
-            rgb = self._fault(rgb)
         return self.to_input(resize(rgb, self.height, self.width, self.resize_method, self.crop))  # type: ignore[arg-type]
 
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Run the model on one input tensor (as ``prepare`` makes it); returns the raw output
+        tensor (quantized where the model is), a copy the caller may keep."""
+        return self._engine.run(tensor)
+
+    def invoke(self) -> None:
+        """Run the model again on the input the last ``infer`` set: bare ``invoke()``, for
+        benchmarks that compare the whole path against it."""
+        self._engine.invoke()
+
     def scores(self, raw: np.ndarray) -> np.ndarray:
-        """Raw output -> per-class scores (probabilities)."""
-        out = self.engine.output
+        """Raw output -> per-class scores (probabilities; logits go through a softmax)."""
+        out = self.output_spec
         s = dequantize(raw.reshape(-1), out.scale, out.zero_point)
         return softmax(s) if self.output_kind == "logits" else s
 
+    def rank(self, raw: np.ndarray, top: int = 5, threshold: float = 0.0) -> Result:
+        """Raw output -> a Result with the ``top`` classes scoring at least ``threshold``."""
+        return Result(top_k(self.scores(raw), self.labels, top, threshold), raw, {})
+
     def classify(self, image: ImageLike, top: int = 5, threshold: float = 0.0) -> Result:
-        """Classify one image (a path, a Pillow image or an RGB uint8 frame)."""
+        """Classify one image (a path, a Pillow image or an RGB uint8 frame): ``prepare``,
+        ``infer`` and ``rank``, each timed."""
         t0 = time.perf_counter()
-        x = self.preprocess(image)
+        x = self.prepare(image)
         t1 = time.perf_counter()
-        raw = self.engine.run(x)  # get_tensor and read() return copies
+        raw = self.infer(x)
         t2 = time.perf_counter()
-        classes = top_k(self.scores(raw), self.labels, top, threshold)
+        result = self.rank(raw, top, threshold)
         t3 = time.perf_counter()
-        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
-        return Result(classes, raw, {"preprocess": (t1 - t0) * 1e3, "invoke": (t2 - t1) * 1e3,
-                                     "postprocess": (t3 - t2) * 1e3}, name)
+        result.latency_ms = {"preprocess": (t1 - t0) * 1e3, "invoke": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        result.image = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        return result
 
     def describe(self) -> dict[str, Any]:
         """What was loaded and how it runs, for reports."""
         return {"model": self.model_path, "bundle": str(self.bundle.path) if self.bundle else None,
                 "backend": self.backend, "interpreter": self.interpreter,
                 "interpreter_version": self.package.version, "threads": self.threads,
-                "input": {"shape": list(self.engine.input.shape), "dtype": self.engine.input.dtype.name,
-                          "scale": self.engine.input.scale, "zero_point": self.engine.input.zero_point,
+                "input": {"shape": list(self.input_spec.shape), "dtype": self.input_spec.dtype.name,
+                          "scale": self.input_spec.scale, "zero_point": self.input_spec.zero_point,
                           "conversion": self.to_input.kind},
                 "output": {"classes": self.num_classes, "kind": self.output_kind,
-                           "dtype": self.engine.output.dtype.name},
+                           "dtype": self.output_spec.dtype.name},
+                "fully_accelerated": getattr(self._engine, "fully_accelerated", None),
                 "resize": self.resize_method, "crop": self.crop, "notes": self.notes,
                 "machine": platform.machine()}
 
     def close(self) -> None:
-        self.engine.close()
+        self._engine.close()
 
     def __enter__(self) -> "Classifier":
         return self

@@ -440,6 +440,10 @@ class GpuEngine:
         self._m.run_by_index(0, self._inputs, self._outputs)
         return self._outputs[0].read(self._n_out, self.output.dtype).reshape(self.output.shape)
 
+    def invoke(self) -> None:
+        """Run again on the input buffers already written."""
+        self._m.run_by_index(0, self._inputs, self._outputs)
+
     def close(self) -> None:
         self._m = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,11 +62,29 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: st
 
 
 def coral_bundle_meta(model: str, resize: str = CORAL_RESIZE) -> dict:
-    """edgecls.json fields for a bundle made from one of Coral's models (raw pixels in)."""
-    return {"name": model, "input": {"height": 0, "width": 0, "channels": 3, "color_order": "RGB",
+    """edgecls.json fields for a bundle made from one of Coral's ImageNet models (raw pixels in);
+    the input size is the one in the model's name (mobilenet_v1_0.25_128_quant: 128)."""
+    size = int(re.search(r"_(\d{3})_(?:quant|ptq)", model).group(1))
+    return {"name": model, "input": {"height": size, "width": size, "channels": 3, "color_order": "RGB",
                                       "resize": resize, "crop": "none",
                                       "normalization": {"mean": 128.0, "std": 128.0}},
-            "output": {"kind": "probabilities"}, "source": {"coral": model}}
+            "output": {"kind": "probabilities", "classes": 1001}, "source": {"coral": model}}
+
+
+def make_coral_bundle(dest: Path, model: str = "mobilenet_v1_0.25_128_quant", resize: str = CORAL_RESIZE,
+                      photos: tuple[str, ...] = ("cat.bmp", "bird.bmp", "parrot.jpg")) -> Path:
+    """A bundle of one of Coral's models with golden photos recorded by the runtime, as convert
+    does, without TensorFlow."""
+    from edge_runtime import Classifier, golden, write_bundle
+    from edge_runtime.contract import InputContract
+
+    meta = coral_bundle_meta(model, resize)
+    contract = InputContract.from_json(meta["input"])
+    with Classifier(CORAL / f"{model}.tflite", labels=CORAL / "imagenet_labels.txt", backend="cpu",
+                    resize=contract.resize, crop=contract.crop, normalization=contract.normalization) as clf:
+        record, files = golden.record(clf, [golden.Photo(CORAL / p, "?", p) for p in photos])
+    files.update({"model.tflite": CORAL / f"{model}.tflite", "labels.txt": CORAL / "imagenet_labels.txt"})
+    return write_bundle(dest, files, {**meta, "golden": record})
 
 
 @pytest.fixture

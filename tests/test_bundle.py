@@ -31,7 +31,7 @@ def test_bundle_classifies_like_the_bare_model(coral_bundle):
 
 def test_tar_gz_bundle(tmp_path):
     write_bundle(tmp_path / "b", {"model.tflite": MODEL, "labels.txt": CORAL / "imagenet_labels.txt"},
-                 coral_bundle_meta("v1"), tar=True)
+                 coral_bundle_meta(MODEL.stem), tar=True)
     archive = tmp_path / "b.tar.gz"
     proc = run_edgecls("classify", archive, CORAL / "cat.bmp", "--json", "--top-k", "1")
     assert proc.returncode == 0, proc.stderr
@@ -40,7 +40,7 @@ def test_tar_gz_bundle(tmp_path):
 
 def test_truncated_tar_gz_is_a_clear_error(tmp_path):
     write_bundle(tmp_path / "b", {"model.tflite": MODEL, "labels.txt": CORAL / "imagenet_labels.txt"},
-                 coral_bundle_meta("v1"), tar=True)
+                 coral_bundle_meta(MODEL.stem), tar=True)
     archive = tmp_path / "b.tar.gz"
     archive.write_bytes(archive.read_bytes()[:50_000])
     with pytest.raises(BundleError, match="truncated"):
@@ -62,7 +62,7 @@ def test_failed_write_keeps_the_previous_bundle(coral_bundle):
     before = (coral_bundle / "edgecls.json").read_bytes()
     with pytest.raises(FileNotFoundError):
         write_bundle(coral_bundle, {"model.tflite": MODEL, "labels.txt": CORAL / "no-such-labels.txt"},
-                     coral_bundle_meta("v2"))
+                     coral_bundle_meta(MODEL.stem))
     assert (coral_bundle / "edgecls.json").read_bytes() == before
     load_bundle(coral_bundle)  # still verifies
     assert [p.name for p in coral_bundle.parent.iterdir()] == [coral_bundle.name]  # no half bundle left

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import sshd
-from conftest import CORAL, CORAL_RESIZE, assert_one_line_error, coral_bundle_meta, json_lines, run_edgecls
+from conftest import CORAL, CORAL_RESIZE, assert_one_line_error, json_lines, make_coral_bundle, run_edgecls
 
 pytestmark = pytest.mark.sshd
 # The device's edgecls: this checkout's, as a Pi's venv would hold it.
@@ -32,18 +32,7 @@ def server(tmp_path_factory):
 
 
 def make_bundle(dest: Path, model: str = "mobilenet_v1_0.25_128_quant", resize: str = CORAL_RESIZE) -> Path:
-    """A bundle of one of Coral's models with golden photos recorded by the runtime, as convert does."""
-    from convert.run import record_golden
-    from edge_runtime import write_bundle
-    from train.data import Sample
-
-    meta = coral_bundle_meta(model, resize)
-    contract = {"resize": resize, "crop": "none", "normalization": meta["input"]["normalization"]}
-    labels = [l.split(" ", 1)[-1] for l in (CORAL / "imagenet_labels.txt").read_text().splitlines()]
-    photos = [Sample(CORAL / p, p, 0, "test") for p in PHOTOS]
-    golden, files = record_golden(CORAL / f"{model}.tflite", labels, contract, photos)
-    files.update({"model.tflite": CORAL / f"{model}.tflite", "labels.txt": CORAL / "imagenet_labels.txt"})
-    return write_bundle(dest, files, {**meta, "golden": golden})
+    return make_coral_bundle(dest, model, resize, tuple(PHOTOS))
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,8 @@ model, image = sys.argv[1:3]
 gpu = Classifier(model, backend="gpu")
 cpu = Classifier(model, backend="cpu")
 x = gpu.preprocess(image)
-a, b = gpu.engine.run(x).copy(), cpu.engine.run(x).copy()
-print(json.dumps({"backend": gpu.backend, "full": gpu.engine.fully_accelerated, "shape": list(a.shape),
+a, b = gpu.infer(x).copy(), cpu.infer(x).copy()
+print(json.dumps({"backend": gpu.backend, "full": gpu.describe()["fully_accelerated"], "shape": list(a.shape),
                   "max_abs": float(np.abs(a - b).max()), "top1": [int(a.argmax()), int(b.argmax())]}))
 """
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge_runtime.contract import InputContract
 from edge_runtime.errors import EdgeclsError
 
 from . import data
@@ -112,7 +113,7 @@ def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, s
     data.write_lists(ds, out / "splits")
     (out / "dataset.json").write_text(json.dumps(ds.summary(), indent=2) + "\n")
     (out / "labels.txt").write_text("".join(c + "\n" for c in ds.classes), encoding="utf-8")
-    (out / PREPROCESSING).write_text(json.dumps(preprocessing_spec(cfg), indent=2) + "\n")
+    (out / PREPROCESSING).write_text(json.dumps(preprocessing_spec(cfg).to_json(), indent=2) + "\n")
     splits = {name: ds.split(name) for name in data.SPLITS}
     for name in ("train", "test"):
         if not splits[name]:
@@ -202,11 +203,10 @@ def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, s
     return metrics
 
 
-def preprocessing_spec(cfg: TrainConfig) -> dict:
-    """The input contract of DESIGN.md for this run's model."""
-    return {"height": cfg.size, "width": cfg.size, "channels": 3, "color": "RGB", "resize": RESIZE,
-            "crop": "none", "range": [0, 255], "normalization": {"mean": 0.0, "std": 1.0},
-            "normalization_in_graph": "Rescaling(1/127.5, offset=-1) to [-1, 1]"}
+def preprocessing_spec(cfg: TrainConfig) -> InputContract:
+    """The input contract of DESIGN.md for this run's model: raw pixels in, normalization in the graph."""
+    return InputContract(cfg.size, cfg.size, resize=RESIZE,
+                         normalization_in_graph="Rescaling(1/127.5, offset=-1) to [-1, 1]")
 
 
 def _cached_features(built: Any, pixels: np.ndarray, cache: Path, cfg: TrainConfig, name: str, fp: str) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import EdgeclsError, MissingExtra
+from .machine import board_model, is_pi4_or_older, video_devices
 from .preprocess import IMAGE_SUFFIXES, load_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".h264"}
@@ -98,15 +99,6 @@ def picamera2_to_rgb(array: np.ndarray, fmt: str, width: int, height: int) -> np
         raise SourceError(f"picamera2 format {fmt!r} is not supported; use one of "
                           f"{', '.join([*PICAMERA2_ORDER, 'YUV420'])}")
     return np.ascontiguousarray(array[:height, :width, PICAMERA2_ORDER[fmt]])
-
-
-def is_pi4_or_older() -> bool:
-    """Pi 4 and older ISPs give the lores stream only as YUV420."""
-    try:
-        model = Path("/proc/device-tree/model").read_text(errors="replace")
-    except OSError:
-        return False
-    return "Raspberry Pi" in model and "Raspberry Pi 5" not in model
 
 
 class Picamera2Source(Source):
@@ -247,14 +239,10 @@ class ImagesSource(Source):
 # --- choosing one --------------------------------------------------------------------------
 
 
-def video_devices() -> list[str]:
-    return sorted(glob.glob("/dev/video*"), key=lambda p: (len(p), p))
-
-
 def available() -> list[str]:
     """What this machine has, for error messages and ``auto``."""
     found = []
-    if platform.machine().startswith(("aarch64", "arm")) and Path("/proc/device-tree/model").exists():
+    if platform.machine().startswith(("aarch64", "arm")) and board_model():
         try:
             import picamera2  # type: ignore[import-not-found]  # noqa: F401
 

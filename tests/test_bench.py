@@ -96,15 +96,15 @@ def test_compare_merges_result_files_into_one_table(tmp_path):
 
 
 def test_governor_and_throttling_are_flagged(monkeypatch):
-    import edge_runtime.doctor as doctor
+    import edge_runtime.machine as machine
 
-    monkeypatch.setattr(doctor, "governor", lambda: "ondemand")
+    monkeypatch.setattr(machine, "governor", lambda: "ondemand")
     assert any("'ondemand'" in w and "performance" in w for w in bench.machine()["warnings"])
-    assert bench.throttle_flags(0x50005) == ["under-voltage", "throttled", "under-voltage occurred",
-                                             "throttling occurred"]
+    assert machine.throttle_flags(0x50005) == ["under-voltage", "throttled", "under-voltage occurred",
+                                               "throttling occurred"]
     result = {"machine": {**bench.machine(), "board": "Raspberry Pi 4 Model B Rev 1.4"},
               "board_before": {"temperature_c": 61.3, "throttled": "0x0", "throttle_flags": []},
-              "board_after": {"temperature_c": 81.0, "throttled": "0x20002", "throttle_flags": bench.throttle_flags(0x20002)},
+              "board_after": {"temperature_c": 81.0, "throttled": "0x20002", "throttle_flags": machine.throttle_flags(0x20002)},
               "results": []}
     text = "\n".join(bench.machine_lines(result))
     assert "81.0 C" in text and "ARM frequency capped" in text and "throttled during the run" in text

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from . import _tf  # noqa: F401  (names the extra on a runtime-only install)
+    from train import _tf  # noqa: F401  (names the extra on a runtime-only install)
 
     out = Path(a.out)
     if out.exists() and any(out.iterdir()):
@@ -69,7 +69,7 @@ def run_demo(out: Path, epochs: int, size: int) -> dict:
     from edge_runtime.classifier import Classifier
     from edge_runtime.verify import verify
 
-    from .run import TrainConfig, log, train
+    from train.run import TrainConfig, log, train
 
     t0 = time.perf_counter()
     n = make_digits(out / "data")

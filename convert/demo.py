@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.argtypes import positive_int
 from edge_runtime.errors import EdgeclsError, MissingExtra
 
 MARKER = ".edgecls-demo"  # only a directory the demo made itself is ever replaced
@@ -42,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "verify the golden photos and benchmark the bundle. Takes a few minutes on a laptop CPU.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="directory for the dataset, the run and the bundle")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (early stopping may end sooner)")
-    p.add_argument("--size", type=int, default=64, help="model input size in pixels")
+    p.add_argument("--epochs", type=positive_int, default=30, help="training epochs (early stopping may end sooner)")
+    p.add_argument("--size", type=positive_int, default=64, help="model input size in pixels")
     p.set_defaults(func=cmd_demo)
 
 

@@ -312,9 +312,9 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         try:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --json ({e})") from None
+            raise EdgeclsError(f"{p}: not a result file of edgecls bench --save ({e})") from None
         if not isinstance(r, dict) or "results" not in r or "machine" not in r:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --json (no 'results' and 'machine')")
+            raise EdgeclsError(f"{p}: not a result file of edgecls bench --save (no 'results' and 'machine')")
         out.append(r)
     return out
 

@@ -119,7 +119,7 @@ def report(json_out: bool = False) -> tuple[str, int]:
     if json_out:
         import json
 
-        return json.dumps({"checks": [asdict(c) for c in items]}, indent=2), code
+        return json.dumps({"checks": [asdict(c) for c in items]}), code
     mark = {"ok": "ok  ", "warn": "WARN", "missing": "--  "}
     lines = []
     for c in items:

@@ -91,7 +91,7 @@ class Classifier:
             output = output or self.bundle.output.kind  # type: ignore[assignment]
         else:
             models = self._bare_models(path, self.package)
-            self.labels = self._read_labels(labels)
+            self.labels = None  # read once the model says how many classes it has
         self.resize_method: str = check_choice(resize or DEFAULT_RESIZE, RESIZE_METHODS, "resize method")
         self.crop: str = check_choice(crop or "none", CROP_MODES, "crop")
         self.notes: list[str] = []
@@ -114,6 +114,8 @@ class Classifier:
                                        normalization if spec.quantized or spec.dtype == np.float32 else None)
         out = self.output_spec
         self.num_classes = int(np.prod(out.shape))
+        if self.bundle is None:
+            self.labels = self._read_labels(labels, self.num_classes)
         if self.labels is None:
             self.labels = [str(i) for i in range(self.num_classes)]
         elif len(self.labels) != self.num_classes:
@@ -140,11 +142,11 @@ class Classifier:
         graph = interp.inspect_graph(path, package)
         return _Models(cpu=path, float=path if graph.input_dtype == np.float32 else None, graph=graph)
 
-    def _read_labels(self, labels: str | os.PathLike[str] | Sequence[str] | None) -> list[str] | None:
+    def _read_labels(self, labels: str | os.PathLike[str] | Sequence[str] | None, classes: int) -> list[str] | None:
         if labels is None:
             return None
         if isinstance(labels, (str, os.PathLike)):
-            return read_labels(labels)
+            return read_labels(labels, classes)
         return [str(x) for x in labels]
 
     def _start(self, backend: str, models: _Models) -> Any:

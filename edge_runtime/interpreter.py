@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import BackendUnavailable, ModelError
+from .modelcheck import check_input_size, check_io
 
 PACKAGES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 ENV_INTERPRETER = "EDGECLS_INTERPRETER"
@@ -110,16 +111,11 @@ def available_packages() -> dict[str, str | None]:
 
 
 def read_model_file(path: str) -> bytes:
-    """Read a .tflite file and check it is one, before any interpreter sees it."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a directory; pass a .tflite file or a bundle directory with edgecls.json") from None
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read model file ({e.strerror})") from None
+    """Read a .tflite file and check it is one, before any interpreter sees it (a FIFO, a device
+    or a directory is refused unopened; a flatbuffer cannot exceed 2 GiB)."""
+    from .limits import MAX_MODEL_BYTES, read_bounded
+
+    data = read_bounded(path, "model file", ModelError, MAX_MODEL_BYTES, "no .tflite is larger (flatbuffer limit)")
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise ModelError(f"{path}: not a TFLite model (no TFL3 flatbuffer header); "
                          "pass a .tflite file written by a TFLite converter")
@@ -211,13 +207,15 @@ class InterpreterEngine:
             try:
                 self._it = package.Interpreter(model_path=path, num_threads=threads,
                                                experimental_delegates=delegates or None)
+                inputs, outputs = self._it.get_input_details(), self._it.get_output_details()
+            except Exception as e:
+                raise ModelError(_explain_load_error(path, package, e, log)) from None
+            check_input_size(path, inputs)  # before allocating: a huge input would take all memory
+            try:
                 self._it.allocate_tensors()
             except Exception as e:
                 raise ModelError(_explain_load_error(path, package, e, log)) from None
-        inputs, outputs = self._it.get_input_details(), self._it.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"{path}: a classifier has one input and one output; this model has "
-                             f"{len(inputs)} inputs and {len(outputs)} outputs")
+        check_io(path, inputs, outputs, _ops(self._it))
         self.input = TensorSpec.from_details(inputs[0])
         self.output = TensorSpec.from_details(outputs[0])
         self._in, self._out = inputs[0]["index"], outputs[0]["index"]
@@ -404,6 +402,7 @@ class GpuEngine:
         except ImportError as e:
             raise BackendUnavailable(f"the gpu backend needs ai-edge-litert's CompiledModel API ({e}); "
                                      "install it with: pip install ai-edge-litert") from None
+        _check_file_io(path)
         options = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
                           cpu_options=CpuOptions(num_threads=threads),
                           gpu_options=GpuOptions(enforce_f32=enforce_f32))
@@ -446,6 +445,26 @@ class GpuEngine:
 
     def close(self) -> None:
         self._m = None
+
+
+def _ops(it: Any) -> list[dict[str, Any]] | None:
+    try:
+        return list(it._get_ops_details())
+    except Exception:  # older packages have no op introspection
+        return None
+
+
+def _check_file_io(path: str) -> None:
+    """``check_io`` on a model file, read by ai-edge-litert's classic interpreter (no allocation)."""
+    package = _import_package("ai_edge_litert")
+    with captured_stderr() as log:
+        try:
+            it = package.Interpreter(model_path=path)
+            inputs, outputs = it.get_input_details(), it.get_output_details()
+        except Exception as e:
+            raise ModelError(_explain_load_error(path, package, e, log)) from None
+    check_input_size(path, inputs)
+    check_io(path, inputs, outputs, _ops(it))
 
 
 def _quantization(path: str) -> tuple[tuple[float, int], tuple[float, int]]:

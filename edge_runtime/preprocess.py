@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence, Union, get_args
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .limits import MAX_PIXELS, open_regular
 
 ResizeMethod = Literal["bilinear", "bilinear-legacy", "nearest", "pil-bilinear"]
 RESIZE_METHODS: tuple[str, ...] = get_args(ResizeMethod)
@@ -84,18 +87,42 @@ def load_image(source: ImageLike) -> np.ndarray:
     if isinstance(source, Image.Image):
         return _pil_to_rgb(ImageOps.exif_transpose(source))
     path = os.fspath(source)
+    limit = MAX_PIXELS.get()
+    fd = open_regular(path, "image", ImageError)  # a FIFO or a device is refused unopened
     try:
-        with Image.open(path) as im:
-            im.load()
-            return _pil_to_rgb(ImageOps.exif_transpose(im))
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
+        with os.fdopen(fd, "rb") as f, warnings.catch_warnings():
+            # Pillow warns above Image.MAX_IMAGE_PIXELS and goes on decoding: make that this image's
+            # error, unless the user raised our limit above Pillow's on purpose.
+            warnings.simplefilter("error" if limit <= (Image.MAX_IMAGE_PIXELS or limit) else "ignore",
+                                  Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                _within_pixels(im, path, limit)
+                im.load()
+                return _pil_to_rgb(ImageOps.exif_transpose(im))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: refused as a likely decompression bomb ({e}); {MAX_PIXELS.hint()}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read (jpg, png, bmp, gif, webp, ...)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
         raise ImageError(f"{path}: cannot decode image ({e}); the file may be truncated or corrupt") from None
+
+
+def _within_pixels(im: Image.Image, path: str, limit: int) -> None:
+    """Refuse an image of more than ``limit`` pixels before it is decoded; a JPEG above it is
+    decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when that brings it within, since
+    no classifier input comes near that size."""
+    w, h = im.size
+    if w * h <= limit:
+        return
+    if im.format == "JPEG":
+        for f in (2, 4, 8):
+            if -(-w // f) * -(-h // f) <= limit:
+                im.draft(im.mode, (w // f, h // f))
+                break
+        if im.size[0] * im.size[1] <= limit:
+            return
+    raise ImageError(f"{path}: {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} (a decompression bomb, "
+                     f"or a picture too large to decode here); {MAX_PIXELS.hint()}")
 
 
 def _array_to_rgb(a: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from . import __version__
 from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int, score, thread_list, threads
 from .classifier import BACKENDS
 from .errors import EdgeclsError
-from .preprocess import CROP_MODES, RESIZE_METHODS, iter_images
+from .preprocess import CROP_MODES, IMAGE_SUFFIXES, RESIZE_METHODS, iter_images
 
 COMMANDS_GROUP = "edgecls.commands"
 
@@ -44,8 +44,9 @@ def cmd_classify(a: argparse.Namespace) -> int:
     print(f"edgecls: {d['model']} on {d['backend']} ({d['interpreter']} {d['interpreter_version']}, "
           f"{d['threads']} threads), resize {d['resize']}, input {d['input']['conversion']}"
           + (f"; {'; '.join(d['notes'])}" if a.backend == "auto" else ""), file=sys.stderr)
-    failed = 0
+    failed = seen = 0
     for path in iter_images(a.images):
+        seen += 1
         try:
             r = clf.classify(path, top=a.top_k, threshold=a.threshold)
         except EdgeclsError as e:
@@ -61,6 +62,9 @@ def cmd_classify(a: argparse.Namespace) -> int:
             top = ", ".join(f"{c.label} ({c.score:.3f})" for c in r.classes) or "(no class above the threshold)"
             total = sum(r.latency_ms.values())
             print(f"{path}: {top}  [{total:.1f} ms]", flush=True)
+    if not seen:
+        raise EdgeclsError(f"{', '.join(a.images)}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+                           "pass image files or folders that hold some")
     if failed:
         print(f"edgecls: {failed} image(s) could not be classified", file=sys.stderr)
     return 1 if failed else 0
@@ -365,9 +369,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    from .signals import Terminated, stop_like_ctrl_c
+
+    stop_like_ctrl_c()  # SIGTERM/SIGHUP unwind like Ctrl-C: temporary directories are removed
     try:
         with _stdout_is_ours():
             return func(args)
+    except Terminated as e:
+        print(f"edgecls: stopped by {e}", file=sys.stderr)
+        return 128 + e.signum
     except EdgeclsError as e:
         print(f"edgecls: error: {e}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .classifier import Classifier
+from .errors import EdgeclsError
 from .postprocess import Class, top_k
 from .sources import Source, SourceError
 
@@ -60,6 +61,7 @@ class Summary:
     seconds: float = 0.0
     ended: str = "interrupted"  # "end of input", "interrupted", "max frames", or the camera's failure
     failed: bool = False
+    errors: int = 0  # files of a folder source that could not be read (skipped)
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
 
     @property
@@ -69,7 +71,7 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {"summary": {"source": self.source, "captured": self.captured, "classified": self.classified,
                             "dropped": self.dropped, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-                            "ended": self.ended, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}}
+                            "ended": self.ended, "errors": self.errors, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}}
 
 
 class Smoother:
@@ -84,7 +86,7 @@ class Smoother:
 
 
 def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, retries: int,
-             prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+             prepare: Callable[[np.ndarray], np.ndarray], on_error: Callable[[str], None] | None = None) -> None:
     """Read frames and preprocess them (resize, input conversion) here, so that this work overlaps
     the previous frame's inference instead of adding to it."""
     failures = 0
@@ -104,6 +106,14 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
                 except SourceError:
                     pass
                 continue
+            except EdgeclsError as e:  # not a SourceError: a file of a folder that cannot be decoded
+                if source.live:
+                    state["ended"], state["failed"] = str(e), True
+                    return
+                state["errors"] += 1  # one unreadable file of a folder: report it, go on, fail at the end
+                if on_error is not None:
+                    on_error(str(e))
+                continue
             if f is None:
                 state["ended"] = "end of input"
                 return
@@ -118,18 +128,20 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
 
 def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: int = 3, threshold: float = 0.0,
         on_change: bool = False, smooth: int = 1, max_frames: int | None = None, retries: int = 3,
-        stop: threading.Event | None = None, view: Any = None) -> Summary:
+        stop: threading.Event | None = None, view: Any = None, on_error: Callable[[str], None] | None = None) -> Summary:
     """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
-    one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``."""
+    one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``. A file of a folder
+    source that cannot be read is skipped, counted in ``Summary.errors`` and passed to
+    ``on_error`` (from the capture thread)."""
     stop = stop or threading.Event()
     box = Latest(drop=source.live)
-    state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False}
+    state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False, "errors": 0}
     summary = Summary(source.name)
     smoother = Smoother(smooth)
     totals: dict[str, float] = {}
     last_label: int | None = None
     reason = None  # why the main thread stopped, if it did
-    thread = threading.Thread(target=_capture, args=(source, box, stop, state, retries, clf.prepare), daemon=True,
+    thread = threading.Thread(target=_capture, args=(source, box, stop, state, retries, clf.prepare, on_error), daemon=True,
                               name="edgecls-capture")
     if view is not None:
         view.dropped_ref = lambda: box.dropped
@@ -172,7 +184,7 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
         thread.join(timeout=5)
         source.close()
     summary.seconds = time.perf_counter() - t0
-    summary.captured, summary.dropped = state["captured"], box.dropped
+    summary.captured, summary.dropped, summary.errors = state["captured"], box.dropped, state["errors"]
     summary.ended, summary.failed = (reason, False) if reason else (state["ended"], state["failed"])
     summary.latency_ms = {k: v / summary.classified for k, v in totals.items()} if summary.classified else {}
     return summary

@@ -95,9 +95,8 @@ def cmd_camera(a: argparse.Namespace) -> int:
             print(f"edgecls: warning: the web view on {host}:{port} is reachable by anyone on the network, "
                   "without a password", file=sys.stderr)
         view = webview.View()
-        server = webview.serve(view, host, port)
-        h, p = server.server_address[:2]
-        print(f"edgecls: web view on http://{h}:{p}/ (JSON: /status.json)", file=sys.stderr, flush=True)
+        server = webview.serve(view, host, port, public=a.public)
+        print(f"edgecls: web view on {webview.url(server)} (JSON: /status.json)", file=sys.stderr, flush=True)
 
     def emit(d: dict) -> None:
         if a.json:
@@ -106,8 +105,12 @@ def cmd_camera(a: argparse.Namespace) -> int:
             top = ", ".join(f"{c['label']} ({c['score']:.3f})" for c in d["classes"]) or "(below the threshold)"
             print(f"frame {d['frame']}: {top}  [{d['latency_ms']['invoke']:.1f} ms]", flush=True)
 
+    def skipped(message: str) -> None:  # an unreadable image of a folder: said at once, the run goes on
+        print(json.dumps({"error": message}) if a.json else f"edgecls: skipped: {message}",
+              file=sys.stdout if a.json else sys.stderr, flush=True)
+
     s = camera.run(clf, source, emit, top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
-                   max_frames=a.max_frames, view=view)
+                   max_frames=a.max_frames, view=view, on_error=skipped)
     if a.json:
         print(json.dumps(s.to_dict()), flush=True)
     if view is not None and s.ended == "end of input":
@@ -122,6 +125,9 @@ def cmd_camera(a: argparse.Namespace) -> int:
           f"{s.fps:.1f} FPS over {s.seconds:.1f} s ({s.ended}); mean ms: {lat}", file=sys.stderr)
     if s.failed:
         print(f"edgecls: error: {s.ended}", file=sys.stderr)
+        return 1
+    if s.errors:
+        print(f"edgecls: error: {s.errors} image(s) of {a.source} could not be read (see the lines above)", file=sys.stderr)
         return 1
     return 0
 

@@ -231,9 +231,8 @@ class ImagesSource(Source):
             if delay > 0:
                 time.sleep(delay)
             self.next_t = max(self.next_t, time.monotonic()) + 1 / self.fps
-        f = Frame(load_image(self.paths[self.n]), time.time(), self.n)
-        self.n += 1
-        return f
+        self.n += 1  # first: an unreadable image is skipped, not read again
+        return Frame(load_image(self.paths[self.n - 1]), time.time(), self.n - 1)
 
 
 # --- choosing one --------------------------------------------------------------------------

@@ -60,7 +60,7 @@ class Bundle:
 
 def is_bundle(path: str | os.PathLike[str]) -> bool:
     p = Path(path)
-    return (p.is_dir() and (p / METADATA).is_file()) or p.name.endswith((".tar.gz", ".tgz"))
+    return (p.is_dir() and os.path.lexists(p / METADATA)) or p.name.endswith((".tar.gz", ".tgz"))
 
 
 class _BoundedTarInfo(tarfile.TarInfo):

@@ -7,7 +7,7 @@ raised by an environment variable (a systemd unit sets them with ``Environment=`
 =============================  =================  ==============================================
 variable                       default            what it bounds
 =============================  =================  ==============================================
-``EDGECLS_MAX_PIXELS``         40,000,000         pixels of one decoded image (JPEGs above it
+``EDGECLS_MAX_PIXELS``         16,000,000         pixels of one decoded image (JPEGs above it
                                                   are decoded at 1/2, 1/4 or 1/8 scale first)
 ``EDGECLS_MAX_LABELS_BYTES``   8 MiB              size of a label file
 ``EDGECLS_MAX_CLASSES``        100,000            class indexes in a label file
@@ -57,7 +57,7 @@ class Limit:
         return f"raise the limit with {self.env}=N (now {self.get():,} {self.unit})"
 
 
-MAX_PIXELS = Limit("EDGECLS_MAX_PIXELS", 40_000_000, "pixels")
+MAX_PIXELS = Limit("EDGECLS_MAX_PIXELS", 16_000_000, "pixels")  # ~14 bytes a pixel at peak: under 300 MB
 MAX_LABELS_BYTES = Limit("EDGECLS_MAX_LABELS_BYTES", 8 << 20, "bytes")
 MAX_CLASSES = Limit("EDGECLS_MAX_CLASSES", 100_000, "classes")
 MAX_META_BYTES = Limit("EDGECLS_MAX_META_BYTES", 16 << 20, "bytes")

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Union
 
 from .contract import InputContract, OutputContract
-from .errors import BundleError
+from .errors import BundleError, EdgeclsError
 from .labels import read_labels
 from .limits import MAX_BUNDLE_BYTES, MAX_BUNDLE_MEMBERS, MAX_META_BYTES, check_regular, read_bounded
 from .meta import FORMAT_VERSION, METADATA, FileEntry, Metadata, parse_meta
@@ -190,7 +190,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and verify a bundle directory or ``.tar.gz``: the format version and the whole of
     ``edgecls.json`` (``meta.check_meta``), then the size and sha256 of every listed file.
     Raises BundleError naming the file and the fix."""
-    p = Path(path)
+    p = archive = Path(path)
     tmp = None
     if p.name.endswith((".tar.gz", ".tgz")) and not p.is_dir():
         p, tmp = _extract(p)
@@ -200,6 +200,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         meta = _read_meta(p)
         verify_files(p, meta.files)
         labels = read_labels(p / LABELS, meta.output.classes)
+    except EdgeclsError as e:
+        if tmp is None:
+            raise
+        tmp.cleanup()  # name the archive, not the temporary directory that is gone
+        raise type(e)(str(e).replace(f"{p}{os.sep}", f"{archive}:")) from None
     except BaseException:
         if tmp is not None:
             tmp.cleanup()

@@ -115,6 +115,8 @@ def read_model_file(path: str) -> bytes:
     or a directory is refused unopened; a flatbuffer cannot exceed 2 GiB)."""
     from .limits import MAX_MODEL_BYTES, read_bounded
 
+    if os.path.isdir(path):
+        raise ModelError(f"{path}: is a directory; pass a .tflite file or a bundle directory with edgecls.json")
     data = read_bounded(path, "model file", ModelError, MAX_MODEL_BYTES, "no .tflite is larger (flatbuffer limit)")
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise ModelError(f"{path}: not a TFLite model (no TFL3 flatbuffer header); "

@@ -90,9 +90,12 @@ def load_image(source: ImageLike) -> np.ndarray:
     limit = MAX_PIXELS.get()
     fd = open_regular(path, "image", ImageError)  # a FIFO or a device is refused unopened
     try:
-        with os.fdopen(fd, "rb") as f, warnings.catch_warnings():
+        with os.fdopen(fd, "rb") as f, warnings.catch_warnings(record=True):
             # Pillow warns above Image.MAX_IMAGE_PIXELS and goes on decoding: make that this image's
-            # error, unless the user raised our limit above Pillow's on purpose.
+            # error, unless the user raised our limit above Pillow's on purpose. Its other warnings
+            # (corrupt EXIF, a truncated TIFF strip) come with a decoded image or an OSError: the
+            # outcome says it, the warning is dropped.
+            warnings.simplefilter("always")
             warnings.simplefilter("error" if limit <= (Image.MAX_IMAGE_PIXELS or limit) else "ignore",
                                   Image.DecompressionBombWarning)
             with Image.open(f) as im:

@@ -227,8 +227,7 @@ def verify_files(p: Path, files: Mapping[str, FileEntry]) -> None:
     """Check every listed file: a regular file (never opened otherwise), same size, same sha256."""
     for name, entry in files.items():
         f = p / name
-        size = check_regular(f, f"file listed in {METADATA}", BundleError,
-                             missing=f"listed in {METADATA} but missing; copy the bundle again")
+        size = check_regular(f, "bundle file", BundleError, missing=f"listed in {METADATA} but missing; copy the bundle again")
         if size != entry.size:
             raise BundleError(f"{f}: size {size} bytes, {METADATA} says {entry.size}; "
                               "the file is truncated or changed - copy the bundle again")

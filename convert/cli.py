@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from edge_runtime.cli import positive_int
+from edge_runtime.argtypes import nonneg_float, positive_int
 
 EXIT_NO_COMPILER = 3  # the CPU bundle is complete, the Edge TPU model could not be compiled here
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input/output type of the int8 model (uint8: what the Edge TPU and MediaPipe accept)")
     p.add_argument("--calibration", type=positive_int, default=300, metavar="N",
                    help="calibration photos drawn from the training split, stratified by class")
-    p.add_argument("--max-drop", type=float, default=1.0, metavar="PP",
+    p.add_argument("--max-drop", type=nonneg_float, default=1.0, metavar="PP",
                    help="fail if int8 top-1 is more than PP percentage points below float")
     p.add_argument("--per-channel-dense", action="store_true",
                    help="quantize dense layers per channel (tflite-runtime 2.14 on arm64 crashes on them)")

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -25,65 +22,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import __version__
-from .doctor import read_sysfs
+from . import machine as _machine
+from .machine import board_state, peak_rss_mb, rss_mb
 from .errors import EdgeclsError, MissingExtra
 from .postprocess import top_k
 from .preprocess import iter_images, load_image, resize
 
-# vcgencmd get_throttled bits (Raspberry Pi firmware documentation).
-THROTTLE_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled", 3: "soft temperature limit",
-                 16: "under-voltage occurred", 17: "ARM frequency capping occurred", 18: "throttling occurred",
-                 19: "soft temperature limit occurred"}
-
-
-# --- the machine ---------------------------------------------------------------------------
-
-
-def throttle_flags(value: int) -> list[str]:
-    return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]
-
-
-def board_state() -> dict[str, Any]:
-    """SoC temperature and throttling, from sysfs and ``vcgencmd`` where the board has them."""
-    state: dict[str, Any] = {"temperature_c": None, "throttled": None, "throttle_flags": []}
-    t = read_sysfs("/sys/class/thermal/thermal_zone0/temp")
-    if t and t.lstrip("-").isdigit():
-        state["temperature_c"] = int(t) / 1000
-    if shutil.which("vcgencmd"):
-        try:
-            out = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5).stdout
-            value = int(out.strip().split("=")[1], 16)
-            state["throttled"] = hex(value)
-            state["throttle_flags"] = throttle_flags(value)
-        except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-            pass
-    return state
-
-
 def machine() -> dict[str, Any]:
-    from .doctor import board_model, cpu_model, governor
-    from .interpreter import available_packages, default_threads
-
-    gov = governor()
-    m = {"cpu": cpu_model(), "cores": default_threads(), "arch": platform.machine(), "board": board_model(),
-         "governor": gov, "os": platform.platform(), "python": platform.python_version(), "edgecls": __version__,
-         "interpreters": {k: v for k, v in available_packages().items() if v}, "warnings": []}
-    if gov and gov != "performance":
-        m["warnings"].append(f"CPU governor is '{gov}', not 'performance': clock changes move the numbers; "
-                             "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor")
-    return m
-
-
-def rss_mb() -> float:
-    statm = read_sysfs("/proc/self/statm")
-    if statm:
-        return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 2**20 if sys.platform == "darwin" else kb / 1024
+    """The machine a benchmark ran on (kept for result files that call it by this name)."""
+    return _machine.summary()
 
 
 # --- one configuration ---------------------------------------------------------------------
@@ -365,9 +312,9 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         try:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --json ({e})") from None
+            raise EdgeclsError(f"{p}: not a result file of edgecls bench --save ({e})") from None
         if not isinstance(r, dict) or "results" not in r or "machine" not in r:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --json (no 'results' and 'machine')")
+            raise EdgeclsError(f"{p}: not a result file of edgecls bench --save (no 'results' and 'machine')")
         out.append(r)
     return out
 

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import EdgeclsError, MissingExtra
+from .machine import board_model, is_pi4_or_older, video_devices
 from .preprocess import CROP_MODES, DEFAULT_RESIZE, IMAGE_SUFFIXES, RESIZE_METHODS, check_choice, load_image, resize
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".h264"}
@@ -175,15 +176,6 @@ def picamera2_to_rgb(array: np.ndarray, fmt: str, width: int, height: int, ycbcr
     if fmt not in PICAMERA2_ORDER:
         raise SourceError(f"picamera2 format {fmt!r} is not supported; use one of {', '.join(PICAMERA2_FORMATS)}")
     return np.ascontiguousarray(array[:height, :width, PICAMERA2_ORDER[fmt]])
-
-
-def is_pi4_or_older() -> bool:
-    """Pi 4 and older ISPs give the lores stream only as YUV420."""
-    try:
-        model = Path("/proc/device-tree/model").read_text(errors="replace")
-    except OSError:
-        return False
-    return "Raspberry Pi" in model and "Raspberry Pi 5" not in model
 
 
 def _even(n: int) -> int:
@@ -436,14 +428,10 @@ class ImagesSource(Source):
 # --- choosing one --------------------------------------------------------------------------
 
 
-def video_devices() -> list[str]:
-    return sorted(glob.glob("/dev/video*"), key=lambda p: (len(p), p))
-
-
 def available() -> list[str]:
     """What this machine has, for error messages and ``auto``."""
     found = []
-    if platform.machine().startswith(("aarch64", "arm")) and Path("/proc/device-tree/model").exists():
+    if platform.machine().startswith(("aarch64", "arm")) and board_model():
         try:
             import picamera2  # type: ignore[import-not-found]  # noqa: F401
 

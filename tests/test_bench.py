@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import CORAL, assert_one_line_error, run_edgecls
+from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
 from edge_runtime import bench
 
 V1 = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
@@ -16,7 +16,7 @@ LABELS = CORAL / "imagenet_labels.txt"
 
 def _bench(tmp_path, *args: str) -> tuple[dict, object]:
     out = tmp_path / "bench.json"
-    p = run_edgecls("bench", *args, "--json", out)
+    p = run_edgecls("bench", *args, "--save", out)
     return json.loads(out.read_text()), p
 
 
@@ -34,15 +34,26 @@ def test_json_fields_are_consistent_and_a_thread_sweep_gives_one_row_each(tmp_pa
         assert s["count"] == 30
         assert 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
         assert s["min"] <= s["mean"] <= s["max"] and s["std"] >= 0
-        assert row["throughput_per_s"] == pytest.approx(1000 / s["mean"])
         assert row["file_bytes"] == V1.stat().st_size and row["warmup"] == 3
         assert row["create_ms"] > 0 and row["first_invoke_ms"] > 0
         rss = row["rss_mb"]
-        assert rss["after_load"] == pytest.approx(rss["before_load"] + rss["added_by_load"]) and rss["peak"] > 0
+        # An interpreter with its tensor arena costs memory; the peak is at least what is held after loading.
+        assert rss["added_by_load"] > 0 and rss["peak"] >= rss["after_load"] > rss["before_load"]
         e2e = row["end_to_end_ms"]
         assert set(e2e) == {"decode", "resize", "input", "invoke", "postprocess", "total"}
-        assert e2e["total"] == pytest.approx(sum(v for k, v in e2e.items() if k != "total"))
+        assert e2e["decode"] > 0 and e2e["resize"] > 0 and e2e["invoke"] > 0  # cat.bmp is 600x400: all stages run
     assert "p50 ms" in p.stdout and p.stdout.count("mobilenet_v1_0.25_128_quant.tflite") == 2
+
+
+def test_json_means_json_lines_on_stdout(tmp_path):
+    saved = tmp_path / "b.json"
+    p = run_edgecls("bench", V1, "--threads", "1,2", "--runs", "5", "--json", "--save", saved)
+    assert p.returncode == 0, p.stderr
+    rows = json_lines(p.stdout)
+    assert [r["threads"] for r in rows] == [1, 2] and all(r["status"] == "ok" for r in rows)
+    assert [r["invoke_ms"] for r in rows] == [r["invoke_ms"] for r in json.loads(saved.read_text())["results"]]
+    c = run_edgecls("bench", "compare", saved, saved, "--json")
+    assert c.returncode == 0 and len(json_lines(c.stdout)) == 4
 
 
 def test_a_backend_that_cannot_run_gets_its_row_and_the_others_still_run(tmp_path):
@@ -69,7 +80,7 @@ def test_bad_inputs_are_reported_not_raised(tmp_path):
     assert_one_line_error(both, "--runs or --seconds")
     junk = tmp_path / "junk.json"
     junk.write_text('{"hello": 1}')
-    assert_one_line_error(run_edgecls("bench", "compare", junk), "junk.json", "edgecls bench --json")
+    assert_one_line_error(run_edgecls("bench", "compare", junk), "junk.json", "edgecls bench --save")
 
 
 def test_compare_merges_result_files_into_one_table(tmp_path):
@@ -96,15 +107,15 @@ def test_compare_merges_result_files_into_one_table(tmp_path):
 
 
 def test_governor_and_throttling_are_flagged(monkeypatch):
-    import edge_runtime.doctor as doctor
+    import edge_runtime.machine as machine
 
-    monkeypatch.setattr(doctor, "governor", lambda: "ondemand")
+    monkeypatch.setattr(machine, "governor", lambda: "ondemand")
     assert any("'ondemand'" in w and "performance" in w for w in bench.machine()["warnings"])
-    assert bench.throttle_flags(0x50005) == ["under-voltage", "throttled", "under-voltage occurred",
-                                             "throttling occurred"]
+    assert machine.throttle_flags(0x50005) == ["under-voltage", "throttled", "under-voltage occurred",
+                                               "throttling occurred"]
     result = {"machine": {**bench.machine(), "board": "Raspberry Pi 4 Model B Rev 1.4"},
               "board_before": {"temperature_c": 61.3, "throttled": "0x0", "throttle_flags": []},
-              "board_after": {"temperature_c": 81.0, "throttled": "0x20002", "throttle_flags": bench.throttle_flags(0x20002)},
+              "board_after": {"temperature_c": 81.0, "throttled": "0x20002", "throttle_flags": machine.throttle_flags(0x20002)},
               "results": []}
     text = "\n".join(bench.machine_lines(result))
     assert "81.0 C" in text and "ARM frequency capped" in text and "throttled during the run" in text

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_runtime.cli import positive_int
+from edge_runtime.argtypes import nonneg_int, positive_float, positive_int
 
 
 def _fraction(text: str) -> float:
@@ -34,17 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create (e.g. runs/NAME)")
     p.add_argument("--arch", default=d.arch, choices=("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
                                                       "mobilenet_v3_large"))
-    p.add_argument("--alpha", type=float, default=d.alpha, help="width multiplier")
+    p.add_argument("--alpha", type=positive_float, default=d.alpha, help="width multiplier")
     p.add_argument("--size", type=positive_int, default=d.size, help="input height and width in pixels")
     p.add_argument("--weights", default=d.weights,
                    help="'imagenet' (Keras downloads them), a local weights file of the backbone without its "
                         "top, or 'none' to train from scratch")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="phase 1 (head) epochs")
-    p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs, help="phase 2 epochs (0 skips it)")
+    p.add_argument("--epochs", type=nonneg_int, default=d.epochs, help="phase 1 (head) epochs")
+    p.add_argument("--fine-tune-epochs", type=nonneg_int, default=d.fine_tune_epochs, help="phase 2 epochs (0 skips it)")
     p.add_argument("--fine-tune-layers", type=int, default=d.fine_tune_layers,
                    help="top backbone layers unfrozen in phase 2 (-1: all)")
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="phase 1 learning rate")
-    p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate, help="phase 2 learning rate")
+    p.add_argument("--lr", type=positive_float, default=d.learning_rate, help="phase 1 learning rate")
+    p.add_argument("--fine-tune-lr", type=positive_float, default=d.fine_tune_learning_rate, help="phase 2 learning rate")
     p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="early stop after this many epochs without a better validation loss")
     p.add_argument("--batch", type=positive_int, default=d.batch, help="batch size")

@@ -77,10 +77,12 @@ def cmd_camera(a: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter)
-    source, note = sources.open_source(a.source, (clf.width, clf.height), fps=a.fps)
+    source, note = sources.open_source(a.source, (clf.width, clf.height), fps=a.fps, isp_resize=a.isp_resize == "on",
+                                       resize=clf.resize_method, crop=clf.crop)
     source.open()
+    path = getattr(source, "path", "")  # the Pi camera: ISP or software resize, stride, colour space
     print(f"edgecls: {source.name} -> {clf.model_path} on {clf.backend} ({clf.threads} threads)"
-          + (f"; {note}" if note else ""), file=sys.stderr)
+          + (f"; {note}" if note else "") + (f"; {path}" if path else ""), file=sys.stderr)
     view = None
     if a.serve:
         host, port = webview.parse_address(a.serve)
@@ -298,6 +300,10 @@ def _add_camera(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth", type=positive_int, default=1, metavar="K", help="average the scores of the last K frames")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N classified frames")
     p.add_argument("--fps", type=nonneg_float, default=0.0, help="pace a folder of images at this rate (default 0: no pacing)")
+    p.add_argument("--isp-resize", choices=("on", "off"), default="on",
+                   help="Pi camera: on = the ISP delivers the model's size (no CPU resize, but not TensorFlow's "
+                        "bilinear); off = a larger frame resized in software by the bundle's method, as in training "
+                        "(default on)")
     p.add_argument("--serve", metavar="[HOST:]PORT", help="web view with the live picture and the top-k "
                    "(default host 127.0.0.1)")
     p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")

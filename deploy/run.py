@@ -315,19 +315,6 @@ def status(target: ssh.Target, o: ssh.Options) -> dict:
     return s
 
 
-def read_hosts(path: str | Path) -> list[str]:
-    """One target a line; blank lines and # comments ignored."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise DeployError(f"{path}: cannot read the hosts file ({e.strerror})") from None
-    hosts = [l.split("#", 1)[0].strip() for l in lines]
-    hosts = [h for h in hosts if h]
-    if not hosts:
-        raise DeployError(f"{path}: no targets in it; write one [USER@]HOST[:DIR] a line")
-    return hosts
-
-
 def many(targets: list[Any], job: Callable[[Any], Outcome], parallel: int = 8) -> list[Outcome]:
     """Run ``job`` on every target (an ``ssh.Target`` or an ``inventory.Host``) with at most
     ``parallel`` connections; one host's failure never stops the others."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from conftest import CORAL, assert_one_line_error, json_lines, make_coral_bundle, run_edgecls
 from edge_runtime import bench
 

@@ -194,9 +194,58 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0
 
 
+# `edgecls --help`: the commands by where they run, in the order of the loop, with an example each.
+COMMAND_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("on the device (a Raspberry Pi, or a desktop for testing)", (
+        ("collect", "edgecls collect photos/ --serve 8000 --labels cat,empty"),
+        ("camera", "edgecls camera bundles/cat --serve 8000 --on-change"),
+        ("classify", "edgecls classify bundles/cat photos/"),
+        ("verify", "edgecls verify bundles/cat"),
+        ("bench", "edgecls bench bundles/cat --threads 1,4 --plot bench.png"),
+        ("inspect", "edgecls inspect model.tflite"),
+        ("doctor", "edgecls doctor"),
+    )),
+    ("on the workstation (pip install 'edgecls[train]')", (
+        ("train", "edgecls train photos/ --out runs/cat"),
+        ("convert", "edgecls convert runs/cat --out bundles/cat --edgetpu"),
+        ("adopt", "edgecls adopt model.tflite --photos photos/ --out bundles/theirs"),
+        ("deploy", "edgecls deploy bundles/cat pi@raspberrypi.local --service"),
+        ("pull", "edgecls pull pi@raspberrypi.local:mined --into photos/"),
+        ("review", "edgecls review photos/ --serve 8000"),
+        ("demo", "edgecls demo"),
+    )),
+)
+LOOP = "collect -> train -> convert -> deploy -> camera (mining uncertain frames) -> pull -> review -> train again"
+
+
+class _TopParser(argparse.ArgumentParser):
+    """The top-level parser, whose help lists the commands grouped, each with an example."""
+
+    commands: dict[str, str] = {}  # name -> one-line help, filled by build_parser
+
+    def format_help(self) -> str:
+        out = [self.format_usage(), "Image classifiers on a Raspberry Pi, from photos to a camera that acts.",
+               f"The loop: {LOOP}.", ""]
+        listed = set()
+        for title, entries in COMMAND_GROUPS:
+            out.append(f"commands {title}:")
+            for name, example in entries:
+                if name in self.commands:
+                    listed.add(name)
+                    out.append(f"  {name:<9} {self.commands[name]}")
+                    out.append(f"  {'':<9}   e.g. {example}")
+            out.append("")
+        others = [n for n in self.commands if n not in listed]
+        if others:
+            out.append("other commands:")
+            out += [f"  {n:<9} {self.commands[n]}" for n in others] + [""]
+        out.append("options:\n  -h, --help  show this help\n  --version   the edgecls version")
+        out.append("\n`edgecls COMMAND --help` explains a command.")
+        return "\n".join(out) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgecls", description="Image classifiers on a Raspberry Pi: "
-                                     "classify, benchmark and check the machine.")
+    parser = _TopParser(prog="edgecls", description="Image classifiers on a Raspberry Pi.")
     parser.add_argument("--version", action="version", version=f"edgecls {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -204,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     for register in _plugin_commands():
         register(sub)
+    parser.commands = {a.dest: a.help or "" for a in sub._get_subactions()}
     return parser
 
 

@@ -72,7 +72,7 @@ trap 'rm -rf -- "$t"' EXIT
 mkdir -- "$t/$name"
 tar -x -f - -C "$t/$name"
 rm -f -- "$t/$name/SHA256SUMS"
-sh -c "$exe"' "$@"' edgecls bench "$t/$name" --json "$t/result.json" "$@" >&2
+sh -c "$exe"' "$@"' edgecls bench "$t/$name" --save "$t/result.json" "$@" >&2
 cat -- "$t/result.json"
 '''
 
@@ -94,9 +94,7 @@ def bench_one(h: Host, opts: ssh.Options, packed: tuple[bytes, str], name: str, 
         raise EdgeclsError(f"{h.name}: edgecls bench failed on the device: {err[-1] if err else p.returncode}")
     result = json.loads(p.stdout.decode())
     m = result.setdefault("machine", {})
-    from edge_runtime.bench import device_name
-
-    m["board"] = f"{h.name}: {device_name(result)}"
+    m["board"] = f"{h.name}: {m['board']}" if m.get("board") else h.name  # rows named by inventory host
     return result
 
 
@@ -168,7 +166,7 @@ def extend_bench(sub: argparse._SubParsersAction) -> None:
 def cmd_bench_hosts(a: argparse.Namespace) -> int:
     import sys
 
-    from edge_runtime import bench
+    from edge_runtime.cli import bench_outputs
 
     from . import inventory
 
@@ -182,11 +180,7 @@ def cmd_bench_hosts(a: argparse.Namespace) -> int:
         print(f"edgecls: warning: {e}", file=sys.stderr)
     if not results:
         raise EdgeclsError(f"{a.hosts}: no device could run the benchmark")
-    if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(bench.table(results))
-    if a.markdown:
-        Path(a.markdown).write_text(bench.markdown(results))
-    if a.plot:
-        bench.plot(results, a.plot)
+    if a.save:
+        Path(a.save).write_text(json.dumps(results, indent=2) + "\n")
+    bench_outputs(a, results)
     return 1 if errors else 0

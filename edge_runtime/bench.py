@@ -253,9 +253,10 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
             raise EdgeclsError(f"{p}: not a result file of edgecls bench --save ({e})") from None
-        if not isinstance(r, dict) or "results" not in r or "machine" not in r:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --save (no 'results' and 'machine')")
-        out.append(r)
+        for one in r if isinstance(r, list) else [r]:  # a fleet bench saves one result per device
+            if not isinstance(one, dict) or "results" not in one or "machine" not in one:
+                raise EdgeclsError(f"{p}: not a result file of edgecls bench --save (no 'results' and 'machine')")
+            out.append(one)
     return out
 
 

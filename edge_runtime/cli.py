@@ -151,18 +151,18 @@ def cmd_bench(a: argparse.Namespace) -> int:
                          progress=lambda m: print(m, file=sys.stderr, flush=True))
     if a.save:
         Path(a.save).write_text(json.dumps(result, indent=2) + "\n")
-    _bench_outputs(a, [result])
+    bench_outputs(a, [result])
     return 0 if any(r.get("status") == "ok" for r in result["results"]) else 1
 
 
 def cmd_bench_compare(a: argparse.Namespace) -> int:
     from . import bench
 
-    _bench_outputs(a, bench.load_results(a.files))
+    bench_outputs(a, bench.load_results(a.files))
     return 0
 
 
-def _bench_outputs(a: argparse.Namespace, results: list) -> None:
+def bench_outputs(a: argparse.Namespace, results: list) -> None:
     """The table on stdout (--json: one JSON line per result row instead), the machines on stderr,
     and the Markdown and plot files where asked."""
     from . import bench

@@ -193,7 +193,7 @@ def test_yaml_group_rolls_out_in_waves_then_status_and_bench(fleet, bundles, tmp
 
     out = tmp_path / "bench.md"
     p = run_edgecls("bench", bundles["v1"], "--hosts", inv, "--group", "shop", "--known-hosts", known,
-                    "--runs", "5", "--warmup", "1", "--in-process", "--markdown", out, "--json", tmp_path / "b.json")
+                    "--runs", "5", "--warmup", "1", "--in-process", "--markdown", out, "--save", tmp_path / "b.json")
     assert p.returncode == 0, p.stderr[-2000:]
     results = json.loads((tmp_path / "b.json").read_text())
     assert [r["machine"]["board"].split(":")[0] for r in results] == ["pi0", "pi1"]

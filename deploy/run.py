@@ -57,8 +57,11 @@ def pack(bundle_dir: Path) -> tuple[bytes, str]:
     sums = "".join(f"{b.meta['files'][f]['sha256']}  {f}\n" for f in sorted(b.meta["files"]))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name in files:
-            tar.add(b.path / name, arcname=name, recursive=False)
+        for name in files:  # a symlink is sent as the file it points to (checked above), never as a link
+            with open(b.path / name, "rb") as f:
+                info = tar.gettarinfo(fileobj=f, arcname=name)
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
+                tar.addfile(info, f)
         info = tarfile.TarInfo("SHA256SUMS")
         info.size = len(sums.encode())
         info.mtime = int(time.time())
@@ -126,8 +129,8 @@ def _device_commands(target: ssh.Target, o: ssh.Options, out: Outcome, verify: b
     if service is not None and not exe:
         raise DeployError(f"{target}: --service needs edgecls on the device; add --install-runtime")
     if verify and not exe:
-        out.warnings.append("no edgecls runtime on the device (DIR/venv or PATH): the golden photos were not "
-                            "checked there; install it with --install-runtime")
+        raise DeployError(f"{target}: no edgecls runtime on the device (DIR/venv or PATH) to check the golden "
+                          "photos before the switch; add --install-runtime, or --no-verify to switch unchecked")
     return exe, verify_cmd
 
 
@@ -257,6 +260,11 @@ def systemd_quote(arg: str) -> str:
 
 
 def unit_text(exec_args: list[str], user: str, workdir: str) -> str:
+    """The systemd unit running ``exec_args``; an argument with a line break is refused (systemd
+    would read the rest as another directive)."""
+    for a in [*exec_args, user, workdir]:
+        if any(c in a for c in "\n\r\0"):
+            raise DeployError(f"service argument {a!r} holds a line break; systemd cannot take it")
     return "\n".join([
         "[Unit]", "Description=edgecls camera on the live bundle (edgecls deploy --service)",
         "After=network-online.target", "Wants=network-online.target", "",

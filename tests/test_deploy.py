@@ -244,3 +244,49 @@ def test_service_runs_the_camera_on_the_live_bundle_and_follows_rollback(bundles
             except OSError:
                 pass
         srv.stop()
+
+
+def test_symlinks_go_as_files_and_device_dirs_mean_what_a_shell_user_means(server, bundles, tmp_path):
+    linked = tmp_path / "linked"
+    shutil.copytree(bundles["v1"], linked)
+    real = tmp_path / "labels-elsewhere.txt"
+    shutil.move(linked / "labels.txt", real)
+    (linked / "labels.txt").symlink_to(real)
+    home = server.ssh("echo $HOME").stdout.strip()
+    name = f"-edgecls-test-{os.getpid()}"
+    try:
+        p = deploy(server, linked, server.target(name))  # a DIR that starts with '-'
+        assert p.returncode == 0, p.stderr
+        sent = Path(home) / name / "current" / "labels.txt"
+        assert sent.is_file() and not sent.is_symlink() and sent.read_bytes() == real.read_bytes()
+        p = deploy(server, bundles["v1"], server.target(f"~/{name}-tilde"))  # ~/ is the login's home
+        assert p.returncode == 0, p.stderr
+        assert (Path(home) / f"{name}-tilde" / "current" / "model.tflite").is_file()
+    finally:
+        shutil.rmtree(Path(home) / name, ignore_errors=True)
+        shutil.rmtree(Path(home) / f"{name}-tilde", ignore_errors=True)
+    for bad in ("/", "~", ""):
+        p = run_edgecls("deploy", bundles["v1"], f"{server.user}@127.0.0.1:{bad}" if bad else "x@127.0.0.1:/",
+                        *server.ssh_args())
+        assert p.returncode == 2 and "root or home" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_device_without_a_runtime_is_refused_before_the_switch_unless_no_verify(server, bundles, tmp_path):
+    dev = tmp_path / "bare-device"
+    p = run_edgecls("deploy", bundles["v1"], server.target(dev), *server.ssh_args())  # no edgecls on its PATH
+    assert p.returncode == 1 and "--install-runtime" in p.stderr and "--no-verify" in p.stderr, p.stderr
+    assert not (dev / "current").exists()
+    p = run_edgecls("deploy", bundles["v1"], server.target(dev), *server.ssh_args(), "--no-verify")
+    assert p.returncode == 0, p.stderr
+    assert (dev / "current" / "model.tflite").is_file()
+
+
+def test_the_unit_file_escapes_specifiers_and_refuses_line_breaks():
+    from deploy.run import DeployError, unit_text
+
+    text = unit_text(["/opt/venv/bin/edgecls", "camera", "/srv/a b/current", "--mqtt", "mqtt://u:p$w%d@h"],
+                     "pi", "/srv/a b")
+    (line,) = [l for l in text.splitlines() if l.startswith("ExecStart=")]
+    assert '"mqtt://u:p$$w%%d@h"' in line and '"/srv/a b/current"' in line
+    with pytest.raises(DeployError, match="line break"):
+        unit_text(["/opt/venv/bin/edgecls", "camera", "x\nExecStartPre=/bin/rm -rf /"], "pi", "/srv")

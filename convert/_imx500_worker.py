@@ -91,9 +91,21 @@ def parse_report(out: Path) -> dict:
     return {}
 
 
-def _layer_in(text: str) -> str | None:
-    m = re.search(r"(?:layer|node|op)[\s:'\"]+([A-Za-z0-9_./-]+)", text, re.IGNORECASE)
-    return m.group(1) if m else None
+def _clean(line: str) -> str:
+    """A converter log line without its time stamp, level and source location."""
+    line = re.sub(r"^\S+ \S+ (ERROR|WARN\w*|INFO) : (CODE: )?", "", line.strip())
+    return re.sub(r"\s*\[[^\]]*\.py:\d+\]$", "", line)[:400]
+
+
+def _layers_in(model, text: str) -> list[str]:
+    """The model's layers that an error names: by layer name, else by layer class (the converter
+    names an unsupported op by its Keras class, e.g. ...image_preprocessing.Rescaling)."""
+    if model is None:
+        return []
+    named = [l.name for l in model.layers if re.search(rf"(?<![A-Za-z0-9_]){re.escape(l.name)}(?![A-Za-z0-9_])", text)]
+    if named:
+        return named
+    return [l.name for l in model.layers if re.search(rf"\b{type(l).__name__}\b", text) and not l.name == "image"]
 
 
 def main(job_dir: str) -> int:
@@ -111,7 +123,9 @@ def main(job_dir: str) -> int:
         weights = np.load(job_path / "weights.npz")
         model = build(tf, job["arch"], job["alpha"], job["size"], job["classes"], job["dropout"])
         result["weights_carried"] = carry_weights(model, weights)
-        chip = build(tf, job["arch"], job["alpha"], job["size"], job["classes"], job["dropout"], normalize=False)
+        # keep_rescaling: the graph as trained, which imxconv-tf refuses (tests use it for that error)
+        chip = build(tf, job["arch"], job["alpha"], job["size"], job["classes"], job["dropout"],
+                     normalize=job.get("keep_rescaling", False))
         carry_weights(chip, weights)
         test_x = np.load(job_path / "test_x.npy")
         golden_x = np.load(job_path / "golden_x.npy")
@@ -158,14 +172,15 @@ def main(job_dir: str) -> int:
             errors = [l for l in (p.stdout + p.stderr).splitlines() if re.search(r"error|not supported|unsupported", l, re.I)]
             msg = (errors[-1] if errors else (p.stdout + p.stderr).strip().splitlines()[-1:] or ["no output"])
             msg = msg if isinstance(msg, str) else msg[0]
-            result.update(stage=stage, error=f"imxconv-tf exit {p.returncode}: {msg.strip()[:400]}", layer=_layer_in(msg))
+            result.update(stage=stage, error=f"imxconv-tf exit {p.returncode}: {_clean(msg)}", layers=_layers_in(chip, msg))
             result["fit_in_chip"] = _fit(report)
             return _done(job_path, result)
         result["fit_in_chip"] = _fit(report)
         result["ok"] = True
     except Exception as e:  # the caller turns this into one line naming the stage and layer
         msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        result.update(stage=stage, error=msg[:400], layer=_layer_in(str(e)), traceback=traceback.format_exc()[-4000:])
+        layers = _layers_in(locals().get("chip"), str(e))
+        result.update(stage=stage, error=msg[:400], layers=layers, traceback=traceback.format_exc()[-4000:])
     return _done(job_path, result)
 
 

@@ -48,6 +48,7 @@ class Options:
     calibration_data: str | None = None  # folder per class, for a bare Keras model (or a moved dataset)
     name: str | None = None
     compiler_timeout: int = 180
+    imx500: bool = False  # also quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py)
 
 
 @dataclass
@@ -303,6 +304,21 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         }
         if edgetpu_info:
             meta["edgetpu"] = edgetpu_info
+        # --- IMX500 (issue 22): one call; on failure the CPU bundle is written without imx500/ -----
+        if opts.imx500:
+            from . import imx500
+            golden_photos = pick_golden(src.test, q_scores)
+            try:
+                r5 = imx500.build_imx500(model, x_cal, x_test, y_test, dataset.decode(golden_photos, h, w, c.resize),
+                                         src.labels, work / "imx500", progress, name=meta["name"],
+                                         golden_files=[p["file"] for p in golden_meta["photos"]])
+                progress(r5.table)
+                imx500.gate(r5.metrics, opts.max_drop)
+                files.update(r5.files)
+                meta["imx500"] = r5.meta
+            except imx500.Imx500Error as e:
+                meta["imx500"] = {"converted": False, "error": str(e)}
+        # --- end IMX500 ---------------------------------------------------------------------------
         bundle = write_bundle(out, files, meta, tar=opts.tar)
         return Result(bundle, metrics, edgetpu_info, table)
     finally:

@@ -20,15 +20,15 @@ from .preprocess import CROP_MODES, RESIZE_METHODS, iter_images
 COMMANDS_GROUP = "edgecls.commands"
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def _model_args(p: argparse.ArgumentParser, backends: Sequence[str] = BACKENDS) -> None:
     p.add_argument("model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tar.gz, or a bare .tflite")
     p.add_argument("--labels", metavar="FILE", help="label file for a bare .tflite (one label a line, or 'N label')")
-    _runtime_args(p)
+    _runtime_args(p, backends)
 
 
-def _runtime_args(p: argparse.ArgumentParser) -> None:
+def _runtime_args(p: argparse.ArgumentParser, backends: Sequence[str] = BACKENDS) -> None:
     """--backend, --threads, --interpreter: how a model runs here."""
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
+    p.add_argument("--backend", choices=backends, default="auto",
                    help="auto takes the first that starts of edgetpu, gpu, cpu (default: auto)")
     p.add_argument("--threads", type=threads, default=None, help="CPU threads (default: the machine's cores)")
     p.add_argument("--interpreter", metavar="PKG", default=None,
@@ -67,8 +67,11 @@ def cmd_classify(a: argparse.Namespace) -> int:
 
 
 def cmd_camera(a: argparse.Namespace) -> int:
-    from . import camera, sources, webview
+    from . import camera, imx500, sources, webview
     from .classifier import Classifier
+
+    if a.backend == "imx500" or (a.backend == "auto" and a.source == "auto" and imx500.prefer(a.model)):
+        return imx500.camera_command(a)  # the network runs on the AI Camera's sensor (issue 22)
 
     import signal
 
@@ -339,8 +342,8 @@ def _add_camera(sub: argparse._SubParsersAction) -> None:
                        description="Classify frames as fast as the model allows: capture runs in its own thread and "
                        "inference always takes the newest frame (a camera's stale frames are dropped and counted). "
                        "One line per classified frame (--json: {t, frame, classes, latency_ms}); Ctrl-C ends with a "
-                       "summary.")
-    _model_args(p)
+                       "summary. --backend imx500 runs the bundle's network on the Raspberry Pi AI Camera's sensor.")
+    _model_args(p, (*BACKENDS, "imx500"))
     p.add_argument("--source", default="auto",
                    help="auto (the Pi camera, else the first webcam), picamera2, opencv:N, /dev/videoN, a video file, "
                         "or a folder or glob of images (default auto)")

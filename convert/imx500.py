@@ -14,7 +14,7 @@ So the IMX500 network is the trained graph without its first layer, calibrated a
 exactly what the chip feeds it.
 
 On the Pi, ``imx500-package`` (Raspberry Pi OS's ``imx500-tools``) turns ``packerOut.zip`` into the
-``network.rpk`` that picamera2's ``IMX500`` uploads: ``package_rpk`` below, for deploy.
+``network.rpk`` that picamera2's ``IMX500`` uploads: deploy runs it on the device (deploy/remote.py).
 """
 
 from __future__ import annotations
@@ -253,21 +253,3 @@ def format_table(m: dict, memory: dict, seconds: float) -> str:
 
 
 # --- on the device: packerOut.zip -> network.rpk (for deploy) ------------------------------
-
-
-def package_rpk(packer_zip: str | os.PathLike[str], out_dir: str | os.PathLike[str], timeout: float = 300) -> Path:
-    """Run Raspberry Pi OS's ``imx500-package -i packerOut.zip -o OUT_DIR`` (package ``imx500-tools``)
-    and return OUT_DIR/network.rpk, which picamera2's ``IMX500(rpk)`` uploads to the camera."""
-    tool = shutil.which("imx500-package")
-    if tool is None:
-        raise Imx500Error("imx500-package not found: on Raspberry Pi OS run sudo apt install imx500-tools, then "
-                          f"imx500-package -i {packer_zip} -o {out_dir}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    p = subprocess.run([tool, "-i", os.fspath(packer_zip), "-o", os.fspath(out)], capture_output=True, text=True,
-                       timeout=timeout)
-    rpk = out / "network.rpk"
-    if p.returncode != 0 or not rpk.exists():
-        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise Imx500Error(f"{packer_zip}: imx500-package failed (exit {p.returncode}: {tail[0][:300]})")
-    return rpk

@@ -103,7 +103,8 @@ class MqttSink(Sink):
 
     def __init__(self, url: str, *, snapshot: Callable[[], State | None], ca: str | None = None,
                  interval: float = 30.0, ha_prefix: str = "homeassistant", ha_binary: list[str] | None = None,
-                 model: str = "classifier", log: Log = stderr_log, reconnect: tuple[int, int] = (1, 30)):
+                 model: str = "classifier", log: Log = stderr_log, reconnect: tuple[int, int] = (1, 30),
+                 connect_wait: float = 3.0):
         super().__init__(log, maxlen=8, interval=interval if interval > 0 else None)
         self.broker = b = Broker.parse(url)
         if ha_prefix and (any(ch in ha_prefix for ch in "+#") or ha_prefix.strip("/") != ha_prefix):
@@ -126,6 +127,8 @@ class MqttSink(Sink):
         self.connects = 0
         self._lock = threading.Lock()
         self._last_error = ""
+        self._up = threading.Event()
+        self.connect_wait = connect_wait
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgecls-{slug(b.prefix)}-{os.getpid()}",
                         protocol=paho.MQTTv311)
         c.will_set(self.avail_topic, "offline", qos=1, retain=True)
@@ -146,6 +149,7 @@ class MqttSink(Sink):
             return
         self.connected = True
         self.connects += 1
+        self._up.set()
         self._last_error = ""
         self.log(f"mqtt: connected to {self.broker.host}:{self.broker.port}, publishing on {self.broker.prefix}/")
         self.announce()
@@ -197,8 +201,13 @@ class MqttSink(Sink):
             self.publish(s)
 
     def open(self) -> None:
+        """Connect in the background; wait up to ``connect_wait`` seconds for the first connection so
+        that the first label is not lost to a slow handshake (the camera starts either way)."""
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
+        if not self._up.wait(self.connect_wait):
+            self.log(f"mqtt: not connected to {self.broker.host}:{self.broker.port} yet; starting anyway, "
+                     "retrying in the background")
 
     def close(self) -> None:
         if self.connected:

@@ -82,11 +82,15 @@ class Subscriber:
         import paho.mqtt.client as paho
 
         self.client = c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{id(self)}")
-        c.on_connect = lambda cl, *_: [cl.subscribe(t, qos=1) for t in self.topics]
+        self.subscribed = threading.Event()
+        c.on_connect = lambda cl, *_: cl.subscribe([(t, 1) for t in self.topics])
+        c.on_subscribe = lambda *_: self.subscribed.set()
         c.on_message = self._on_message
         c.reconnect_delay_set(1, 1)
         c.connect_async("127.0.0.1", self.port)
         c.loop_start()
+        if not self.subscribed.wait(10):
+            raise RuntimeError(f"the subscriber did not subscribe to 127.0.0.1:{self.port} in 10 s")
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self.cv:

@@ -320,7 +320,7 @@ def test_a_hanging_webhook_never_slows_observe_and_drops_the_oldest(hook):
     t = time.perf_counter()
     stats = acts.close(timeout=1.0)["webhook"]
     assert time.perf_counter() - t < 1.5  # close is bounded too
-    assert worst < 0.005, worst
+    assert worst < 0.05, worst  # a POST blocks for 0.3 s; a GIL hand-over takes up to 5 ms
     assert stats["sent"] == 0 and stats["failed"] >= 1 and stats["dropped"] >= 60 - 16 - 4
     assert any("timed out" in line for line in logs), logs
 

@@ -94,6 +94,7 @@ def main() -> None:
     off, on = statistics.median(fps["off"]), statistics.median(fps["on"])
     pairs = [b / o for o, b in zip(fps["off"], fps["on"])]
     last = stats[-1]
+    spread = max(max(v) / min(v) - 1 for v in fps.values())
     r = {"model": "mobilenet_v2_1.0_224_quant", "threads": 1, "frames": a.frames, "rounds": a.rounds,
          "fps_off": [round(x, 2) for x in fps["off"]], "fps_on": [round(x, 2) for x in fps["on"]],
          "median_fps_off": round(off, 2), "median_fps_on": round(on, 2), "ratio": round(on / off, 3),
@@ -113,7 +114,10 @@ def main() -> None:
           "| actions | loop FPS (median) | rounds |", "| --- | --- | --- |",
           f"| off | {off:.1f} | {', '.join(f'{x:.1f}' for x in fps['off'])} |",
           f"| MQTT + webhook | {on:.1f} | {', '.join(f'{x:.1f}' for x in fps['on'])} |", "",
-          f"**on / off = {r['ratio']:.3f}** (goal >= 0.98; median of the per-pair ratios {r['median_pair_ratio']:.3f}).",
+          f"**on / off, median of the per-pair ratios (adjacent rounds): {r['median_pair_ratio']:.3f}** (goal >= 0.98); "
+          f"ratio of the medians: {r['ratio']:.3f}; per pair: {', '.join(f'{x:.2f}' for x in pairs)}. "
+          f"Rounds of the same mode differ by up to {spread:.0%} here, far more than the 2% the goal asks to resolve: "
+          "the bound that does not depend on the machine is the next line.",
           "",
           f"The inference thread's own cost: `observe()` takes {same_us:.1f} us on a frame that changes nothing "
           f"and {change_us:.1f} us on a change (queued for both sinks), against {1e3 / off:.1f} ms a frame; the rest "

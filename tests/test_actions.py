@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -439,3 +438,19 @@ def test_camera_runs_a_command_and_a_webhook_and_reports_them(hook, tmp_path):
     actions = json_lines(p.stdout)[-1]["summary"]["actions"]
     assert actions == {"changes": 3, "webhook": {"sent": 3, "failed": 0, "dropped": 0},
                        "exec": {"sent": 3, "failed": 0, "dropped": 0}}
+
+
+def test_the_web_view_status_counts_the_actions(hook, tmp_path):
+    from edge_runtime import Classifier, camera, sources, webview
+
+    h = hook()
+    view = webview.View()
+    with Classifier(V2, labels=LABELS, backend="cpu") as clf:
+        src, _ = sources.open_source(str(photo_folder(tmp_path, 2)), (clf.width, clf.height))
+        src.open()
+        acts = Actions(ActionOptions(webhook=h.url), clf.labels).start()
+        s = camera.run(clf, src, lambda d: None, top=1, view=view, actions=acts)
+    assert s.actions == {"changes": 3, "webhook": {"sent": 3, "failed": 0, "dropped": 0}}
+    status = json.loads(json.dumps(view.status))  # what /status.json serves
+    assert status["actions"]["changes"] == 3 and set(status["actions"]["webhook"]) == {"sent", "failed", "dropped"}
+    assert s.to_dict()["summary"]["actions"] == s.actions

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from edge_runtime import Classifier, __version__, camera, sources
-from edge_runtime.doctor import cpu_model
+from edge_runtime import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CORAL = ROOT.parent / "shared" / "assets" / "coral"
@@ -70,7 +69,7 @@ def main() -> None:
          "invoke_ms": round(inv * 1e3, 3), "invoke_bound_fps": round(1 / inv, 1), "loop_fps": round(fps, 1),
          "ratio": round(fps * inv, 3), "goal": 0.9, "dropped": dropped, "mean_stage_ms_last_round":
          {k: round(v, 3) for k, v in stages.items()},
-         "machine": {"cpu": cpu_model(), "arch": platform.machine(), "interpreter": f"{clf.interpreter} {clf.package.version}",
+         "machine": {**machine.summary(), "interpreter": f"{clf.interpreter} {clf.package.version}",
                      "edgecls": __version__}}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "camera_loop.json").write_text(json.dumps(r, indent=2) + "\n")

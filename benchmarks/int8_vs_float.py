@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import Classifier, __version__
-from edge_runtime.doctor import cpu_model, governor
+from edge_runtime import machine
 from edge_runtime.interpreter import default_threads
 from edge_runtime.preprocess import Normalization
 
@@ -78,8 +77,8 @@ def main() -> None:
                              "size_ratio": round(sizes["int8"] / sizes["float"], 3)})
     c = Classifier(a.bundle, backend="cpu")
     r = {"rows": rows, "goal": "MobileNetV2 1.0 224: int8 at least 2.2x faster than float on x86",
-         "machine": {"cpu": cpu_model(), "cores": default_threads(), "arch": platform.machine(),
-                     "governor": governor(), "interpreter": f"{c.interpreter} {c.package.version}",
+         "machine": {**machine.summary(),
+                     "interpreter": f"{c.interpreter} {c.package.version}",
                      "edgecls": __version__}}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "int8_vs_float.json").write_text(json.dumps(r, indent=2) + "\n")

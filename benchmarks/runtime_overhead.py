@@ -17,8 +17,7 @@ import numpy as np
 from PIL import Image
 
 from edge_runtime import Classifier, __version__
-from edge_runtime.doctor import cpu_model, governor
-from edge_runtime.interpreter import default_threads
+from edge_runtime import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CORAL = ROOT.parent / "shared" / "assets" / "coral"
@@ -59,12 +58,12 @@ def main() -> None:
     a = ap.parse_args()
     frame = np.asarray(Image.open(CORAL / "parrot.jpg").convert("RGB").resize((640, 480)))
     rows = [measure(t, frame, a.rounds, a.per_round) for t in (1, 2)]
-    machine = {"cpu": cpu_model(), "cores": default_threads(), "arch": platform.machine(),
-               "governor": governor(), "python": platform.python_version(), "numpy": np.__version__,
+    mach = {**machine.summary(),
+               "python": platform.python_version(), "numpy": np.__version__,
                "edgecls": __version__, "date": time.strftime("%Y-%m-%d")}
     lines = ["# Runtime overhead per frame (640x480 RGB frame -> mobilenet_v2_1.0_224_quant)", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['arch']}, governor {machine['governor']}, "
-             f"Python {machine['python']}, numpy {machine['numpy']}, {rows[0]['interpreter']}, {machine['date']}.", "",
+             f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['arch']}, governor {mach['governor']}, "
+             f"Python {mach['python']}, numpy {mach['numpy']}, {rows[0]['interpreter']}, {mach['date']}.", "",
              "| threads | bare invoke (ms) | classify (ms) | preprocess | invoke | postprocess | ratio | goal |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -75,7 +74,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "runtime_overhead.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    (a.out / "runtime_overhead.json").write_text(json.dumps({"machine": mach, "rows": rows}, indent=2) + "\n")
     (a.out / "runtime_overhead.md").write_text(text)
 
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from edge_runtime.doctor import cpu_model
-from edge_runtime.interpreter import default_threads
+from edge_runtime import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"
@@ -50,7 +48,7 @@ def main() -> None:
          "val_top1": m.get("val", {}).get("top1"), "float_top1": b["float_top1"], "int8_top1": b["int8_top1"],
          "int8_float_agreement": b["int8_float_agreement"], "int8_bytes": b["size_bytes"]["int8"],
          "float_bytes": b["size_bytes"]["float"], "int8_size_ratio": b["int8_size_ratio"],
-         "machine": {"cpu": cpu_model(), "cores": default_threads(), "arch": platform.machine()}}
+         "machine": {**machine.summary()}}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "sign_language.json").write_text(json.dumps(r, indent=2) + "\n")
     md = ["# Sign-language digits: train and convert, offline", "",

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.doctor import cpu_model
-from edge_runtime.interpreter import default_threads
+from edge_runtime import machine
 from train import data, fit, model
 from train._tf import keras, tf
 
@@ -81,7 +79,7 @@ def main() -> None:
          "phase2_finetune_augmented_images_per_s": round(tune_ips, 1),
          "phase1_epochs": a.epochs, "phase1_seconds_cached": round(cached_s, 2),
          "phase1_seconds_plain": round(plain_s, 2), "phase1_speedup": round(plain_s / cached_s, 1),
-         "machine": {"cpu": cpu_model(), "cores": default_threads(), "arch": platform.machine(),
+         "machine": {**machine.summary(),
                      "tensorflow": tf.__version__, "keras": keras.__version__}}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "train_throughput.json").write_text(json.dumps(r, indent=2) + "\n")

@@ -15,21 +15,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_runtime import __version__
+from edge_runtime import __version__, golden
+from edge_runtime import interpreter as interp
 from edge_runtime.bundle import write_bundle
 from edge_runtime.classifier import Classifier
+from edge_runtime.contract import InputContract, OutputContract, TensorQuant
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.interpreter import read_ops
 from edge_runtime.labels import read_labels
 from edge_runtime.preprocess import Normalization
-from edge_runtime import golden
-from edge_runtime.contract import InputContract, OutputContract, TensorQuant
 
 from train import data as dataset
 from train.run import log
 
 GOLDEN_MAX = 10
-
 
 
 class ConvertError(EdgeclsError):
@@ -48,6 +46,7 @@ class Options:
     calibration_data: str | None = None  # folder per class, for a bare Keras model (or a moved dataset)
     name: str | None = None
     compiler_timeout: int = 180
+    imx500: bool = False  # also quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py)
 
 
 @dataclass
@@ -133,10 +132,12 @@ def from_model(model: Path, opts: Options, height: int, width: int) -> Source:
 # --- evaluation ----------------------------------------------------------------------------
 
 
-def _tflite_predict(path: Path, labels: list[str], x: np.ndarray) -> tuple[np.ndarray, Classifier]:
-    clf = Classifier(path, labels=labels, backend="cpu", normalization=Normalization(0.0, 1.0), output="probabilities")
-    scores = np.stack([clf.scores(clf.infer(clf.prepare(img))) for img in x])
-    return scores, clf
+def _tflite_predict(path: Path, labels: list[str], x: np.ndarray) -> tuple[np.ndarray, interp.TensorSpec, interp.TensorSpec]:
+    """Scores of a converted model on raw-pixel images, and its input and output tensors."""
+    with Classifier(path, labels=labels, backend="cpu", normalization=Normalization(0.0, 1.0),
+                    output="probabilities") as clf:
+        scores = np.stack([clf.scores(clf.infer(clf.prepare(img))) for img in x])
+        return scores, clf.input_spec, clf.output_spec
 
 
 def _per_class(pred: np.ndarray, y: np.ndarray, labels: list[str]) -> dict[str, float | None]:
@@ -209,13 +210,58 @@ def record_golden(model: Path, labels: list[str], contract: InputContract,
 # --- the whole conversion ------------------------------------------------------------------
 
 
+@dataclass
+class _Data:
+    """The photos of one conversion, decoded and resized once by the runtime's own code."""
+
+    calib: list[dataset.Sample]
+    x_cal: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass
+class _Converted:
+    """What evaluation found about the converted models."""
+
+    metrics: dict[str, Any]
+    table: str
+    q_scores: np.ndarray
+    tensors: tuple[interp.TensorSpec, interp.TensorSpec]  # the int8 model's input and output
+
+
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: Options,
             progress: Callable[[str], None] = log) -> Result:
-    from train._tf import keras  # noqa: F401  (names the missing extra on a runtime-only install)
+    """Convert, evaluate, gate, record golden photos, optionally compile for the Edge TPU, and
+    write the bundle atomically. Nothing is written at ``out`` unless every step passed."""
+    src, model = load_source(Path(source), opts)
+    data = decode_photos(src, opts, progress)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.convert-", dir=out.parent))
+    try:
+        ops, convert_s = quantize_models(model, data, opts, work, progress)
+        conv = evaluate_models(model, src, data, work, progress)
+        conv.metrics["convert_seconds"] = round(convert_s, 1)
+        gate(conv.metrics, opts.max_drop, opts.calibration)
+        golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, src.contract,
+                                                  pick_golden(src.test, conv.q_scores))
+        files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
+                                 "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
+        edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
+        meta = bundle_meta(src, opts, out, conv, len(data.calib), len(ops), golden_meta, edgetpu_info)
+        if opts.imx500:
+            meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
+        bundle = write_bundle(out, files, meta, tar=opts.tar)
+        return Result(bundle, conv.metrics, edgetpu_info, conv.table)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    from . import edgetpu, quantize
 
-    src_path, out = Path(source), Path(out)
+def load_source(src_path: Path, opts: Options) -> tuple[Source, Any]:
+    """A training run directory or a bare .keras/.h5 model, checked against its contract."""
+    from train._tf import keras  # names the missing extra on a runtime-only install
+
     if src_path.is_dir():
         src = from_run(src_path, opts)
         model = keras.models.load_model(src.model_path, compile=False)
@@ -231,79 +277,111 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
     if model.output_shape[-1] != len(src.labels):
         raise ConvertError(f"{src.model_path}: outputs {model.output_shape[-1]} classes but there are "
                            f"{len(src.labels)} labels; use the label file that belongs to this model")
-    c = src.contract
-    h, w = c.height, c.width
+    h, w = src.contract.height, src.contract.width
     if tuple(model.input_shape[1:3]) != (h, w):
         raise ConvertError(f"{src.model_path}: input {model.input_shape[1:3]} does not match the "
                            f"preprocessing spec {h}x{w}")
     if not src.test:
         raise ConvertError("no held-out test photos to evaluate on; the dataset needs more photos per class")
+    return src, model
 
+
+def decode_photos(src: Source, opts: Options, progress: Callable[[str], None]) -> _Data:
+    c = src.contract
     calib = dataset.stratified(src.train, opts.calibration)
-    progress(f"decoding {len(calib)} calibration and {len(src.test)} test photos ({c.resize} resize to {h}x{w})")
-    x_cal = dataset.decode(calib, h, w, c.resize)
-    x_test = dataset.decode(src.test, h, w, c.resize)
-    y_test = np.array([s.label for s in src.test])
+    progress(f"decoding {len(calib)} calibration and {len(src.test)} test photos ({c.resize} resize to "
+             f"{c.height}x{c.width})")
+    return _Data(calib, dataset.decode(calib, c.height, c.width, c.resize),
+                 dataset.decode(src.test, c.height, c.width, c.resize), np.array([s.label for s in src.test]))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.convert-", dir=out.parent))
+
+def quantize_models(model: Any, data: _Data, opts: Options, work: Path,
+                    progress: Callable[[str], None]) -> tuple[list[interp.OpInfo], float]:
+    """model_float.tflite and the full-int8 model.tflite in ``work``; returns the int8 graph's ops
+    and the seconds it took."""
+    from . import quantize
+
+    t = time.perf_counter()
+    (work / "model_float.tflite").write_bytes(quantize.to_float(model))
+    progress(f"quantizing to full int8 ({opts.io} I/O, {len(data.calib)} calibration photos, dense layers "
+             f"{'per channel' if opts.per_channel_dense else 'per tensor'})")
+    (work / "model.tflite").write_bytes(quantize.to_int8(model, data.x_cal, opts.io, opts.per_channel_dense))
+    seconds = time.perf_counter() - t
+    ops = interp.read_ops(str(work / "model.tflite"))
+    floats = quantize.float_ops(ops)
+    if floats:
+        raise ConvertError(f"the int8 model still computes in float: {'; '.join(floats[:3])}")
+    return ops, seconds
+
+
+def evaluate_models(model: Any, src: Source, data: _Data, work: Path, progress: Callable[[str], None]) -> _Converted:
+    """Top-1 of Keras, the float and the int8 model on the test split, per class, and sizes."""
+    progress(f"evaluating Keras, float and int8 on {len(src.test)} test photos")
+    keras_pred = np.argmax(model.predict(data.x_test.astype(np.float32), batch_size=32, verbose=0), axis=1)
+    f_scores, _, _ = _tflite_predict(work / "model_float.tflite", src.labels, data.x_test)
+    q_scores, qin, qout = _tflite_predict(work / "model.tflite", src.labels, data.x_test)
+    metrics = evaluate(keras_pred, f_scores.argmax(1), q_scores.argmax(1), data.y_test, src.labels)
+    sizes = {"float": (work / "model_float.tflite").stat().st_size, "int8": (work / "model.tflite").stat().st_size}
+    metrics["size_bytes"] = sizes
+    metrics["int8_size_ratio"] = round(sizes["int8"] / sizes["float"], 4)
+    table = format_table(metrics, sizes)
+    progress(table)
+    return _Converted(metrics, table, q_scores, (qin, qout))
+
+
+def compile_edgetpu(work: Path, ops: list[interp.OpInfo], opts: Options, files: dict[str, Any],
+                    progress: Callable[[str], None]) -> dict[str, Any]:
+    """Preflight, and compile where the compiler is installed (adding model_edgetpu.tflite to ``files``)."""
+    from . import edgetpu
+
+    pf = edgetpu.preflight(work / "model.tflite", ops)
+    progress("Edge TPU preflight (Coral's documented ops and constraints):\n" + pf.table())
+    info: dict[str, Any] = {"preflight": pf.to_dict()}
+    if edgetpu.compiler_path() is None:
+        info.update(compiled=False, reason=edgetpu.INSTALL_HINT)
+        return info
+    compiled, clog = edgetpu.compile_model(work / "model.tflite", work / "edgetpu", opts.compiler_timeout)
+    files["model_edgetpu.tflite"] = compiled
+    info.update(compiled=True, compiler=clog.to_dict())
+    return info
+
+
+def convert_imx500(model: Any, src: Source, data: _Data, conv: _Converted, work: Path, golden_meta: dict[str, Any],
+                   files: dict[str, Any], opts: Options, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py), adding imx500/ to
+    ``files``; on failure the CPU bundle is still written and the section says why."""
+    from . import imx500
+
+    c = src.contract
+    golden_photos = pick_golden(src.test, conv.q_scores)
     try:
-        t = time.perf_counter()
-        (work / "model_float.tflite").write_bytes(quantize.to_float(model))
-        progress(f"quantizing to full int8 ({opts.io} I/O, {len(calib)} calibration photos, dense layers "
-                 f"{'per channel' if opts.per_channel_dense else 'per tensor'})")
-        (work / "model.tflite").write_bytes(quantize.to_int8(model, x_cal, opts.io, opts.per_channel_dense))
-        convert_s = time.perf_counter() - t
-        ops = read_ops(str(work / "model.tflite"))
-        floats = quantize.float_ops(ops)
-        if floats:
-            raise ConvertError(f"the int8 model still computes in float: {'; '.join(floats[:3])}")
+        r = imx500.build_imx500(model, data.x_cal, data.x_test, data.y_test,
+                                dataset.decode(golden_photos, c.height, c.width, c.resize), src.labels,
+                                work / "imx500", progress, name=opts.name or Path(src.model_path).parent.name,
+                                golden_files=[p["file"] for p in golden_meta["photos"]])
+        progress(r.table)
+        imx500.gate(r.metrics, opts.max_drop)
+    except imx500.Imx500Error as e:
+        return {"converted": False, "error": str(e)}
+    files.update(r.files)
+    return r.meta
 
-        progress(f"evaluating Keras, float and int8 on {len(src.test)} test photos")
-        keras_pred = np.argmax(model.predict(x_test.astype(np.float32), batch_size=32, verbose=0), axis=1)
-        f_scores, f_clf = _tflite_predict(work / "model_float.tflite", src.labels, x_test)
-        q_scores, q_clf = _tflite_predict(work / "model.tflite", src.labels, x_test)
-        metrics = evaluate(keras_pred, f_scores.argmax(1), q_scores.argmax(1), y_test, src.labels)
-        sizes = {"float": (work / "model_float.tflite").stat().st_size, "int8": (work / "model.tflite").stat().st_size}
-        metrics["size_bytes"] = sizes
-        metrics["int8_size_ratio"] = round(sizes["int8"] / sizes["float"], 4)
-        metrics["convert_seconds"] = round(convert_s, 1)
-        table = format_table(metrics, sizes)
-        progress(table)
-        gate(metrics, opts.max_drop, opts.calibration)
-        qin, qout = q_clf.input_spec, q_clf.output_spec
-        f_clf.close(), q_clf.close()
 
-        golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, c,
-                                                  pick_golden(src.test, q_scores))
-        files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
-                                 "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
-        edgetpu_info: dict[str, Any] = {}
-        if opts.edgetpu:
-            pf = edgetpu.preflight(work / "model.tflite", ops)
-            progress("Edge TPU preflight (Coral's documented ops and constraints):\n" + pf.table())
-            edgetpu_info["preflight"] = pf.to_dict()
-            if edgetpu.compiler_path() is None:
-                edgetpu_info["compiled"] = False
-                edgetpu_info["reason"] = edgetpu.INSTALL_HINT
-            else:
-                compiled, clog = edgetpu.compile_model(work / "model.tflite", work / "edgetpu", opts.compiler_timeout)
-                files["model_edgetpu.tflite"] = compiled
-                edgetpu_info.update(compiled=True, compiler=clog.to_dict())
-        meta = {
-            "name": opts.name or out.name,
-            "input": replace(c, tensor=TensorQuant(qin.dtype.name, qin.scale, qin.zero_point)).to_json(),
-            "output": OutputContract(len(src.labels), "probabilities",
-                                     TensorQuant(qout.dtype.name, qout.scale, qout.zero_point)).to_json(),
-            "quantization": {"io": opts.io, "calibration_images": len(calib), "per_channel_dense": opts.per_channel_dense,
-                             "float_ops": 0, "ops": len(ops)},
-            "source": {**src.provenance, "edgecls": __version__},
-            "metrics": metrics,
-            "golden": golden_meta,
-        }
-        if edgetpu_info:
-            meta["edgetpu"] = edgetpu_info
-        bundle = write_bundle(out, files, meta, tar=opts.tar)
-        return Result(bundle, metrics, edgetpu_info, table)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def bundle_meta(src: Source, opts: Options, out: Path, conv: _Converted, n_calib: int, n_ops: int,
+                golden_meta: dict[str, Any], edgetpu_info: dict[str, Any]) -> dict[str, Any]:
+    """The edgecls.json fields (write_bundle adds the format version, the time and the files)."""
+    qin, qout = conv.tensors
+    meta = {
+        "name": opts.name or out.name,
+        "input": replace(src.contract, tensor=TensorQuant(qin.dtype.name, qin.scale, qin.zero_point)).to_json(),
+        "output": OutputContract(len(src.labels), "probabilities",
+                                 TensorQuant(qout.dtype.name, qout.scale, qout.zero_point)).to_json(),
+        "quantization": {"io": opts.io, "calibration_images": n_calib, "per_channel_dense": opts.per_channel_dense,
+                         "float_ops": 0, "ops": n_ops},
+        "source": {**src.provenance, "edgecls": __version__},
+        "metrics": conv.metrics,
+        "golden": golden_meta,
+    }
+    if edgetpu_info:
+        meta["edgetpu"] = edgetpu_info
+    return meta

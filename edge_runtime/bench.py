@@ -9,81 +9,33 @@ memory figures are its own and a backend that crashes spoils only its own row.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
-import platform
-import resource
-import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from itertools import cycle
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import __version__
-from .doctor import read_sysfs
-from .errors import EdgeclsError, MissingExtra
+from . import machine as _machine
+from .bundle import is_bundle
+from .errors import EdgeclsError
+from .machine import board_state, peak_rss_mb, rss_mb
 from .postprocess import top_k
 from .preprocess import iter_images, load_image, resize
 
-# vcgencmd get_throttled bits (Raspberry Pi firmware documentation).
-THROTTLE_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled", 3: "soft temperature limit",
-                 16: "under-voltage occurred", 17: "ARM frequency capping occurred", 18: "throttling occurred",
-                 19: "soft temperature limit occurred"}
-
-
-# --- the machine ---------------------------------------------------------------------------
-
-
-def throttle_flags(value: int) -> list[str]:
-    return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]
-
-
-def board_state() -> dict[str, Any]:
-    """SoC temperature and throttling, from sysfs and ``vcgencmd`` where the board has them."""
-    state: dict[str, Any] = {"temperature_c": None, "throttled": None, "throttle_flags": []}
-    t = read_sysfs("/sys/class/thermal/thermal_zone0/temp")
-    if t and t.lstrip("-").isdigit():
-        state["temperature_c"] = int(t) / 1000
-    if shutil.which("vcgencmd"):
-        try:
-            out = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5).stdout
-            value = int(out.strip().split("=")[1], 16)
-            state["throttled"] = hex(value)
-            state["throttle_flags"] = throttle_flags(value)
-        except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-            pass
-    return state
-
 
 def machine() -> dict[str, Any]:
-    from .doctor import board_model, cpu_model, governor
-    from .interpreter import available_packages, default_threads
-
-    gov = governor()
-    m = {"cpu": cpu_model(), "cores": default_threads(), "arch": platform.machine(), "board": board_model(),
-         "governor": gov, "os": platform.platform(), "python": platform.python_version(), "edgecls": __version__,
-         "interpreters": {k: v for k, v in available_packages().items() if v}, "warnings": []}
-    if gov and gov != "performance":
-        m["warnings"].append(f"CPU governor is '{gov}', not 'performance': clock changes move the numbers; "
-                             "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor")
-    return m
-
-
-def rss_mb() -> float:
-    statm = read_sysfs("/proc/self/statm")
-    if statm:
-        return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 2**20 if sys.platform == "darwin" else kb / 1024
+    """The machine a benchmark ran on (kept for result files that call it by this name)."""
+    return _machine.summary()
 
 
 # --- one configuration ---------------------------------------------------------------------
@@ -135,7 +87,8 @@ def measure(cfg: Config) -> dict[str, Any]:
     images = _images(cfg.input)
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    clf = Classifier(cfg.model, labels=cfg.labels, backend=cfg.backend, threads=cfg.threads,  # type: ignore[arg-type]
+    labels = None if is_bundle(cfg.model) else cfg.labels  # --labels is for the bare models among them
+    clf = Classifier(cfg.model, labels=labels, backend=cfg.backend, threads=cfg.threads,  # type: ignore[arg-type]
                      interpreter=cfg.interpreter)
     create_s = time.perf_counter() - t0
     rss_loaded = rss_mb()
@@ -169,12 +122,31 @@ def measure(cfg: Config) -> dict[str, Any]:
                    "peak": peak_rss_mb()},
         "notes": d["notes"],
     }
-    image = images[0] if images else _golden_photo(clf)
-    if image:
-        row["end_to_end_ms"] = end_to_end(clf, image, max(5, min(50, len(lat) // 4)))
-        row["end_to_end_image"] = image
+    image = images[0] if images else (_golden_photo(clf) or sample_jpeg())
+    row["end_to_end_ms"] = end_to_end(clf, image, max(5, min(50, len(lat) // 4)))
+    row["end_to_end_image"] = image if image != sample_jpeg() else SAMPLE_JPEG_NAME
     clf.close()
     return row
+
+
+SAMPLE_JPEG_NAME = "a synthetic 640x480 JPEG"
+
+
+@functools.lru_cache(maxsize=1)
+def sample_jpeg() -> str:
+    """A 640x480 JPEG for the end-to-end stages of a bare model given no --input: smooth
+    gradients with sensor-like noise (a photo's decode cost), written once per process."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:480, 0:640].astype(np.float32)
+    base = np.stack([x / 640 * 255, y / 480 * 255, (x + y) / 1120 * 255], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    fd, path = tempfile.mkstemp(prefix="edgecls-bench-", suffix=".jpg")
+    with os.fdopen(fd, "wb") as f:
+        Image.fromarray(pixels).save(f, "JPEG", quality=90)
+    atexit.register(os.unlink, path)
+    return path
 
 
 def _golden_photo(clf: Any) -> str | None:
@@ -269,94 +241,9 @@ def _worker(arg: str) -> int:
     return 0
 
 
-# --- reports -------------------------------------------------------------------------------
+# --- reports (in bench_report; re-exported for callers of this module) ----------------------
 
-
-def device_name(result: dict[str, Any]) -> str:
-    m = result.get("machine", {})
-    return m.get("board") or f"{m.get('cpu', '?')} ({m.get('arch', '?')}, {m.get('cores', '?')} cores)"
-
-
-def _rows(results: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(device_name(r), row) for r in results for row in r["results"]]
-
-
-def table(results: Sequence[dict[str, Any]], markdown: bool = False) -> str:
-    """One table over one or several result files (several devices in ``compare``)."""
-    head = ["device", "model", "backend", "threads", "size KiB", "create ms", "first ms", "p50 ms", "p90 ms",
-            "p99 ms", "mean ms", "per s", "RSS +MiB", "end to end ms"]
-    lines = []
-    for dev, r in _rows(results):
-        name = Path(r["model"]).name
-        if r.get("status") != "ok":
-            cells = [dev, name, r["backend"], str(r["threads"] or "all"), "", "", "", "", "", "", "", "", "",
-                     f"{r.get('status')}: {r.get('reason', '')}"[:120]]
-        else:
-            s = r["invoke_ms"]
-            e2e = r.get("end_to_end_ms", {}).get("total")
-            cells = [dev, name, r["backend"], str(r["threads"]), f"{r['file_bytes'] / 1024:.0f}", f"{r['create_ms']:.1f}",
-                     f"{r['first_invoke_ms']:.2f}", f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['p99']:.3f}",
-                     f"{s['mean']:.3f}", f"{r['throughput_per_s']:.0f}", f"{r['rss_mb']['added_by_load']:.1f}",
-                     "" if e2e is None else f"{e2e:.2f}"]
-        lines.append(cells)
-    if len({c[0] for c in lines}) <= 1:  # one device: no column for it
-        head, lines = head[1:], [c[1:] for c in lines]
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        out += ["| " + " | ".join(c) + " |" for c in lines]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(fmt.format(*c).rstrip() for c in [head, *lines])
-
-
-def machine_lines(result: dict[str, Any]) -> list[str]:
-    m = result["machine"]
-    lines = [f"{device_name(result)}: {m['cpu']}, {m['cores']} cores, {m['arch']}, governor {m['governor'] or 'n/a'}, "
-             f"edgecls {m['edgecls']}, " + ", ".join(f"{k} {v}" for k, v in m["interpreters"].items())]
-    for when in ("before", "after"):
-        b = result[f"board_{when}"]
-        if b["temperature_c"] is not None or b["throttled"] is not None:
-            lines.append(f"  board {when}: {b['temperature_c']} C, throttled {b['throttled']} "
-                         f"{', '.join(b['throttle_flags'])}".rstrip())
-    lines += [f"  warning: {w}" for w in m["warnings"]]
-    if result["board_after"].get("throttle_flags"):
-        lines.append("  warning: the board throttled during the run; these numbers are not its best")
-    return lines
-
-
-def markdown(results: Sequence[dict[str, Any]]) -> str:
-    out = ["# edgecls bench", ""]
-    for r in results:
-        out += [f"- {line.strip()}" for line in machine_lines(r)]
-    return "\n".join(out + ["", table(results, markdown=True), ""])
-
-
-def plot(results: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
-    """p50 invoke latency per configuration (and device), as a bar chart."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise MissingExtra("--plot", "plot", "matplotlib") from e
-    rows = [(dev, r) for dev, r in _rows(results) if r.get("status") == "ok"]
-    if not rows:
-        raise EdgeclsError("nothing to plot: no configuration ran")
-    labels = [f"{Path(r['model']).name}\n{r['backend']}, {r['threads']} thr" + (f"\n{dev}" if len(results) > 1 else "")
-              for dev, r in rows]
-    p50 = [r["invoke_ms"]["p50"] for _, r in rows]
-    err = [[max(0.0, r["invoke_ms"]["p50"] - r["invoke_ms"]["min"]) for _, r in rows],
-           [max(0.0, r["invoke_ms"]["p90"] - r["invoke_ms"]["p50"]) for _, r in rows]]
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows)), 4))
-    ax.bar(range(len(rows)), p50, yerr=err, capsize=3, color="#4c72b0")
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("invoke latency, ms (p50; bars: min to p90)")
-    ax.set_title("edgecls bench")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+from .bench_report import device_name, machine_lines, markdown, plot, table  # noqa: E402,F401
 
 
 def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
@@ -365,10 +252,11 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         try:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --json ({e})") from None
-        if not isinstance(r, dict) or "results" not in r or "machine" not in r:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --json (no 'results' and 'machine')")
-        out.append(r)
+            raise EdgeclsError(f"{p}: not a result file of edgecls bench --save ({e})") from None
+        for one in r if isinstance(r, list) else [r]:  # a fleet bench saves one result per device
+            if not isinstance(one, dict) or "results" not in one or "machine" not in one:
+                raise EdgeclsError(f"{p}: not a result file of edgecls bench --save (no 'results' and 'machine')")
+            out.append(one)
     return out
 
 

@@ -15,6 +15,7 @@ from . import interpreter as interp
 from .bundle import Bundle, is_bundle, load_bundle
 from .errors import BackendUnavailable, LabelError, ModelError
 from .labels import read_labels
+from .machine import is_raspberry_pi
 from .postprocess import Class, OutputKind, dequantize, softmax, top_k
 from .preprocess import (CROP_MODES, DEFAULT_RESIZE, RESIZE_METHODS, CropMode, ImageLike, InputConverter,
                          Normalization, ResizeMethod, check_choice, load_image, resize)
@@ -48,14 +49,6 @@ class _Models:
     edgetpu: str | None = None
     float: str | None = None
     graph: interp.GraphInfo | None = None  # what a bare model's graph says, read once
-
-
-def is_raspberry_pi() -> bool:
-    try:
-        with open("/proc/device-tree/model", "rb") as f:
-            return b"Raspberry Pi" in f.read()
-    except OSError:
-        return False
 
 
 class Classifier:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from . import __version__
 from . import interpreter as interp
+from .machine import FIX_GOVERNOR, board_model, cpu_model, governor, read_sysfs, video_devices
 
 Status = Literal["ok", "warn", "missing"]
 
@@ -29,15 +30,6 @@ class Check:
     fix: str = ""
 
 
-def read_sysfs(path: str) -> str | None:
-    """A small text file (sysfs, procfs) stripped, or None when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace").strip("\x00\n ")
-    except OSError:
-        return None
-
-
 def _version(module: str) -> str | None:
     from importlib import metadata
 
@@ -45,23 +37,6 @@ def _version(module: str) -> str | None:
         return metadata.version(module)
     except metadata.PackageNotFoundError:
         return None
-
-
-def cpu_model() -> str:
-    text = read_sysfs("/proc/cpuinfo") or ""
-    for key in ("model name", "Model", "Hardware"):
-        for line in text.splitlines():
-            if line.startswith(key) and ":" in line:
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def governor() -> str | None:
-    return read_sysfs("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
-
-
-def board_model() -> str | None:
-    return read_sysfs("/proc/device-tree/model")
 
 
 def edgetpu_devices() -> list[str]:
@@ -115,7 +90,7 @@ def checks() -> list[Check]:
                          "" if ok else "install your GPU's Vulkan driver (and libvulkan1); --backend gpu also runs on "
                          "software Vulkan, for testing only"))
 
-    cams = sorted(glob.glob("/dev/video*"))
+    cams = video_devices()
     pic = importlib.util.find_spec("picamera2") is not None
     cv = importlib.util.find_spec("cv2") is not None
     out.append(Check("picamera2", "ok" if pic else "missing", "importable" if pic else "not importable",
@@ -126,13 +101,15 @@ def checks() -> list[Check]:
     out.append(Check("video devices", "ok" if cams else "missing", ", ".join(cams) or "none",
                      "" if cams else "connect a camera, or classify images and video files"))
 
+    from . import imx500  # the Raspberry Pi AI Camera (issue 22)
+    out.append(Check("ai camera", *imx500.doctor_check()))  # type: ignore[arg-type]
+
     gov = governor()
     if gov is None:
         out.append(Check("cpu governor", "ok", "not exposed (virtual machine or container)"))
     else:
         out.append(Check("cpu governor", "ok" if gov == "performance" else "warn", gov,
-                         "" if gov == "performance" else "for stable latency: echo performance | sudo tee "
-                         "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"))
+                         "" if gov == "performance" else "for stable latency: " + FIX_GOVERNOR))
     board = board_model()
     out.append(Check("board", "ok", board or "not a device-tree board (desktop or VM)"))
     return out
@@ -145,7 +122,7 @@ def report(json_out: bool = False) -> tuple[str, int]:
     if json_out:
         import json
 
-        return json.dumps({"checks": [asdict(c) for c in items]}, indent=2), code
+        return json.dumps({"checks": [asdict(c) for c in items]}), code
     mark = {"ok": "ok  ", "warn": "WARN", "missing": "--  "}
     lines = []
     for c in items:

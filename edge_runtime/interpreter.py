@@ -193,10 +193,10 @@ class TensorSpec:
 
 
 def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """XNNPACK threads by default: the cores this process may use."""
+    from .machine import cores
+
+    return cores()
 
 
 class InterpreterEngine:

@@ -81,7 +81,7 @@ def test_per_channel_dense_is_refused_before_invoke_on_tflite_runtime(arm, sign_
 @pytest.mark.parametrize("pi", PIS, ids=lambda n: f"pi{n}")
 def test_bench_and_doctor_report_an_aarch64_pi(arm, sign_bundle, tmp_path, pi):
     out = tmp_path / "bench.json"
-    b = arm.run("bench", sign_bundle, "--runs", "5", "--warmup", "1", "--json", out, pi=pi)
+    b = arm.run("bench", sign_bundle, "--runs", "5", "--warmup", "1", "--save", out, pi=pi)
     _ok(b)
     result = json.loads(out.read_text())
     (r,) = result["results"]
@@ -89,7 +89,7 @@ def test_bench_and_doctor_report_an_aarch64_pi(arm, sign_bundle, tmp_path, pi):
     assert r["status"] == "ok" and r["backend"] == "cpu" and r["invoke_ms"]["count"] == 5
     # The emulated Pi's results and this machine's, merged into one table.
     x86 = tmp_path / "x86.json"
-    assert run_edgecls("bench", sign_bundle, "--runs", "5", "--json", x86).returncode == 0
+    assert run_edgecls("bench", sign_bundle, "--runs", "5", "--save", x86).returncode == 0
     c = run_edgecls("bench", "compare", x86, out, "--markdown", tmp_path / "both.md")
     _ok(c)
     rows = [l for l in c.stdout.splitlines() if "bundle" in l]

@@ -95,7 +95,10 @@ def test_unreadable_and_non_image_files_among_good_ones(tmp_path):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--threads", "0"], "at least 1"),
+    (["--threads", "0"], "from 1 to 256"),
+    (["--threads", "100000"], "from 1 to 256"),
+    (["--threshold", "1.5"], "from 0 to 1"),
+    (["--top-k", "x"], "not an integer"),
     (["--backend", "tpu"], "invalid choice"),
     (["--resize", "bicubic"], "invalid choice"),
 ])

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from conftest import CORAL, coral_bundle_meta, json_lines, run_edgecls
-from edge_runtime import BundleError, Classifier, load_bundle, write_bundle
+from edge_runtime import BundleError, Classifier, LabelError, load_bundle, write_bundle
 from edge_runtime.bundle import sha256_file
 
 MODEL = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
@@ -69,5 +69,5 @@ def test_failed_write_keeps_the_previous_bundle(coral_bundle):
 
 
 def test_bundle_refuses_extra_labels_argument(coral_bundle):
-    with pytest.raises(Exception, match="carries its own labels"):
+    with pytest.raises(LabelError, match="carries its own labels"):
         Classifier(coral_bundle, labels=CORAL / "imagenet_labels.txt")

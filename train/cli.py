@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_runtime.cli import positive_int
+from edge_runtime.argtypes import nonneg_int, positive_float, positive_int
 
 
 def _fraction(text: str) -> float:
@@ -34,17 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create (e.g. runs/NAME)")
     p.add_argument("--arch", default=d.arch, choices=("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
                                                       "mobilenet_v3_large"))
-    p.add_argument("--alpha", type=float, default=d.alpha, help="width multiplier")
+    p.add_argument("--alpha", type=positive_float, default=d.alpha, help="width multiplier")
     p.add_argument("--size", type=positive_int, default=d.size, help="input height and width in pixels")
     p.add_argument("--weights", default=d.weights,
                    help="'imagenet' (Keras downloads them), a local weights file of the backbone without its "
                         "top, or 'none' to train from scratch")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="phase 1 (head) epochs")
-    p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs, help="phase 2 epochs (0 skips it)")
+    p.add_argument("--epochs", type=nonneg_int, default=d.epochs, help="phase 1 (head) epochs")
+    p.add_argument("--fine-tune-epochs", type=nonneg_int, default=d.fine_tune_epochs, help="phase 2 epochs (0 skips it)")
     p.add_argument("--fine-tune-layers", type=int, default=d.fine_tune_layers,
                    help="top backbone layers unfrozen in phase 2 (-1: all)")
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="phase 1 learning rate")
-    p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate, help="phase 2 learning rate")
+    p.add_argument("--lr", type=positive_float, default=d.learning_rate, help="phase 1 learning rate")
+    p.add_argument("--fine-tune-lr", type=positive_float, default=d.fine_tune_learning_rate, help="phase 2 learning rate")
     p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="early stop after this many epochs without a better validation loss")
     p.add_argument("--batch", type=positive_int, default=d.batch, help="batch size")
@@ -68,16 +68,21 @@ def cmd_train(a: argparse.Namespace) -> int:
                       fine_tune_epochs=a.fine_tune_epochs, fine_tune_layers=a.fine_tune_layers,
                       learning_rate=a.lr, fine_tune_learning_rate=a.fine_tune_lr, patience=a.patience,
                       batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test)
+    from .fit import worker_scratch
+
     try:
-        m = train(a.out, cfg, resume=a.resume)
+        with worker_scratch(a.out) as out:  # a TF_CONFIG worker that is not the chief writes nothing in --out
+            m = train(out, cfg, resume=a.resume)
     except KeyboardInterrupt:
         print(f"edgecls: interrupted; the last finished epoch is kept - continue with: "
               f"edgecls train {a.data} --out {a.out} --resume", file=sys.stderr)
         return 130
-    if a.json:
+    if out != a.out:
+        print(f"edgecls: this worker took part in the training; the chief writes {a.out}", file=sys.stderr)
+    elif a.json:
         print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "confusion"} if isinstance(v, dict) else v
                           for k, v in m.items()}))
-    else:
+    if out == a.out and not a.json:
         line = f"test top-1 {m['test']['top1']:.2%} ({m['test']['count']} images)"
         if "val" in m:
             line += f", validation {m['val']['top1']:.2%}"

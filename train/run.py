@@ -97,14 +97,58 @@ def prepare(out: Path, cfg: TrainConfig, resume: bool) -> TrainConfig:
     return cfg
 
 
+@dataclass
+class _Session:
+    """One training session's state, handed from step to step."""
+
+    out: Path
+    cfg: TrainConfig
+    ds: data.Dataset
+    pixels: dict[str, np.ndarray | None]
+    labels: dict[str, np.ndarray]
+    weights: str | None
+    state: Any = None  # fit.State
+    ckpt_path: Path | None = None
+
+    @property
+    def ckpt(self) -> Path:
+        return self.out / "checkpoint"
+
+
 def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, strategy: Any = None) -> dict:
-    """Train (or resume) the run in ``out``; returns its metrics."""
+    """Train (or resume) the run in ``out``: check and split the dataset, phase 1 (the head on
+    cached backbone features), phase 2 (fine-tune), evaluate and report. Returns its metrics."""
     out = Path(out)
     cfg = prepare(out, cfg, resume)
     if cfg.weights not in (None, "imagenet") and not Path(cfg.weights).is_file():
         raise RunError(f"{cfg.weights}: no such weights file; pass a Keras weights file of the backbone "
                        "without its top, 'imagenet' (downloads) or 'none'")
+    session = load_dataset(out, cfg)
 
+    from . import fit, model as modelmod  # TensorFlow from here on
+
+    strategy = strategy or fit.pick_strategy()
+    found = fit.read_checkpoint(session.ckpt)
+    session.state, session.ckpt_path = found if found else (fit.State(), None)
+    if resume and found:
+        log(f"resuming after phase {session.state.phase} epoch {session.state.epoch} "
+            f"({len(session.state.history)} epochs done)")
+    t_start = time.perf_counter()
+    with strategy.scope():
+        built = modelmod.build(cfg.arch, len(session.ds.classes), cfg.size, cfg.alpha, session.weights, cfg.dropout)
+    if session.weights is None and session.state.phase == 1:
+        session.state.phase = 2  # from scratch: nothing frozen to train a head on
+    if session.state.phase == 1:
+        train_head(session, built, strategy)
+    if session.state.phase == 2:
+        fine_tune(session, built, strategy)
+    else:
+        restore(built.model, session.ckpt_path / "model.keras")  # type: ignore[operator]
+    return finish(session, built, time.perf_counter() - t_start)
+
+
+def load_dataset(out: Path, cfg: TrainConfig) -> _Session:
+    """Scan and split the photos, write the run's dataset files, decode every split once."""
     ds = data.scan(cfg.data, cfg.val, cfg.test, progress=_progress("checking images"))
     for w in ds.warnings:
         log(f"warning: {w}")
@@ -120,86 +164,80 @@ def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, s
             raise RunError(f"{cfg.data}: the {name} split is empty ({len(ds.samples)} usable images); add photos")
     log(f"{len(ds.classes)} classes, " + ", ".join(f"{len(v)} {k}" for k, v in splits.items())
         + f" images, {len(ds.skipped)} skipped")
-
     pixels = {name: data.cached_pixels(s, cfg.size, cfg.size, RESIZE, out / "cache", ds.fingerprint,
                                        progress=_progress(f"decoding {name}")) if s else None
               for name, s in splits.items()}
     labels = {name: np.array([x.label for x in s], np.int32) for name, s in splits.items()}
-
-    from . import fit, model as modelmod  # TensorFlow from here on
-
-    strategy = strategy or fit.pick_strategy()
-    ckpt = out / "checkpoint"
-    found = fit.read_checkpoint(ckpt)
-    state, ckpt_path = found if found else (fit.State(), None)
-    if resume and found:
-        log(f"resuming after phase {state.phase} epoch {state.epoch} ({len(state.history)} epochs done)")
     weights = None if cfg.weights in (None, "none") else cfg.weights
-    val_data = (pixels["val"], labels["val"]) if pixels["val"] is not None else None
-    t_start = time.perf_counter()
+    return _Session(out, cfg, ds, pixels, labels, weights)
 
+
+def train_head(s: _Session, built: Any, strategy: Any) -> None:
+    """Phase 1: the classification head on backbone features computed once."""
+    from . import fit, model as modelmod
+
+    cfg, state = s.cfg, s.state
+    feats = {k: _cached_features(built, v, s.out / "cache", cfg, k, s.ds.fingerprint)
+             for k, v in s.pixels.items() if v is not None and k != "test"}
     with strategy.scope():
-        built = modelmod.build(cfg.arch, len(ds.classes), cfg.size, cfg.alpha, weights, cfg.dropout)
-    if weights is None and state.phase == 1:
-        state.phase = 2  # from scratch: nothing frozen to train a head on
-    # Phase 1: the head on features computed once.
-    if state.phase == 1:
-        feats = {k: _cached_features(built, v, out / "cache", cfg, k, ds.fingerprint)
-                 for k, v in pixels.items() if v is not None and k != "test"}
-        with strategy.scope():
-            if ckpt_path:
-                head = keras_load(ckpt_path / "model.keras")
-            else:
-                head = modelmod.head(built.feature_dim, len(ds.classes), cfg.dropout)
-                fit.compile_model(head, cfg.learning_rate)
-        log(f"phase 1: training the head on {built.feature_dim} cached features, up to {cfg.epochs} epochs")
-        tr = fit.dataset(feats["train"], labels["train"], cfg.batch, shuffle=True, seed=cfg.seed)
-        va = fit.dataset(feats["val"], labels["val"], cfg.batch) if "val" in feats else None
-        best = fit.run_phase(head, tr, va, fit.PhaseConfig(cfg.epochs, cfg.learning_rate, cfg.patience),
-                             state, ckpt, ckpt_path and ckpt_path / "best.weights.h5", log)
-        if best:
-            head.load_weights(best)
-        built.model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
-        state.phase, state.epoch, state.wait, state.best_epoch = 2, 0, 0, 0
-        state.best_val_loss = float("inf")
-        ckpt_path = fit.commit_checkpoint(ckpt, state, built.model, None)
-    # Phase 2: fine-tune the top of the backbone on augmented photos.
-    if state.phase == 2:
-        with strategy.scope():
-            n = modelmod.set_trainable(built, cfg.fine_tune_layers if weights else -1)
-            if weights:
-                modelmod.freeze_batchnorm(built)
-            lr = cfg.fine_tune_learning_rate if weights else cfg.learning_rate
-            fit.compile_model(built.model, lr)
-            if ckpt_path:
-                restore(built.model, ckpt_path / "model.keras")
-        log(f"phase 2: {'fine-tuning' if weights else 'training from scratch'} {n} backbone layers at "
-            f"learning rate {lr:g}, up to {cfg.fine_tune_epochs} epochs")
-        tr = fit.dataset(pixels["train"], labels["train"], cfg.batch, shuffle=True,
-                         augment=fit.augmenter(cfg.flip, cfg.seed), seed=cfg.seed)
-        va = fit.dataset(*val_data, cfg.batch) if val_data else None
-        best_prev = ckpt_path / "best.weights.h5" if ckpt_path and (ckpt_path / "best.weights.h5").exists() else None
-        best = fit.run_phase(built.model, tr, va, fit.PhaseConfig(cfg.fine_tune_epochs, lr, cfg.patience),
-                             state, ckpt, best_prev, log)
-        if best:
-            built.model.load_weights(best)
-        state.phase, state.epoch = 3, 0
-        fit.commit_checkpoint(ckpt, state, built.model, None)
-    else:
-        restore(built.model, ckpt_path / "model.keras")
-    train_seconds = time.perf_counter() - t_start
+        if s.ckpt_path:
+            head = keras_load(s.ckpt_path / "model.keras")
+        else:
+            head = modelmod.head(built.feature_dim, len(s.ds.classes), cfg.dropout)
+            fit.compile_model(head, cfg.learning_rate)
+    log(f"phase 1: training the head on {built.feature_dim} cached features, up to {cfg.epochs} epochs")
+    tr = fit.dataset(feats["train"], s.labels["train"], cfg.batch, shuffle=True, seed=cfg.seed)
+    va = fit.dataset(feats["val"], s.labels["val"], cfg.batch) if "val" in feats else None
+    best = fit.run_phase(head, tr, va, fit.PhaseConfig(cfg.epochs, cfg.learning_rate, cfg.patience),
+                         state, s.ckpt, s.ckpt_path and s.ckpt_path / "best.weights.h5", log)
+    if best:
+        head.load_weights(best)
+    built.model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
+    state.phase, state.epoch, state.wait, state.best_epoch = 2, 0, 0, 0
+    state.best_val_loss = float("inf")
+    s.ckpt_path = fit.commit_checkpoint(s.ckpt, state, built.model, None)
 
+
+def fine_tune(s: _Session, built: Any, strategy: Any) -> None:
+    """Phase 2: fine-tune the top of the backbone (all of it from scratch) on augmented photos."""
+    from . import fit, model as modelmod
+
+    cfg = s.cfg
+    with strategy.scope():
+        n = modelmod.set_trainable(built, cfg.fine_tune_layers if s.weights else -1)
+        if s.weights:
+            modelmod.freeze_batchnorm(built)
+        lr = cfg.fine_tune_learning_rate if s.weights else cfg.learning_rate
+        fit.compile_model(built.model, lr)
+        if s.ckpt_path:
+            restore(built.model, s.ckpt_path / "model.keras")
+    log(f"phase 2: {'fine-tuning' if s.weights else 'training from scratch'} {n} backbone layers at "
+        f"learning rate {lr:g}, up to {cfg.fine_tune_epochs} epochs")
+    tr = fit.dataset(s.pixels["train"], s.labels["train"], cfg.batch, shuffle=True,
+                     augment=fit.augmenter(cfg.flip, cfg.seed), seed=cfg.seed)
+    va = fit.dataset(s.pixels["val"], s.labels["val"], cfg.batch) if s.pixels["val"] is not None else None
+    best_prev = s.ckpt_path / "best.weights.h5" if s.ckpt_path and (s.ckpt_path / "best.weights.h5").exists() else None
+    best = fit.run_phase(built.model, tr, va, fit.PhaseConfig(cfg.fine_tune_epochs, lr, cfg.patience),
+                         s.state, s.ckpt, best_prev, log)
+    if best:
+        built.model.load_weights(best)
+    s.state.phase, s.state.epoch = 3, 0
+    fit.commit_checkpoint(s.ckpt, s.state, built.model, None)
+
+
+def finish(s: _Session, built: Any, train_seconds: float) -> dict:
+    """Evaluate on test and validation, save the model atomically, write the reports."""
     from . import report  # matplotlib
 
-    metrics = {name: evaluate(built.model, pixels[name], labels[name], ds.classes, cfg.batch)
-               for name in ("test", "val") if pixels[name] is not None}
+    metrics = {name: evaluate(built.model, s.pixels[name], s.labels[name], s.ds.classes, s.cfg.batch)
+               for name in ("test", "val") if s.pixels[name] is not None}
     metrics["train_seconds_this_session"] = round(train_seconds, 1)
-    metrics["epochs"] = {p: sum(1 for r in state.history if r["phase"] == p) for p in (1, 2)}
-    built.model.save(out / ".model.keras.tmp.keras")
-    os.replace(out / ".model.keras.tmp.keras", out / "model.keras")
-    (out / "history.json").write_text(json.dumps(state.history, indent=1) + "\n")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    report.write(out, cfg, ds, state.history, metrics)
+    metrics["epochs"] = {p: sum(1 for r in s.state.history if r["phase"] == p) for p in (1, 2)}
+    built.model.save(s.out / ".model.keras.tmp.keras")
+    os.replace(s.out / ".model.keras.tmp.keras", s.out / "model.keras")
+    (s.out / "history.json").write_text(json.dumps(s.state.history, indent=1) + "\n")
+    (s.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    report.write(s.out, s.cfg, s.ds, s.state.history, metrics)
     return metrics
 
 

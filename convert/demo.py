@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.argtypes import positive_int
 from edge_runtime.errors import EdgeclsError, MissingExtra
 
 MARKER = ".edgecls-demo"  # only a directory the demo made itself is ever replaced
@@ -42,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "verify the golden photos and benchmark the bundle. Takes a few minutes on a laptop CPU.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="directory for the dataset, the run and the bundle")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (early stopping may end sooner)")
-    p.add_argument("--size", type=int, default=64, help="model input size in pixels")
+    p.add_argument("--epochs", type=positive_int, default=30, help="training epochs (early stopping may end sooner)")
+    p.add_argument("--size", type=positive_int, default=64, help="model input size in pixels")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from . import _tf  # noqa: F401  (names the extra on a runtime-only install)
+    from train import _tf  # noqa: F401  (names the extra on a runtime-only install)
 
     out = Path(a.out)
     if out.exists() and any(out.iterdir()):
@@ -69,7 +70,7 @@ def run_demo(out: Path, epochs: int, size: int) -> dict:
     from edge_runtime.classifier import Classifier
     from edge_runtime.verify import verify
 
-    from .run import TrainConfig, log, train
+    from train.run import TrainConfig, log, train
 
     t0 = time.perf_counter()
     n = make_digits(out / "data")

@@ -67,7 +67,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
 
 
 def cmd_camera(a: argparse.Namespace) -> int:
-    from . import camera, imx500, sources, webview
+    from . import actions, camera, imx500, sources, webview
     from .classifier import Classifier
 
     if a.backend == "imx500" or (a.backend == "auto" and a.source == "auto" and imx500.prefer(a.model)):
@@ -107,8 +107,10 @@ def cmd_camera(a: argparse.Namespace) -> int:
             top = ", ".join(f"{c['label']} ({c['score']:.3f})" for c in d["classes"]) or "(below the threshold)"
             print(f"frame {d['frame']}: {top}  [{d['latency_ms']['invoke']:.1f} ms]", flush=True)
 
+    acts = actions.Actions(actions.ActionOptions.from_namespace(a), clf.labels, model=Path(clf.model_path).stem)
+    acts = acts.start() if acts.sinks else None
     s = camera.run(clf, source, emit, top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
-                   max_frames=a.max_frames, view=view)
+                   max_frames=a.max_frames, view=view, actions=acts)
     if a.json:
         print(json.dumps(s.to_dict()), flush=True)
     if view is not None and s.ended == "end of input":
@@ -121,6 +123,8 @@ def cmd_camera(a: argparse.Namespace) -> int:
     lat = ", ".join(f"{k} {v:.1f}" for k, v in s.latency_ms.items())
     print(f"edgecls: {s.classified} frames classified of {s.captured} captured, {s.dropped} dropped, "
           f"{s.fps:.1f} FPS over {s.seconds:.1f} s ({s.ended}); mean ms: {lat}", file=sys.stderr)
+    if s.actions:
+        print(f"edgecls: actions: {actions.format_stats(s.actions)}", file=sys.stderr)
     if s.failed:
         print(f"edgecls: error: {s.ended}", file=sys.stderr)
         return 1
@@ -361,6 +365,29 @@ def _add_camera(sub: argparse._SubParsersAction) -> None:
                    "(default host 127.0.0.1)")
     p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
     p.add_argument("--json", action="store_true", help="one JSON object per frame, and a summary at the end")
+    g = p.add_argument_group("actions", "act on the current label (see README: Acting on what the camera sees); "
+                             "actions run in their own threads and never slow inference")
+    g.add_argument("--mqtt", metavar="URL", help="publish to an MQTT broker: mqtt://[USER:PASSWORD@]HOST[:PORT][/PREFIX] "
+                   "(mqtts:// for TLS; PREFIX default edgecls/HOSTNAME): state JSON on PREFIX/state, availability on "
+                   "PREFIX/availability, Home Assistant discovery (needs edgecls[mqtt])")
+    g.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate (PEM) for an mqtts:// broker (default: the system's)")
+    g.add_argument("--mqtt-interval", type=float, default=30.0, metavar="S",
+                   help="also publish the state every S seconds (default 30; 0: only on changes)")
+    g.add_argument("--ha-prefix", default="homeassistant", metavar="PREFIX",
+                   help="Home Assistant's discovery prefix (default homeassistant; '' for no discovery)")
+    g.add_argument("--ha-binary", action="append", default=[], metavar="LABEL",
+                   help="also a Home Assistant binary sensor, on while LABEL is current (repeatable)")
+    g.add_argument("--webhook", metavar="URL", help="POST the state JSON to URL on every label change")
+    g.add_argument("--webhook-timeout", type=float, default=2.0, metavar="S", help="per POST (default 2; 3 tries)")
+    g.add_argument("--exec", metavar="CMD", help="run CMD (no shell) on every label change, with EDGECLS_LABEL, "
+                   "EDGECLS_SCORE, EDGECLS_FRAME and EDGECLS_PREVIOUS_LABEL set; one at a time")
+    g.add_argument("--exec-timeout", type=float, default=10.0, metavar="S", help="kill CMD after S seconds (default 10)")
+    g.add_argument("--gpio", action="append", default=[], metavar="PIN=LABEL",
+                   help="drive PIN high while LABEL is current, e.g. 17=cat (repeatable; gpiozero)")
+    g.add_argument("--hold", type=float, default=0.0, metavar="S",
+                   help="a new label must lead for S seconds before the actions hear of it (default 0)")
+    g.add_argument("--min-score", type=float, default=0.0, metavar="T",
+                   help="below T the current label is none (default 0)")
     p.set_defaults(func=cmd_camera)
 
 

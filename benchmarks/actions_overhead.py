@@ -69,7 +69,7 @@ def main() -> None:
                 acts = Actions(opts, clf.labels, log=lambda m: None).start() if mode == "on" else None
                 src, _ = sources.open_source(str(video), (clf.width, clf.height))
                 src.open()
-                s = camera.run(clf, src, lambda d: None, top=3, actions=acts)
+                s = camera.run(clf, src, lambda d: None, actions=acts)
                 if r:
                     fps[mode].append(s.fps)
                     if acts is not None:

@@ -449,7 +449,7 @@ def test_the_web_view_status_counts_the_actions(hook, tmp_path):
         src, _ = sources.open_source(str(photo_folder(tmp_path, 2)), (clf.width, clf.height))
         src.open()
         acts = Actions(ActionOptions(webhook=h.url), clf.labels).start()
-        s = camera.run(clf, src, lambda d: None, top=1, view=view, actions=acts)
+        s = camera.run(clf, src, lambda d: None, camera.Options(top=1), view=view, actions=acts)
     assert s.actions == {"changes": 3, "webhook": {"sent": 3, "failed": 0, "dropped": 0}}
     status = json.loads(json.dumps(view.status))  # what /status.json serves
     assert status["actions"]["changes"] == 3 and set(status["actions"]["webhook"]) == {"sent", "failed", "dropped"}

@@ -108,80 +108,101 @@ def _layers_in(model, text: str) -> list[str]:
     return [l.name for l in model.layers if re.search(rf"\b{type(l).__name__}\b", text) and not l.name == "image"]
 
 
+class _Stage:
+    """The stage now running, for the error line when one fails."""
+
+    name = "load"
+
+
 def main(job_dir: str) -> int:
     job_path = Path(job_dir)
     job = json.loads((job_path / "job.json").read_text())
     result: dict = {"ok": False, "stages": {}}
-    stage = "load"
+    stage, chip = _Stage(), None
     try:
         import numpy as np
         import tensorflow as tf
         tf.get_logger().setLevel("ERROR")
 
-        t = time.perf_counter()
-        stage = "rebuild"
-        weights = np.load(job_path / "weights.npz")
-        model = build(tf, job["arch"], job["alpha"], job["size"], job["classes"], job["dropout"])
-        result["weights_carried"] = carry_weights(model, weights)
-        # keep_rescaling: the graph as trained, which imxconv-tf refuses (tests use it for that error)
-        chip = build(tf, job["arch"], job["alpha"], job["size"], job["classes"], job["dropout"],
-                     normalize=job.get("keep_rescaling", False))
-        carry_weights(chip, weights)
-        test_x = np.load(job_path / "test_x.npy")
-        golden_x = np.load(job_path / "golden_x.npy")
-        bs = job["batch"]
-        result["float_pred"] = model.predict(test_x.astype(np.float32), batch_size=bs, verbose=0).argmax(1).tolist()
-        result["stages"]["rebuild"] = round(time.perf_counter() - t, 2)
-
-        t = time.perf_counter()
-        stage = "quantize"
+        stage.name = "rebuild"
+        chip = _rebuild(tf, np, job, job_path, result)
+        stage.name = "quantize"
+        q_model = _quantize(chip, np.load(job_path / "calib.npy"), job["batch"], result)
+        stage.name = "evaluate"
+        _evaluate(chip, q_model, np.load(job_path / "test_x.npy"), np.load(job_path / "golden_x.npy"), job["batch"],
+                  result)
+        stage.name = "export"
         import model_compression_toolkit as mct
 
-        calib = np.load(job_path / "calib.npy")
-        n_iter = -(-len(calib) // bs)
-
-        def representative():
-            for i in range(n_iter):
-                yield [chip_input(calib[i * bs:(i + 1) * bs])]
-
-        tpc = mct.get_target_platform_capabilities("tensorflow", "imx500", target_platform_version="v1")
-        q_model, _ = mct.ptq.keras_post_training_quantization(chip, representative, target_platform_capabilities=tpc)
-        result["stages"]["quantize"] = round(time.perf_counter() - t, 2)
-
-        t = time.perf_counter()
-        stage = "evaluate"
-        result["chip_float_pred"] = chip.predict(chip_input(test_x), batch_size=bs, verbose=0).argmax(1).tolist()
-        result["quant_pred"] = q_model.predict(chip_input(test_x), batch_size=bs, verbose=0).argmax(1).tolist()
-        result["golden"] = q_model.predict(chip_input(golden_x), batch_size=bs, verbose=0).tolist()
-        result["stages"]["evaluate"] = round(time.perf_counter() - t, 2)
-
-        stage = "export"
         q_path = job_path / f"{job['network']}.keras"
         mct.exporter.keras_export_model(model=q_model, save_model_path=str(q_path))
-
-        t = time.perf_counter()
-        stage = "imxconv"
-        out = job_path / "out"
-        p = subprocess.run([job["imxconv"], "-i", str(q_path), "-o", str(out), "--overwrite-output"],
-                           capture_output=True, text=True, timeout=job.get("timeout", 1800))
-        result["stages"]["imxconv"] = round(time.perf_counter() - t, 2)
-        (job_path / "imxconv.log").write_text(p.stdout + p.stderr)
-        report = parse_report(out)
-        result["memory_report"] = report
-        if p.returncode != 0 or not (out / "packerOut.zip").exists():
-            errors = [l for l in (p.stdout + p.stderr).splitlines() if re.search(r"error|not supported|unsupported", l, re.I)]
-            msg = (errors[-1] if errors else (p.stdout + p.stderr).strip().splitlines()[-1:] or ["no output"])
-            msg = msg if isinstance(msg, str) else msg[0]
-            result.update(stage=stage, error=f"imxconv-tf exit {p.returncode}: {_clean(msg)}", layers=_layers_in(chip, msg))
-            result["fit_in_chip"] = _fit(report)
-            return _done(job_path, result)
-        result["fit_in_chip"] = _fit(report)
-        result["ok"] = True
+        stage.name = "imxconv"
+        _imxconv(job, job_path, q_path, chip, result)
     except Exception as e:  # the caller turns this into one line naming the stage and layer
         msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        layers = _layers_in(locals().get("chip"), str(e))
-        result.update(stage=stage, error=msg[:400], layers=layers, traceback=traceback.format_exc()[-4000:])
+        result.update(stage=stage.name, error=msg[:400], layers=_layers_in(chip, str(e)),
+                      traceback=traceback.format_exc()[-4000:])
     return _done(job_path, result)
+
+
+def _rebuild(tf, np, job: dict, job_path: Path, result: dict):
+    """The trained model rebuilt in Keras 2 with its weights, and the chip's graph (no Rescaling)."""
+    t = time.perf_counter()
+    weights = np.load(job_path / "weights.npz")
+    model = build(tf, job["arch"], job["alpha"], job["size"], job["classes"], job["dropout"])
+    result["weights_carried"] = carry_weights(model, weights)
+    # keep_rescaling: the graph as trained, which imxconv-tf refuses (tests use it for that error)
+    chip = build(tf, job["arch"], job["alpha"], job["size"], job["classes"], job["dropout"],
+                 normalize=job.get("keep_rescaling", False))
+    carry_weights(chip, weights)
+    test_x = np.load(job_path / "test_x.npy")
+    result["float_pred"] = model.predict(test_x.astype(np.float32), batch_size=job["batch"], verbose=0).argmax(1).tolist()
+    result["stages"]["rebuild"] = round(time.perf_counter() - t, 2)
+    return chip
+
+
+def _quantize(chip, calib, bs: int, result: dict):
+    """MCT post-training quantization for the IMX500's target platform, on the calibration photos."""
+    import model_compression_toolkit as mct
+
+    t = time.perf_counter()
+    n_iter = -(-len(calib) // bs)
+
+    def representative():
+        for i in range(n_iter):
+            yield [chip_input(calib[i * bs:(i + 1) * bs])]
+
+    tpc = mct.get_target_platform_capabilities("tensorflow", "imx500", target_platform_version="v1")
+    q_model, _ = mct.ptq.keras_post_training_quantization(chip, representative, target_platform_capabilities=tpc)
+    result["stages"]["quantize"] = round(time.perf_counter() - t, 2)
+    return q_model
+
+
+def _evaluate(chip, q_model, test_x, golden_x, bs: int, result: dict) -> None:
+    t = time.perf_counter()
+    result["chip_float_pred"] = chip.predict(chip_input(test_x), batch_size=bs, verbose=0).argmax(1).tolist()
+    result["quant_pred"] = q_model.predict(chip_input(test_x), batch_size=bs, verbose=0).argmax(1).tolist()
+    result["golden"] = q_model.predict(chip_input(golden_x), batch_size=bs, verbose=0).tolist()
+    result["stages"]["evaluate"] = round(time.perf_counter() - t, 2)
+
+
+def _imxconv(job: dict, job_path: Path, q_path: Path, chip, result: dict) -> None:
+    """Sony's converter on the exported model: packerOut.zip and the memory report, or the error."""
+    t = time.perf_counter()
+    out = job_path / "out"
+    p = subprocess.run([job["imxconv"], "-i", str(q_path), "-o", str(out), "--overwrite-output"],
+                       capture_output=True, text=True, timeout=job.get("timeout", 1800))
+    result["stages"]["imxconv"] = round(time.perf_counter() - t, 2)
+    (job_path / "imxconv.log").write_text(p.stdout + p.stderr)
+    report = parse_report(out)
+    result["memory_report"] = report
+    result["fit_in_chip"] = _fit(report)
+    if p.returncode != 0 or not (out / "packerOut.zip").exists():
+        errors = [l for l in (p.stdout + p.stderr).splitlines() if re.search(r"error|not supported|unsupported", l, re.I)]
+        msg = errors[-1] if errors else ((p.stdout + p.stderr).strip().splitlines()[-1:] or ["no output"])[0]
+        result.update(stage="imxconv", error=f"imxconv-tf exit {p.returncode}: {_clean(msg)}", layers=_layers_in(chip, msg))
+        return
+    result["ok"] = True
 
 
 def _fit(report: dict):

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -71,7 +72,7 @@ class Description:
     normalization: Normalization = Normalization(0.0, 1.0)  # the float input is (pixel - mean) / std
     output: str = "probabilities"  # or "logits"
     description: str = ""
-    version: str = ""
+    version: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # when made
     author: str = f"edgecls {__version__}"
 
 

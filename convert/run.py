@@ -27,6 +27,8 @@ from edge_runtime.preprocess import Normalization
 from train import data as dataset
 from train.run import log
 
+from . import metadata
+
 GOLDEN_MAX = 10
 
 
@@ -249,6 +251,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
         edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
         meta = bundle_meta(src, opts, out, conv, len(data.calib), len(ops), golden_meta, edgetpu_info)
+        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
         bundle = write_bundle(out, files, meta, tar=opts.tar)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:

@@ -61,6 +61,7 @@ class Summary:
     ended: str = "interrupted"  # "end of input", "interrupted", "max frames", or the camera's failure
     failed: bool = False
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
+    actions: dict[str, Any] = field(default_factory=dict)  # Actions.stats(): sent, failed, dropped per sink
 
     @property
     def fps(self) -> float:
@@ -69,7 +70,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {"summary": {"source": self.source, "captured": self.captured, "classified": self.classified,
                             "dropped": self.dropped, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-                            "ended": self.ended, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}}
+                            "ended": self.ended, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
+                            **({"actions": self.actions} if self.actions else {})}}
 
 
 class Smoother:
@@ -118,9 +120,10 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
 
 def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: int = 3, threshold: float = 0.0,
         on_change: bool = False, smooth: int = 1, max_frames: int | None = None, retries: int = 3,
-        stop: threading.Event | None = None, view: Any = None) -> Summary:
+        stop: threading.Event | None = None, view: Any = None, actions: Any = None) -> Summary:
     """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
-    one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``."""
+    one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``. ``actions`` (an
+    ``actions.Actions``) observes every classified frame; like the source, it is closed at the end."""
     stop = stop or threading.Event()
     box = Latest(drop=source.live)
     state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False}
@@ -133,6 +136,7 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
                               name="edgecls-capture")
     if view is not None:
         view.dropped_ref = lambda: box.dropped
+        view.actions_ref = actions.stats if actions is not None else None
     t0 = time.perf_counter()
     thread.start()
     try:
@@ -148,6 +152,8 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
             t2 = time.perf_counter()
             scores = smoother(clf.scores(raw))
             classes: list[Class] = top_k(scores, clf.labels, top, threshold)
+            if actions is not None:
+                actions.observe(f.n, f.t, classes)  # never blocks: the actions run in their own threads
             lat = {"preprocess": prep_ms, "invoke": (t2 - t1) * 1e3, "postprocess": (time.perf_counter() - t2) * 1e3,
                    "age": (time.time() - f.t) * 1e3}  # age: capture to result
             summary.classified += 1
@@ -171,7 +177,8 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
         stop.set()
         thread.join(timeout=5)
         source.close()
-    summary.seconds = time.perf_counter() - t0
+        summary.seconds = time.perf_counter() - t0  # before the actions' shutdown, which may wait for a webhook
+        summary.actions = actions.close() if actions is not None else {}
     summary.captured, summary.dropped = state["captured"], box.dropped
     summary.ended, summary.failed = (reason, False) if reason else (state["ended"], state["failed"])
     summary.latency_ms = {k: v / summary.classified for k, v in totals.items()} if summary.classified else {}

@@ -27,6 +27,8 @@ from edge_runtime.preprocess import Normalization
 from train import data as dataset
 from train.run import log
 
+from . import metadata
+
 GOLDEN_MAX = 10
 
 
@@ -252,6 +254,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         meta = bundle_meta(src, opts, out, conv, len(data.calib), len(ops), golden_meta, edgetpu_info)
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
+        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
         bundle = write_bundle(out, files, meta, tar=opts.tar)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench_cli import add_bench
     from .camera_cli import add_camera
 
-    for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor):
+    for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor, _add_inspect):
         add(sub)
     for register in _plugin_commands():
         register(sub)
@@ -176,6 +176,26 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="the report as one JSON line")
     p.add_argument("--simulate-fault", choices=("swap-rb",), default=None, help=argparse.SUPPRESS)  # tests only
     p.set_defaults(func=cmd_verify)
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    def cmd(a: argparse.Namespace) -> int:
+        from .inspect import format_report, inspect
+
+        r = inspect(a.model, a.interpreter)
+        print(json.dumps(r) if a.json else format_report(r), flush=True)
+        if not r["runs"]:
+            print(f"edgecls: error: {a.model}: edgecls cannot run this model: {r.get('reason')}", file=sys.stderr)
+        return 0 if r["runs"] else 1
+
+    p = sub.add_parser("inspect", help="what a model is and whether edgecls runs it",
+                       description="Inputs and outputs (shape, type, quantization), ops by type, TFLite metadata "
+                       "(labels, normalization), Edge TPU mapping (compiled, or predicted), size, what kind of model "
+                       "it is and whether edgecls can run it here (loaded and invoked once). Exits 1 when it cannot.")
+    p.add_argument("model", metavar="MODEL_OR_BUNDLE", help="a .tflite, or a bundle directory or .tar.gz")
+    p.add_argument("--interpreter", metavar="PKG", default=None, help="force an interpreter package")
+    p.add_argument("--json", action="store_true", help="the report as one JSON line")
+    p.set_defaults(func=cmd)
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from edge_runtime.argtypes import nonneg_float, nonneg_int, positive_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,12 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  edgecls deploy --rollback pi@raspberrypi.local\n  edgecls deploy --status pi@raspberrypi.local:edgecls")
     p.add_argument("args", nargs="*", metavar="BUNDLE USER@HOST[:DIR]",
                    help="the bundle and the target (DIR defaults to ~/edgecls); with --rollback/--status only the target")
-    p.add_argument("--hosts", metavar="FILE", help="deploy to every target in FILE (one a line), in parallel")
-    p.add_argument("--parallel", type=int, default=8, metavar="N", help="connections at once with --hosts (default 8)")
-    p.add_argument("--port", type=int, default=None, help="SSH port")
+    p.add_argument("--hosts", metavar="FILE", help="deploy to every target in FILE, in parallel: one [USER@]HOST[:DIR] "
+                   "a line, or an Ansible inventory (INI or YAML; ansible_host, ansible_user, ansible_port, "
+                   "ansible_ssh_private_key_file and edgecls_dir are used)")
+    p.add_argument("--group", metavar="NAME[,NAME]", help="with an Ansible inventory: only the hosts of these groups")
+    p.add_argument("--parallel", type=positive_int, default=8, metavar="N", help="connections at once with --hosts (default 8)")
+    p.add_argument("--port", type=positive_int, default=None, help="SSH port")
     p.add_argument("--identity", metavar="KEY", help="SSH private key")
     p.add_argument("--known-hosts", metavar="FILE", help="known_hosts file (default: ssh's own)")
-    p.add_argument("--keep", type=int, default=5, metavar="N", help="versions kept on the device (default 5)")
+    p.add_argument("--keep", type=nonneg_int, default=5, metavar="N", help="versions kept on the device (default 5; 0: keep all)")
     p.add_argument("--install-runtime", action="store_true",
                    help="make DIR/venv on the device (with system site-packages, for picamera2) and install the "
                         "runtime from wheels built here and sent along: no internet needed on the device")
@@ -39,55 +44,141 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true", help="do not rerun the golden photos on the device")
     p.add_argument("--remote-edgecls", metavar="CMD",
                    help="the edgecls command on the device, if not DIR/venv/bin/edgecls nor on its PATH")
-    p.add_argument("--limit", type=float, metavar="KBPS", help="upload at most this many KiB/s")
+    p.add_argument("--limit", type=positive_float, metavar="KBPS", help="upload at most this many KiB/s")
     p.add_argument("--dry-run", action="store_true", help="check the bundle and the connection, change nothing")
     p.add_argument("--rollback", action="store_true", help="switch back to the version live before the current one")
     p.add_argument("--status", action="store_true", help="show the live version and the kept ones")
-    p.add_argument("--json", action="store_true", help="one JSON object per target")
+    p.add_argument("--json", action="store_true", help="one JSON object per target (a staged rollout: one report)")
+    r = p.add_argument_group("staged rollout (with --hosts; on when --canary or --wave-size is given)")
+    r.add_argument("--canary", type=positive_int, default=None, metavar="N",
+                   help="deploy to the first N hosts and check their health before any other")
+    r.add_argument("--wave-size", type=positive_int, default=None, metavar="N",
+                   help="then the other hosts N at a time (default: all at once)")
+    r.add_argument("--soak", type=nonneg_float, default=10.0, metavar="SECONDS",
+                   help="where the camera service runs, its frames must advance without errors for this long "
+                        "(default 10)")
+    r.add_argument("--max-latency-ratio", type=positive_float, default=1.5, metavar="R",
+                   help="and its latency stay within R times what it was before (default 1.5; 0: do not check)")
+    r.add_argument("--max-failures", type=nonneg_int, default=0, metavar="N",
+                   help="when more than N hosts fail, stop and roll back every host this run switched (default 0)")
+    r.add_argument("--report", metavar="FILE.md",
+                   help="where to write the Markdown report (default edgecls-rollouts/VERSION.md)")
     p.set_defaults(func=cmd_deploy)
+    from .fleet import extend_bench
+
+    extend_bench(sub)
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:
-    from . import run, ssh
+    from . import ssh
 
     opts = ssh.Options(identity=a.identity, known_hosts=a.known_hosts)
     if a.rollback and a.status:
         raise ValueError("--rollback and --status do not go together")
     if a.keep < 1:
         raise ValueError("--keep must be at least 1 (the live version)")
-    if a.rollback or a.status:
-        if a.hosts:
-            targets = [ssh.Target.parse(h, a.port) for h in run.read_hosts(a.hosts)]
-        elif len(a.args) == 1:
-            targets = [ssh.Target.parse(a.args[0], a.port)]
+    if a.group and not a.hosts:
+        raise ValueError("--group selects hosts of an inventory: give --hosts INV too")
+    if a.status:
+        return _status(a, opts)
+    if a.rollback:
+        return _finish(a, _rollback(a, opts))
+    if a.canary is not None or a.wave_size is not None:
+        return _rollout(a, opts)
+    return _finish(a, _deploy(a, opts))
+
+
+def _hosts(a: argparse.Namespace, usage: str, n_args: int) -> list:
+    """The inventory's hosts (--hosts) or the one target on the command line."""
+    from . import inventory, ssh
+
+    if a.hosts:
+        if len(a.args) != n_args - 1:
+            raise ValueError(usage)
+        return inventory.load(a.hosts, a.group, a.port)
+    if len(a.args) != n_args:
+        raise ValueError(usage)
+    t = ssh.Target.parse(a.args[-1], a.port)
+    return [inventory.Host(a.args[-1], t)]
+
+
+def _status(a: argparse.Namespace, opts) -> int:
+    from . import fleet, run
+
+    hosts = _hosts(a, "usage: edgecls deploy --status USER@HOST[:DIR] (or --hosts INV)", 1)
+    if a.hosts:
+        rows = fleet.status_rows(hosts, opts, a.parallel)
+        if a.json:
+            for r in rows:
+                print(json.dumps(r))
         else:
-            raise ValueError("usage: edgecls deploy --rollback|--status USER@HOST[:DIR] (or --hosts FILE)")
-        if a.status:
-            for t in targets:
-                s = run.status(t, opts)
-                if a.json:
-                    print(json.dumps(s))
-                else:
-                    print(f"{t}: live {s['current'] or '(nothing)'}; kept: {', '.join(s['versions']) or '-'}"
-                          + (f"; incomplete uploads: {', '.join(s['incomplete'])}" if s["incomplete"] else ""))
-            return 0
-        outcomes = run.many(targets, lambda t: run.rollback(t, opts), a.parallel)
+            print(fleet.status_table(rows))
+        return 1 if any(r["error"] for r in rows) else 0
+    t = hosts[0].target
+    s = run.status(t, opts)
+    if a.json:
+        print(json.dumps(s))
     else:
-        if a.hosts:
-            if len(a.args) != 1:
-                raise ValueError("usage: edgecls deploy BUNDLE --hosts FILE")
-            bundle, targets = a.args[0], [ssh.Target.parse(h, a.port) for h in run.read_hosts(a.hosts)]
-        elif len(a.args) == 2:
-            bundle, targets = a.args[0], [ssh.Target.parse(a.args[1], a.port)]
-        else:
-            raise ValueError("usage: edgecls deploy BUNDLE USER@HOST[:DIR] (or --hosts FILE)")
-        packed = run.pack(Path(bundle))  # checksums verified once, here: a changed byte stops before any connection
-        show = None if a.json else run.progress_printer()
-        outcomes = run.many(targets, lambda t: run.deploy(packed, t, opts, keep=a.keep, verify=not a.no_verify,
-                                                          remote_edgecls=a.remote_edgecls, limit_kbps=a.limit,
-                                                          dry_run=a.dry_run, install=a.install_runtime,
-                                                          service=None if a.service is None else shlex.split(a.service),
-                                                          progress=show), a.parallel)
+        print(f"{t}: live {s['current'] or '(nothing)'}; kept: {', '.join(s['versions']) or '-'}"
+              + (f"; incomplete uploads: {', '.join(s['incomplete'])}" if s["incomplete"] else ""))
+    return 0
+
+
+def _rollback(a: argparse.Namespace, opts) -> list:
+    from . import run
+
+    hosts = _hosts(a, "usage: edgecls deploy --rollback USER@HOST[:DIR] (or --hosts INV)", 1)
+    return run.many(hosts, lambda h: run.rollback(h.target, h.options(opts)), a.parallel)
+
+
+def _deployer(a: argparse.Namespace, packed: tuple, show):
+    """deploy(host, options) with this command line's settings."""
+    from . import run
+
+    service = None if a.service is None else shlex.split(a.service)
+    return lambda h, o: run.deploy(packed, h.target, o, keep=a.keep, verify=not a.no_verify,
+                                   remote_edgecls=a.remote_edgecls, limit_kbps=a.limit, dry_run=a.dry_run,
+                                   install=a.install_runtime, service=service, progress=show)
+
+
+def _deploy(a: argparse.Namespace, opts) -> list:
+    from . import run
+
+    hosts = _hosts(a, "usage: edgecls deploy BUNDLE USER@HOST[:DIR] (or BUNDLE --hosts INV)", 2)
+    packed = run.pack(Path(a.args[0]))  # checksums verified once, here: a changed byte stops before any connection
+    job = _deployer(a, packed, None if a.json else run.progress_printer())
+    return run.many(hosts, lambda h: job(h, h.options(opts)), a.parallel)
+
+
+def _rollout(a: argparse.Namespace, opts) -> int:
+    from . import rollout, run
+
+    if not a.hosts:
+        raise ValueError("--canary and --wave-size stage a rollout over an inventory: give --hosts INV")
+    if a.dry_run:
+        raise ValueError("--dry-run does not go with a staged rollout; run it without --canary first")
+    hosts = _hosts(a, "usage: edgecls deploy BUNDLE --hosts INV --canary N [--wave-size N]", 2)
+    policy = rollout.Policy(canary=a.canary or 0, wave_size=a.wave_size or 0, soak=a.soak,
+                            max_latency_ratio=a.max_latency_ratio or None, max_failures=a.max_failures,
+                            parallel=a.parallel)
+    packed = run.pack(Path(a.args[0]))
+    rep = rollout.rollout(hosts, a.args[0], packed[1], opts, policy, _deployer(a, packed, None),
+                          verify=not a.no_verify, log=lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True))
+    path = Path(a.report or Path("edgecls-rollouts") / f"{packed[1]}.md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rep.markdown())
+    print(json.dumps(rep.to_dict()) if a.json else rep.table())
+    print(f"edgecls: report: {path}", file=sys.stderr)
+    if rep.stopped:
+        print(f"edgecls: error: the rollout stopped: {rep.stopped}; every host it switched was rolled back",
+              file=sys.stderr)
+    return 0 if rep.ok else 1
+
+
+def _finish(a: argparse.Namespace, outcomes: list) -> int:
+    """Print the outcomes (one line, a table, or JSON lines); exit status 1 when any failed."""
+    from . import run
+
     if a.json:
         for o in outcomes:
             print(json.dumps(o.to_dict()))

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.errors import EdgeclsError
@@ -57,8 +57,11 @@ def pack(bundle_dir: Path) -> tuple[bytes, str]:
     sums = "".join(f"{b.meta['files'][f]['sha256']}  {f}\n" for f in sorted(b.meta["files"]))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name in files:
-            tar.add(b.path / name, arcname=name, recursive=False)
+        for name in files:  # a symlink is sent as the file it points to (checked above), never as a link
+            with open(b.path / name, "rb") as f:
+                info = tar.gettarinfo(fileobj=f, arcname=name)
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
+                tar.addfile(info, f)
         info = tarfile.TarInfo("SHA256SUMS")
         info.size = len(sums.encode())
         info.mtime = int(time.time())
@@ -83,9 +86,9 @@ def _remote_edgecls(t: ssh.Target, o: ssh.Options, given: str | None) -> str | N
 def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: int = 5, verify: bool = True,
            remote_edgecls: str | None = None, limit_kbps: float | None = None, dry_run: bool = False,
            install: bool = False, service: list[str] | None = None, progress: Progress | None = None) -> Outcome:
-    """``service``: install/update the systemd unit running ``edgecls camera`` with these extra
-    arguments on DIR/current (None: leave services alone)."""
-    """Send ``packed`` (from ``pack``: made once, the same version on every target) to ``target``."""
+    """Send ``packed`` (from ``pack``: made once, the same version on every target) to ``target``:
+    upload, check, verify on the device, switch. ``service``: install/update the systemd unit
+    running ``edgecls camera`` with these extra arguments on DIR/current (None: leave services alone)."""
     t0 = time.perf_counter()
     data, version = packed
     out = Outcome(str(target), False, "deploy", version)
@@ -93,16 +96,7 @@ def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: 
         out.runtime = install_runtime(target, o)
         if progress:
             progress(str(target), 0, len(data))
-    exe = _remote_edgecls(target, o, remote_edgecls) if verify or service is not None else None
-    # A command the user named (--remote-edgecls) is used as written; one found on the device is quoted.
-    verify_cmd = f"{exe if remote_edgecls else shlex.quote(exe)} verify --backend cpu" if exe else ""
-    if service is not None and not exe:
-        exe = _remote_edgecls(target, o, remote_edgecls)
-        if not exe:
-            raise DeployError(f"{target}: --service needs edgecls on the device; add --install-runtime")
-    if verify and not exe:
-        out.warnings.append("no edgecls runtime on the device (DIR/venv or PATH): the golden photos were not "
-                            "checked there; install it with --install-runtime")
+    exe, verify_cmd = _device_commands(target, o, out, verify, remote_edgecls, service)
     if dry_run:
         out.ok, out.action = True, "dry-run"
         out.message = (f"would upload {len(data) / 1024:.0f} KiB to {target.dir}/versions/{version}, "
@@ -110,41 +104,68 @@ def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: 
         return out
     proc = ssh.popen(target, o, ["sh", "-c", remote.UPLOAD, "edgecls-deploy", target.dir, version, str(keep),
                                  verify_cmd, "no" if service is not None else "yes"])
-    sent = 0
-    try:
-        assert proc.stdin is not None
-        start = time.perf_counter()
-        for i in range(0, len(data), CHUNK):
-            chunk = data[i:i + CHUNK]
-            proc.stdin.write(chunk)
-            sent += len(chunk)
-            if progress:
-                progress(str(target), sent, len(data))
-            if limit_kbps:
-                ahead = sent / (limit_kbps * 1024) - (time.perf_counter() - start)
-                if ahead > 0:
-                    time.sleep(ahead)
-    except BrokenPipeError:
-        pass  # the remote side ended early: its status and words say why
-    finally:
-        try:
-            proc.stdin.close()  # type: ignore[union-attr]
-        except BrokenPipeError:
-            pass
-        proc.stdin = None  # closed: communicate() only reads
+    out.bytes_sent = _stream(proc, data, str(target), limit_kbps, progress)
     stdout, stderr = proc.communicate(timeout=600)
-    out.bytes_sent, out.seconds = sent, round(time.perf_counter() - t0, 2)
-    err = stderr.decode(errors="replace")
+    out.seconds = round(time.perf_counter() - t0, 2)
     if proc.returncode == 0 and stdout.decode().strip().endswith(f"live {version}"):
         out.ok, out.message = True, f"live {version}"
+        out.warnings += [l.split("edgecls-remote: note: ", 1)[1] for l in stderr.decode(errors="replace").splitlines()
+                         if "edgecls-remote: note: " in l]
         if service is not None:
             try:
                 out.message += f"; {install_service(target, o, exe or '', service)}"
             except DeployError as e:
                 out.ok, out.message = False, str(e)
         return out
-    out.message = _failure(target, o, proc.returncode, err)
+    out.message = _failure(target, o, proc.returncode, stderr.decode(errors="replace"))
     return out
+
+
+def _device_commands(target: ssh.Target, o: ssh.Options, out: Outcome, verify: bool, remote_edgecls: str | None,
+                     service: list[str] | None) -> tuple[str | None, str]:
+    """The device's edgecls (when verify or the service needs it) and the verify command line
+    for the upload script ("" = no verify). Adds a warning to ``out`` when verify cannot run."""
+    exe = _remote_edgecls(target, o, remote_edgecls) if verify or service is not None else None
+    # A command the user named (--remote-edgecls) is used as written; one found on the device is quoted.
+    verify_cmd = f"{exe if remote_edgecls else shlex.quote(exe)} verify --backend cpu" if exe and verify else ""
+    if service is not None and not exe:
+        raise DeployError(f"{target}: --service needs edgecls on the device; add --install-runtime")
+    if verify and not exe:
+        raise DeployError(f"{target}: no edgecls runtime on the device (DIR/venv or PATH) to check the golden "
+                          "photos before the switch; add --install-runtime, or --no-verify to switch unchecked")
+    return exe, verify_cmd
+
+
+def _stream(proc: subprocess.Popen[bytes], data: bytes, name: str, limit_kbps: float | None,
+            progress: Progress | None) -> int:
+    """Write ``data`` to the upload's stdin in chunks (at most ``limit_kbps``), then close it.
+    Returns the bytes sent; a remote side that ended early is not an error here (its exit
+    status and words say why)."""
+    sent = 0
+    stdin = proc.stdin
+    if stdin is None:
+        raise DeployError(f"{name}: the upload has no input pipe")
+    try:
+        start = time.perf_counter()
+        for i in range(0, len(data), CHUNK):
+            chunk = data[i:i + CHUNK]
+            stdin.write(chunk)
+            sent += len(chunk)
+            if progress:
+                progress(name, sent, len(data))
+            if limit_kbps:
+                ahead = sent / (limit_kbps * 1024) - (time.perf_counter() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+    except BrokenPipeError:
+        pass
+    finally:
+        try:
+            stdin.close()
+        except BrokenPipeError:
+            pass
+        proc.stdin = None  # closed: communicate() only reads
+    return sent
 
 
 def _failure(t: ssh.Target, o: ssh.Options, code: int, err: str) -> str:
@@ -241,6 +262,11 @@ def systemd_quote(arg: str) -> str:
 
 
 def unit_text(exec_args: list[str], user: str, workdir: str) -> str:
+    """The systemd unit running ``exec_args``; an argument with a line break is refused (systemd
+    would read the rest as another directive)."""
+    for a in [*exec_args, user, workdir]:
+        if any(c in a for c in "\n\r\0"):
+            raise DeployError(f"service argument {a!r} holds a line break; systemd cannot take it")
     return "\n".join([
         "[Unit]", "Description=edgecls camera on the live bundle (edgecls deploy --service)",
         "After=network-online.target", "Wants=network-online.target", "",
@@ -299,27 +325,14 @@ def status(target: ssh.Target, o: ssh.Options) -> dict:
     return s
 
 
-def read_hosts(path: str | Path) -> list[str]:
-    """One target a line; blank lines and # comments ignored."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise DeployError(f"{path}: cannot read the hosts file ({e.strerror})") from None
-    hosts = [l.split("#", 1)[0].strip() for l in lines]
-    hosts = [h for h in hosts if h]
-    if not hosts:
-        raise DeployError(f"{path}: no targets in it; write one [USER@]HOST[:DIR] a line")
-    return hosts
-
-
-def many(targets: list[ssh.Target], job: Callable[[ssh.Target], Outcome], parallel: int = 8) -> list[Outcome]:
-    """Run ``job`` on every target with at most ``parallel`` connections; one host's failure never
-    stops the others."""
-    def safe(t: ssh.Target) -> Outcome:
+def many(targets: list[Any], job: Callable[[Any], Outcome], parallel: int = 8) -> list[Outcome]:
+    """Run ``job`` on every target (an ``ssh.Target`` or an ``inventory.Host``) with at most
+    ``parallel`` connections; one host's failure never stops the others."""
+    def safe(t: Any) -> Outcome:
         try:
             return job(t)
         except (EdgeclsError, OSError, subprocess.SubprocessError) as e:
-            return Outcome(str(t), False, "deploy", message=str(e))
+            return Outcome(str(getattr(t, "target", t)), False, "deploy", message=str(e))
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         return list(pool.map(safe, targets))

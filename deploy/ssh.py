@@ -24,12 +24,32 @@ class SSHError(EdgeclsError):
     """A connection or remote command that failed; the message says what to do."""
 
 
+def device_dir(d: str) -> str:
+    """DIR on the device as the remote shell scripts take it: ``~/x`` is ``x`` (relative paths
+    are under the login's home), a name starting with ``-`` gets ``./`` so no command reads it
+    as an option; ``/``, ``~`` and an empty DIR are refused (a deploy would take over the
+    whole file system or home directory)."""
+    d = d.strip()
+    if d.startswith("~/"):
+        d = d[2:]
+    d = d.rstrip("/") if len(d) > 1 else d
+    if d in ("", "/", "~", ".") or set(d) <= {"/", "."}:
+        raise ValueError(f"device directory {d or '(empty)'!r} would be the device's root or home; "
+                         "name a directory of its own, e.g. pi@HOST:edgecls")
+    if any(c in d for c in "\n\r\0"):
+        raise ValueError(f"device directory {d!r} holds a line break; name another directory")
+    return "./" + d if d.startswith("-") else d
+
+
 @dataclass(frozen=True)
 class Target:
     user: str | None
     host: str
     dir: str  # on the device; relative paths are under the user's home
     port: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dir", device_dir(self.dir))
 
     @staticmethod
     def parse(text: str, port: int | None = None, default_dir: str = "edgecls") -> "Target":
@@ -73,7 +93,9 @@ class Options:
         if self.identity:
             a += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
         if self.known_hosts:
-            a += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+            if '"' in self.known_hosts:
+                raise SSHError(f"{self.known_hosts}: a known_hosts path with a double quote cannot be passed to ssh")
+            a += ["-o", f'UserKnownHostsFile="{self.known_hosts}"']  # ssh splits unquoted values at spaces
         return a + ["--", t.destination]
 
 

@@ -9,24 +9,29 @@ memory figures are its own and a backend that crashes spoils only its own row.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from itertools import cycle
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import __version__
 from . import machine as _machine
+from .bundle import is_bundle
+from .errors import EdgeclsError
 from .machine import board_state, peak_rss_mb, rss_mb
-from .errors import EdgeclsError, MissingExtra
 from .postprocess import top_k
 from .preprocess import iter_images, load_image, resize
+
 
 def machine() -> dict[str, Any]:
     """The machine a benchmark ran on (kept for result files that call it by this name)."""
@@ -82,7 +87,8 @@ def measure(cfg: Config) -> dict[str, Any]:
     images = _images(cfg.input)
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    clf = Classifier(cfg.model, labels=cfg.labels, backend=cfg.backend, threads=cfg.threads,  # type: ignore[arg-type]
+    labels = None if is_bundle(cfg.model) else cfg.labels  # --labels is for the bare models among them
+    clf = Classifier(cfg.model, labels=labels, backend=cfg.backend, threads=cfg.threads,  # type: ignore[arg-type]
                      interpreter=cfg.interpreter)
     create_s = time.perf_counter() - t0
     rss_loaded = rss_mb()
@@ -116,12 +122,31 @@ def measure(cfg: Config) -> dict[str, Any]:
                    "peak": peak_rss_mb()},
         "notes": d["notes"],
     }
-    image = images[0] if images else _golden_photo(clf)
-    if image:
-        row["end_to_end_ms"] = end_to_end(clf, image, max(5, min(50, len(lat) // 4)))
-        row["end_to_end_image"] = image
+    image = images[0] if images else (_golden_photo(clf) or sample_jpeg())
+    row["end_to_end_ms"] = end_to_end(clf, image, max(5, min(50, len(lat) // 4)))
+    row["end_to_end_image"] = image if image != sample_jpeg() else SAMPLE_JPEG_NAME
     clf.close()
     return row
+
+
+SAMPLE_JPEG_NAME = "a synthetic 640x480 JPEG"
+
+
+@functools.lru_cache(maxsize=1)
+def sample_jpeg() -> str:
+    """A 640x480 JPEG for the end-to-end stages of a bare model given no --input: smooth
+    gradients with sensor-like noise (a photo's decode cost), written once per process."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:480, 0:640].astype(np.float32)
+    base = np.stack([x / 640 * 255, y / 480 * 255, (x + y) / 1120 * 255], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    fd, path = tempfile.mkstemp(prefix="edgecls-bench-", suffix=".jpg")
+    with os.fdopen(fd, "wb") as f:
+        Image.fromarray(pixels).save(f, "JPEG", quality=90)
+    atexit.register(os.unlink, path)
+    return path
 
 
 def _golden_photo(clf: Any) -> str | None:
@@ -216,94 +241,9 @@ def _worker(arg: str) -> int:
     return 0
 
 
-# --- reports -------------------------------------------------------------------------------
+# --- reports (in bench_report; re-exported for callers of this module) ----------------------
 
-
-def device_name(result: dict[str, Any]) -> str:
-    m = result.get("machine", {})
-    return m.get("board") or f"{m.get('cpu', '?')} ({m.get('arch', '?')}, {m.get('cores', '?')} cores)"
-
-
-def _rows(results: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(device_name(r), row) for r in results for row in r["results"]]
-
-
-def table(results: Sequence[dict[str, Any]], markdown: bool = False) -> str:
-    """One table over one or several result files (several devices in ``compare``)."""
-    head = ["device", "model", "backend", "threads", "size KiB", "create ms", "first ms", "p50 ms", "p90 ms",
-            "p99 ms", "mean ms", "per s", "RSS +MiB", "end to end ms"]
-    lines = []
-    for dev, r in _rows(results):
-        name = Path(r["model"]).name
-        if r.get("status") != "ok":
-            cells = [dev, name, r["backend"], str(r["threads"] or "all"), "", "", "", "", "", "", "", "", "",
-                     f"{r.get('status')}: {r.get('reason', '')}"[:120]]
-        else:
-            s = r["invoke_ms"]
-            e2e = r.get("end_to_end_ms", {}).get("total")
-            cells = [dev, name, r["backend"], str(r["threads"]), f"{r['file_bytes'] / 1024:.0f}", f"{r['create_ms']:.1f}",
-                     f"{r['first_invoke_ms']:.2f}", f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['p99']:.3f}",
-                     f"{s['mean']:.3f}", f"{r['throughput_per_s']:.0f}", f"{r['rss_mb']['added_by_load']:.1f}",
-                     "" if e2e is None else f"{e2e:.2f}"]
-        lines.append(cells)
-    if len({c[0] for c in lines}) <= 1:  # one device: no column for it
-        head, lines = head[1:], [c[1:] for c in lines]
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        out += ["| " + " | ".join(c) + " |" for c in lines]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(fmt.format(*c).rstrip() for c in [head, *lines])
-
-
-def machine_lines(result: dict[str, Any]) -> list[str]:
-    m = result["machine"]
-    lines = [f"{device_name(result)}: {m['cpu']}, {m['cores']} cores, {m['arch']}, governor {m['governor'] or 'n/a'}, "
-             f"edgecls {m['edgecls']}, " + ", ".join(f"{k} {v}" for k, v in m["interpreters"].items())]
-    for when in ("before", "after"):
-        b = result[f"board_{when}"]
-        if b["temperature_c"] is not None or b["throttled"] is not None:
-            lines.append(f"  board {when}: {b['temperature_c']} C, throttled {b['throttled']} "
-                         f"{', '.join(b['throttle_flags'])}".rstrip())
-    lines += [f"  warning: {w}" for w in m["warnings"]]
-    if result["board_after"].get("throttle_flags"):
-        lines.append("  warning: the board throttled during the run; these numbers are not its best")
-    return lines
-
-
-def markdown(results: Sequence[dict[str, Any]]) -> str:
-    out = ["# edgecls bench", ""]
-    for r in results:
-        out += [f"- {line.strip()}" for line in machine_lines(r)]
-    return "\n".join(out + ["", table(results, markdown=True), ""])
-
-
-def plot(results: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
-    """p50 invoke latency per configuration (and device), as a bar chart."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise MissingExtra("--plot", "plot", "matplotlib") from e
-    rows = [(dev, r) for dev, r in _rows(results) if r.get("status") == "ok"]
-    if not rows:
-        raise EdgeclsError("nothing to plot: no configuration ran")
-    labels = [f"{Path(r['model']).name}\n{r['backend']}, {r['threads']} thr" + (f"\n{dev}" if len(results) > 1 else "")
-              for dev, r in rows]
-    p50 = [r["invoke_ms"]["p50"] for _, r in rows]
-    err = [[max(0.0, r["invoke_ms"]["p50"] - r["invoke_ms"]["min"]) for _, r in rows],
-           [max(0.0, r["invoke_ms"]["p90"] - r["invoke_ms"]["p50"]) for _, r in rows]]
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows)), 4))
-    ax.bar(range(len(rows)), p50, yerr=err, capsize=3, color="#4c72b0")
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("invoke latency, ms (p50; bars: min to p90)")
-    ax.set_title("edgecls bench")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+from .bench_report import device_name, machine_lines, markdown, plot, table  # noqa: E402,F401
 
 
 def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
@@ -313,9 +253,10 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
             raise EdgeclsError(f"{p}: not a result file of edgecls bench --save ({e})") from None
-        if not isinstance(r, dict) or "results" not in r or "machine" not in r:
-            raise EdgeclsError(f"{p}: not a result file of edgecls bench --save (no 'results' and 'machine')")
-        out.append(r)
+        for one in r if isinstance(r, list) else [r]:  # a fleet bench saves one result per device
+            if not isinstance(one, dict) or "results" not in one or "machine" not in one:
+                raise EdgeclsError(f"{p}: not a result file of edgecls bench --save (no 'results' and 'machine')")
+            out.append(one)
     return out
 
 

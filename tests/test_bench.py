@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
+from conftest import CORAL, assert_one_line_error, json_lines, make_coral_bundle, run_edgecls
 from edge_runtime import bench
 
 V1 = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
@@ -119,3 +117,56 @@ def test_governor_and_throttling_are_flagged(monkeypatch):
               "results": []}
     text = "\n".join(bench.machine_lines(result))
     assert "81.0 C" in text and "ARM frequency capped" in text and "throttled during the run" in text
+
+
+def _fake_result(board: str | None, models: list[str]) -> dict:
+    rows = []
+    for i, m in enumerate(models):
+        for backend in ("cpu", "gpu"):
+            for threads in (1, 4):
+                p50 = 1.0 + i + threads / 10
+                rows.append({"model": m, "backend": backend, "threads": threads, "status": "ok",
+                             "invoke_ms": {"min": p50 * 0.9, "p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5}})
+    machine = {"board": board, "cpu": "Cortex-A76" if board else "AMD EPYC 7B13", "cores": 4, "arch": "aarch64",
+               "governor": "performance", "edgecls": "0.2.0", "interpreters": {"ai_edge_litert": "2.3.0"},
+               "warnings": []}
+    state = {"temperature_c": None, "throttled": None, "throttle_flags": []}
+    return {"machine": machine, "board_before": state, "board_after": state, "results": rows}
+
+
+def test_plot_of_many_rows_and_devices_keeps_every_label_readable(tmp_path):
+    names = [f"/data/bundles/mobilenet_v3_small_{a}_224_ptq_with_a_long_name_{a}.tflite" for a in ("0.75", "1.0")]
+    names.append("/data/bundles/sign-language-v2")
+    results = [_fake_result(None, names), _fake_result("Raspberry Pi 5 Model B Rev 1.0", names)]
+    fig = bench.plot(results, tmp_path / "many.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_yticklabels() if t.get_text()]
+    assert len(ticks) == 2 * 3 * 2 * 2  # devices x models x backends x threads: one row each
+    boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.y0)
+    for lower, upper in zip(boxes, boxes[1:]):
+        assert lower.y1 <= upper.y0 + 0.5, "tick labels overlap"
+    fig_box = fig.get_window_extent(renderer)
+    assert all(b.x0 >= fig_box.x0 for b in boxes), "a tick label runs off the figure"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["cpu", "gpu", "p90", "p99"]
+    caption = " ".join(t.get_text() for t in fig.texts)
+    assert "Raspberry Pi 5" in caption and caption.count("AMD EPYC 7B13") == 1
+
+
+def test_one_bench_of_a_bundle_and_bare_models_with_labels(tmp_path):
+    bundle = make_coral_bundle(tmp_path / "coral")
+    r, p = _bench(tmp_path, bundle, V1, "--labels", LABELS, "--runs", "5", "--threads", "1")
+    assert p.returncode == 0, p.stderr
+    bundled, bare = r["results"]
+    assert bundled["status"] == "ok" and bare["status"] == "ok", r["results"]
+    assert bundled["end_to_end_image"].endswith(".bmp")  # the bundle's first golden photo
+    assert bare["end_to_end_image"] == "a synthetic 640x480 JPEG" and bare["end_to_end_ms"]["decode"] > 0
+
+
+def test_the_machine_line_names_the_cpu_once():
+    r = _fake_result(None, ["a.tflite"])
+    (line,) = bench.machine_lines(r)
+    assert line.count("AMD EPYC 7B13") == 1

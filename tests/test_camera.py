@@ -1,5 +1,5 @@
-"""`edgecls camera`: a video file made from real photos, the picamera2 adapter with a stand-in
-camera in every documented memory layout, camera faults, and the web view in headless Chromium."""
+"""`edgecls camera`: a video file made from real photos, camera faults, and the web view in
+headless Chromium (the picamera2 adapter: tests/test_picamera2.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
-from edge_runtime import Classifier, camera, sources
+from edge_runtime import Classifier, sources
 
 V2 = CORAL / "mobilenet_v2_1.0_224_quant.tflite"
 LABELS = CORAL / "imagenet_labels.txt"
@@ -56,91 +56,7 @@ def test_video_file_labels_every_frame_like_the_photo_it_shows(video):
     assert [l.split(":")[0] for l in changes.stdout.splitlines()] == ["frame 0", "frame 8", "frame 16"]
 
 
-# --- picamera2 -----------------------------------------------------------------------------
-
-
-def to_layout(rgb: np.ndarray, fmt: str) -> np.ndarray:
-    """The array picamera2's capture_array returns for ``fmt`` (its manual's memory orders)."""
-    h, w, _ = rgb.shape
-    x = np.full((h, w, 1), 255, np.uint8)
-    if fmt == "RGB888":
-        return np.ascontiguousarray(rgb[:, :, ::-1])  # B, G, R
-    if fmt == "BGR888":
-        return rgb.copy()  # R, G, B
-    if fmt == "XRGB8888":
-        return np.concatenate([rgb[:, :, ::-1], x], axis=2)  # B, G, R, X
-    if fmt == "XBGR8888":
-        return np.concatenate([rgb, x], axis=2)  # R, G, B, X
-    assert fmt == "YUV420"
-    f = rgb.astype(np.float64)
-    y = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-    u = -0.168736 * f[..., 0] - 0.331264 * f[..., 1] + 0.5 * f[..., 2] + 128
-    v = 0.5 * f[..., 0] - 0.418688 * f[..., 1] - 0.081312 * f[..., 2] + 128
-    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731  (4:2:0)
-    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8).reshape(-1) for p in (y, sub(u), sub(v))]
-    return np.concatenate(planes).reshape(h * 3 // 2, w)
-
-
-class StandInPicamera2:
-    """Answers like picamera2.Picamera2 (create_video_configuration, configure, start,
-    capture_array, close) with a real photo in the configured layouts."""
-
-    def __init__(self, rgb: np.ndarray, fail_after: int | None = None):
-        self.rgb, self.fail_after, self.captures, self.config = rgb, fail_after, 0, None
-        self.closed = False
-
-    def create_video_configuration(self, main=None, lores=None, **kw):
-        return {"main": dict(main), "lores": dict(lores)}
-
-    def configure(self, config):
-        self.config = config
-
-    def start(self):
-        pass
-
-    def capture_array(self, name="main"):
-        self.captures += 1
-        if self.fail_after is not None and self.captures > self.fail_after:
-            raise RuntimeError("Camera frontend has timed out!")
-        s = self.config[name]
-        w, h = s["size"]
-        return to_layout(np.asarray(Image.fromarray(self.rgb).resize((w, h), Image.NEAREST)), s["format"])
-
-    def close(self):
-        self.closed = True
-
-
-@pytest.mark.parametrize("fmt", ["RGB888", "BGR888", "XRGB8888", "XBGR8888", "YUV420"])
-def test_picamera2_layouts_reach_the_model_as_rgb(fmt):
-    # Blocks of 2x2 equal pixels, so that 4:2:0 chroma loses nothing and "within rounding" is fair.
-    rgb = photo("parrot.jpg", (112, 112)).repeat(2, axis=0).repeat(2, axis=1)
-    cam = StandInPicamera2(rgb)
-    src = sources.Picamera2Source((224, 224), display=(320, 240), lores_format=fmt, factory=lambda: cam)
-    src.open()
-    assert cam.config["lores"] == {"size": (224, 224), "format": fmt}  # the ISP resizes, the CPU does not
-    f = src.read()
-    diff = np.abs(f.rgb.astype(int) - rgb.astype(int))
-    assert f.rgb.shape == (224, 224, 3) and diff.max() <= (2 if fmt == "YUV420" else 0), diff.max()
-    assert f.display.shape == (240, 320, 3)
-    with Classifier(V2, labels=LABELS, backend="cpu") as clf:
-        direct = clf.classify(rgb).raw
-        seen = []
-        camera.run(clf, src, seen.append, top=1, max_frames=1)
-        via_camera = clf.classify(f.rgb).raw
-    assert seen[0]["classes"][0]["label"] == "macaw"
-    assert np.abs(via_camera.astype(int) - direct.astype(int)).max() <= (3 if fmt == "YUV420" else 0)
-    assert cam.closed
-
-
-def test_a_camera_that_disconnects_is_retried_then_the_run_ends_with_a_summary():
-    cam = StandInPicamera2(photo("cat.bmp", (224, 224)), fail_after=10)  # 5 frames (lores + main each)
-    src = sources.Picamera2Source((224, 224), lores_format="RGB888", factory=lambda: cam)
-    src.open()
-    seen: list = []
-    with Classifier(V2, labels=LABELS, backend="cpu") as clf:
-        s = camera.run(clf, src, seen.append, top=1, retries=2)
-    assert s.failed and "stopped delivering frames" in s.ended and "after 2 retries" in s.ended
-    assert 1 <= s.classified <= 5 and s.captured == 5
+# --- picamera2: tests/test_picamera2.py runs the adapter on picamera2's own code ----------------
 
 
 def test_no_camera_lists_what_exists(tmp_path):

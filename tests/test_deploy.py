@@ -244,3 +244,79 @@ def test_service_runs_the_camera_on_the_live_bundle_and_follows_rollback(bundles
             except OSError:
                 pass
         srv.stop()
+
+
+def test_symlinks_go_as_files_and_device_dirs_mean_what_a_shell_user_means(server, bundles, tmp_path):
+    linked = tmp_path / "linked"
+    shutil.copytree(bundles["v1"], linked)
+    real = tmp_path / "labels-elsewhere.txt"
+    shutil.move(linked / "labels.txt", real)
+    (linked / "labels.txt").symlink_to(real)
+    home = server.ssh("echo $HOME").stdout.strip()
+    name = f"-edgecls-test-{os.getpid()}"
+    try:
+        p = deploy(server, linked, server.target(name))  # a DIR that starts with '-'
+        assert p.returncode == 0, p.stderr
+        sent = Path(home) / name / "current" / "labels.txt"
+        assert sent.is_file() and not sent.is_symlink() and sent.read_bytes() == real.read_bytes()
+        p = deploy(server, bundles["v1"], server.target(f"~/{name}-tilde"))  # ~/ is the login's home
+        assert p.returncode == 0, p.stderr
+        assert (Path(home) / f"{name}-tilde" / "current" / "model.tflite").is_file()
+    finally:
+        shutil.rmtree(Path(home) / name, ignore_errors=True)
+        shutil.rmtree(Path(home) / f"{name}-tilde", ignore_errors=True)
+    for bad in ("/", "~", ""):
+        p = run_edgecls("deploy", bundles["v1"], f"{server.user}@127.0.0.1:{bad}" if bad else "x@127.0.0.1:/",
+                        *server.ssh_args())
+        assert p.returncode == 2 and "root or home" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_device_without_a_runtime_is_refused_before_the_switch_unless_no_verify(server, bundles, tmp_path):
+    dev = tmp_path / "bare-device"
+    p = run_edgecls("deploy", bundles["v1"], server.target(dev), *server.ssh_args())  # no edgecls on its PATH
+    assert p.returncode == 1 and "--install-runtime" in p.stderr and "--no-verify" in p.stderr, p.stderr
+    assert not (dev / "current").exists()
+    p = run_edgecls("deploy", bundles["v1"], server.target(dev), *server.ssh_args(), "--no-verify")
+    assert p.returncode == 0, p.stderr
+    assert (dev / "current" / "model.tflite").is_file()
+
+
+def test_the_unit_file_escapes_specifiers_and_refuses_line_breaks():
+    from deploy.run import DeployError, unit_text
+
+    text = unit_text(["/opt/venv/bin/edgecls", "camera", "/srv/a b/current", "--mqtt", "mqtt://u:p$w%d@h"],
+                     "pi", "/srv/a b")
+    (line,) = [l for l in text.splitlines() if l.startswith("ExecStart=")]
+    assert '"mqtt://u:p$$w%%d@h"' in line and '"/srv/a b/current"' in line
+    with pytest.raises(DeployError, match="line break"):
+        unit_text(["/opt/venv/bin/edgecls", "camera", "x\nExecStartPre=/bin/rm -rf /"], "pi", "/srv")
+
+
+@pytest.mark.parametrize("tool", ["installed", "missing"])
+def test_the_upload_script_packages_the_ai_camera_network_where_imx500_tools_exist(tool, tmp_path):
+    """The device side of a deploy with an imx500/ part, run as the device runs it (sh, tar on stdin)."""
+    from deploy import remote
+    from deploy.run import pack
+
+    bundle = make_coral_bundle(tmp_path / "b")
+    files = {name: bundle / name for name in json.loads((bundle / "edgecls.json").read_text())["files"]}
+    files["imx500/packerOut.zip"] = b"PK\x05\x06" + bytes(18)  # what imx500-package reads
+    meta = {k: v for k, v in json.loads((bundle / "edgecls.json").read_text()).items()
+            if k not in ("files", "format_version", "created")}
+    from edge_runtime import write_bundle
+
+    data, version = pack(write_bundle(tmp_path / "imx", files, meta))
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    if tool == "installed":  # Raspberry Pi OS's tool takes -i ZIP -o DIR and writes DIR/network.rpk
+        (fakebin / "imx500-package").write_text('#!/bin/sh\n[ "$1" = -i ] && [ "$3" = -o ] && echo rpk > "$4/network.rpk"\n')
+        (fakebin / "imx500-package").chmod(0o755)
+    dev = tmp_path / "device"
+    p = subprocess.run(["sh", "-c", remote.UPLOAD, "edgecls-deploy", str(dev), version, "5", "", "yes"], input=data,
+                       capture_output=True, env={**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}, timeout=60)
+    assert p.returncode == 0 and p.stdout.decode().strip() == f"live {version}", p.stderr
+    rpk = dev / "current" / "imx500" / "network.rpk"
+    if tool == "installed":
+        assert rpk.read_text() == "rpk\n"
+    else:
+        assert not rpk.exists() and b"sudo apt install imx500-tools" in p.stderr

@@ -68,16 +68,21 @@ def cmd_train(a: argparse.Namespace) -> int:
                       fine_tune_epochs=a.fine_tune_epochs, fine_tune_layers=a.fine_tune_layers,
                       learning_rate=a.lr, fine_tune_learning_rate=a.fine_tune_lr, patience=a.patience,
                       batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test)
+    from .fit import worker_scratch
+
     try:
-        m = train(a.out, cfg, resume=a.resume)
+        with worker_scratch(a.out) as out:  # a TF_CONFIG worker that is not the chief writes nothing in --out
+            m = train(out, cfg, resume=a.resume)
     except KeyboardInterrupt:
         print(f"edgecls: interrupted; the last finished epoch is kept - continue with: "
               f"edgecls train {a.data} --out {a.out} --resume", file=sys.stderr)
         return 130
-    if a.json:
+    if out != a.out:
+        print(f"edgecls: this worker took part in the training; the chief writes {a.out}", file=sys.stderr)
+    elif a.json:
         print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "confusion"} if isinstance(v, dict) else v
                           for k, v in m.items()}))
-    else:
+    if out == a.out and not a.json:
         line = f"test top-1 {m['test']['top1']:.2%} ({m['test']['count']} images)"
         if "val" in m:
             line += f", validation {m['val']['top1']:.2%}"

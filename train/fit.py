@@ -10,15 +10,18 @@ new checkpoint, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -146,6 +149,8 @@ def run_phase(model: Any, train: Any, val: Any, cfg: PhaseConfig, state: State, 
     if state.epoch >= cfg.epochs or (state.wait >= cfg.patience and state.epoch > 0):
         return best_from
     cb = _Checkpointer(ckpt_dir, state, cfg.patience, best_from, log)
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _build_from_local_batch(model)
     verbose = 1 if sys.stdout.isatty() else 2
     model.fit(train, validation_data=val, epochs=cfg.epochs, initial_epoch=state.epoch, callbacks=[cb],
               verbose=verbose, steps_per_epoch=steps, shuffle=False)  # the dataset shuffles
@@ -189,11 +194,62 @@ def compile_model(model: Any, learning_rate: float) -> None:
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
 
 
+@contextlib.contextmanager
+def worker_scratch(out: str | os.PathLike[str]) -> Iterator[str | os.PathLike[str]]:
+    """Multi-machine training (TF_CONFIG): every worker runs the whole of ``train`` (the
+    collectives need them all), but only the chief writes the run directory; any other worker
+    works in a temporary directory, removed at the end. Yields the directory to train in."""
+    if not os.environ.get("TF_CONFIG") or _is_chief():
+        yield out
+        return
+    scratch = tempfile.mkdtemp(prefix="edgecls-worker-")
+    try:
+        yield os.path.join(scratch, "run")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build_from_local_batch(model: Any) -> None:
+    """Keras 3 (3.15 included) builds a model before ``fit`` from one batch that it averages
+    across replicas with ``strategy.reduce``, which fails under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585). Building only needs shapes: use this worker's own part of the batch."""
+    def build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, it in iterator:
+                local = self.distribute_strategy.experimental_local_results
+                data_batch = tf.nest.map_structure(
+                    lambda x: local(x)[0] if isinstance(x, tf.distribute.DistributedValues) else x, next(it))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(build, model)
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "edgecls_multi_worker", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        # The same bug for the step's logs: scalars "averaged" along an axis 0 they do not have.
+        if reduction in ("mean", "auto") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.edgecls_multi_worker = True  # type: ignore[attr-defined]
+    trainer.reduce_per_replica = reduce_per_replica
+
+
 def pick_strategy() -> Any:
     """MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster, MirroredStrategy over
     several visible GPUs, else TensorFlow's default (one device)."""
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        s = tf.distribute.MultiWorkerMirroredStrategy()
+        task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+        print(f"multi-worker training: {task.get('type', 'chief')} {task.get('index', 0)}"
+              f"{' (chief)' if _is_chief() else ''}, {s.num_replicas_in_sync} replicas in sync",
+              file=sys.stderr, flush=True)
+        return s
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([g.name for g in gpus])

@@ -96,6 +96,7 @@ class Classifier:
         self.crop: str = check_choice(crop or "none", CROP_MODES, "crop")
         self.notes: list[str] = []
         self._engine = self._start(backend, models)
+        self._engine.check_classifier()  # an embedder, a detector, a dynamic input size: said here, by kind
         self.backend: str = self._engine.backend
         self.model_path: str = self._engine.path
         self.input_spec: interp.TensorSpec = self._engine.input

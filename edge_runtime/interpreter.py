@@ -217,11 +217,16 @@ class InterpreterEngine:
                 self._it.allocate_tensors()
             except Exception as e:
                 raise ModelError(_explain_load_error(path, package, e, log)) from None
-        check_io(path, inputs, outputs, _ops(self._it))
+        self._details = (inputs, outputs)
         self.input = TensorSpec.from_details(inputs[0])
         self.output = TensorSpec.from_details(outputs[0])
         self._in, self._out = inputs[0]["index"], outputs[0]["index"]
         self.path = path
+
+    def check_classifier(self) -> None:
+        """Raise ModelError saying what kind of model this is, unless it is an image classifier
+        edgecls runs (``modelcheck.check_io``)."""
+        check_io(self.path, *self._details, _ops(self._it))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         self._it.set_tensor(self._in, x.reshape(self.input.shape))
@@ -404,7 +409,7 @@ class GpuEngine:
         except ImportError as e:
             raise BackendUnavailable(f"the gpu backend needs ai-edge-litert's CompiledModel API ({e}); "
                                      "install it with: pip install ai-edge-litert") from None
-        _check_file_io(path)
+        _check_file_io(path, classifier=False)
         options = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
                           cpu_options=CpuOptions(num_threads=threads),
                           gpu_options=GpuOptions(enforce_f32=enforce_f32))
@@ -441,6 +446,10 @@ class GpuEngine:
         self._m.run_by_index(0, self._inputs, self._outputs)
         return self._outputs[0].read(self._n_out, self.output.dtype).reshape(self.output.shape)
 
+    def check_classifier(self) -> None:
+        """As ``InterpreterEngine.check_classifier``."""
+        _check_file_io(self.path)
+
     def invoke(self) -> None:
         """Run again on the input buffers already written."""
         self._m.run_by_index(0, self._inputs, self._outputs)
@@ -456,8 +465,9 @@ def _ops(it: Any) -> list[dict[str, Any]] | None:
         return None
 
 
-def _check_file_io(path: str) -> None:
-    """``check_io`` on a model file, read by ai-edge-litert's classic interpreter (no allocation)."""
+def _check_file_io(path: str, classifier: bool = True) -> None:
+    """``check_input_size`` and (``classifier``) ``check_io`` on a model file, read by
+    ai-edge-litert's classic interpreter without allocating its tensors."""
     package = _import_package("ai_edge_litert")
     with captured_stderr() as log:
         try:
@@ -466,7 +476,8 @@ def _check_file_io(path: str) -> None:
         except Exception as e:
             raise ModelError(_explain_load_error(path, package, e, log)) from None
     check_input_size(path, inputs)
-    check_io(path, inputs, outputs, _ops(it))
+    if classifier:
+        check_io(path, inputs, outputs, _ops(it))
 
 
 def _quantization(path: str) -> tuple[tuple[float, int], tuple[float, int]]:

@@ -78,13 +78,13 @@ def check_io(path: str, inputs: Sequence[dict[str, Any]], outputs: Sequence[dict
         raise ModelError(f"{path}: input shape {_show(shape)} has a dynamic height or width (exported without "
                          "a fixed input size), which edgecls would run at whatever size the file holds; "
                          "re-export it with a fixed size, e.g. [1, 224, 224, 3]")
-    if shape[0] < 0:
-        raise ModelError(f"{path}: input shape {_show(shape)} has a dynamic batch size; re-export it with batch 1")
     if shape[1] > MAX_SIDE or shape[2] > MAX_SIDE or min(shape[1], shape[2]) < 1:
         mib = shape[1] * shape[2] * 3 * np.dtype(dtype).itemsize / (1 << 20)
         raise ModelError(f"{path}: input {shape[1]}x{shape[2]} ({mib:,.0f} MiB for the input tensor alone) is "
                          f"outside what an image classifier takes (1 to {MAX_SIDE} pixels a side); {RUNS}")
     oshape, odtype = _shape(out), np.dtype(out["dtype"]).name
+    if len(oshape) > 1 and oshape[0] == -1:
+        oshape[0] = 1  # the dynamic batch of a Keras export: batch 1 here
     if any(v < 0 for v in oshape):
         raise ModelError(f"{path}: output shape {_show(oshape)} is dynamic; {RUNS}")
     if odtype not in SCORE_DTYPES:

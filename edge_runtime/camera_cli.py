@@ -30,7 +30,9 @@ def run_command(a: argparse.Namespace) -> int:
     path = getattr(source, "path", "")  # the Pi camera: ISP or software resize, stride, colour space
     print(f"edgecls: {source.name} -> {clf.model_path} on {clf.backend} ({clf.threads} threads)"
           + (f"; {note}" if note else "") + (f"; {path}" if path else ""), file=sys.stderr)
-    view = _serve(a) if a.serve else None
+    view = _serve(a, {"model": clf.bundle.name if clf.bundle else Path(clf.model_path).name, "backend": clf.backend,
+                      "threads": clf.threads, "interpreter": f"{clf.interpreter} {clf.package.version}"}) \
+        if a.serve else None
     acts = actions.Actions(actions.ActionOptions.from_namespace(a), clf.labels, model=Path(clf.model_path).stem)
     opts = camera.Options(top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
                           max_frames=a.max_frames)
@@ -46,7 +48,7 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(a: argparse.Namespace) -> Any:
+def _serve(a: argparse.Namespace, info: dict[str, Any]) -> Any:
     """The web view on --serve (loopback unless --public says otherwise)."""
     from . import webview
 
@@ -57,7 +59,7 @@ def _serve(a: argparse.Namespace) -> Any:
                              "(or serve on 127.0.0.1 and use an SSH tunnel)")
         print(f"edgecls: warning: the web view on {host}:{port} is reachable by anyone on the network, "
               "without a password", file=sys.stderr)
-    view = webview.View()
+    view = webview.View(info=info)
     server = webview.serve(view, host, port)
     h, p = server.server_address[:2]
     print(f"edgecls: web view on http://{h}:{p}/ (JSON: /status.json)", file=sys.stderr, flush=True)

@@ -118,7 +118,7 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
 
 def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: int = 3, threshold: float = 0.0,
         on_change: bool = False, smooth: int = 1, max_frames: int | None = None, retries: int = 3,
-        stop: threading.Event | None = None, view: Any = None) -> Summary:
+        stop: threading.Event | None = None, view: Any = None, miner: Any = None) -> Summary:
     """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
     one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``."""
     stop = stop or threading.Event()
@@ -153,6 +153,8 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
             summary.classified += 1
             for k, v in lat.items():
                 totals[k] = totals.get(k, 0.0) + v
+            if miner is not None:  # mining.Miner: queues uncertain frames, never blocks
+                miner.observe(f, top_k(scores, clf.labels, max(top, 2)))
             if view is not None:
                 view.update(f, classes, lat, summary.classified / max(time.perf_counter() - t0, 1e-9))
             label = classes[0].index if classes else None

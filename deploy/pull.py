@@ -238,6 +238,12 @@ def _receive(proc: subprocess.Popen[bytes], wanted: dict[str, Remote], root: Pat
         proc.stdin.close()
     except BrokenPipeError:
         return
+    finally:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        proc.stdin = None  # closed: communicate() only reads
     try:
         with tarfile.open(fileobj=_Throttled(proc.stdout, limit_kbps), mode="r|") as tar:
             for member in tar:

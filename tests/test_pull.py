@@ -104,7 +104,7 @@ def test_delete_after_deletes_only_verified_files(server, tmp_path):
     files = device_dir(dev)
     p = pull(server, dev, home)
     assert p.returncode == 0, p.stderr
-    # New on the device since that pull: a photo, and a photo whose bytes change after the listing
+    # New on the device since that pull: one photo (copied now, then deleted with the 6 verified before)
     late = jpeg(dev / "cat" / "20250109-000000-000000.jpg", 99)
     p = pull(server, dev, home, "--delete-after")
     r = json.loads(p.stdout)

@@ -73,7 +73,7 @@ def measure(clf: Any, adapter: type, seconds: float, scene: np.ndarray) -> dict[
     timer.start()
     t0 = time.perf_counter()
     delivered0 = cam.delivered
-    s = camera.run(clf, src, lambda d: None, top=3, stop=stop)
+    s = camera.run(clf, src, lambda d: None, stop=stop)
     timer.cancel()
     elapsed = time.perf_counter() - t0
     invoke_ms = s.latency_ms["invoke"]

@@ -59,7 +59,7 @@ def main() -> None:
             invoke.append(statistics.median(ts))
             src, _ = sources.open_source(str(video), (clf.width, clf.height))
             src.open()
-            s = camera.run(clf, src, lambda d: None, top=3)
+            s = camera.run(clf, src, lambda d: None)
             loop.append(s.fps)
             dropped.append(s.dropped)
             stages = s.latency_ms

@@ -27,6 +27,8 @@ from edge_runtime.preprocess import Normalization
 from train import data as dataset
 from train.run import log
 
+from . import metadata
+
 GOLDEN_MAX = 10
 
 
@@ -46,6 +48,7 @@ class Options:
     calibration_data: str | None = None  # folder per class, for a bare Keras model (or a moved dataset)
     name: str | None = None
     compiler_timeout: int = 180
+    imx500: bool = False  # also quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py)
 
 
 @dataclass
@@ -249,6 +252,9 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
         edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
         meta = bundle_meta(src, opts, out, conv, len(data.calib), len(ops), golden_meta, edgetpu_info)
+        if opts.imx500:
+            meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
+        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
         bundle = write_bundle(out, files, meta, tar=opts.tar)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:
@@ -341,6 +347,27 @@ def compile_edgetpu(work: Path, ops: list[interp.OpInfo], opts: Options, files: 
     files["model_edgetpu.tflite"] = compiled
     info.update(compiled=True, compiler=clog.to_dict())
     return info
+
+
+def convert_imx500(model: Any, src: Source, data: _Data, conv: _Converted, work: Path, golden_meta: dict[str, Any],
+                   files: dict[str, Any], opts: Options, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py), adding imx500/ to
+    ``files``; on failure the CPU bundle is still written and the section says why."""
+    from . import imx500
+
+    c = src.contract
+    golden_photos = pick_golden(src.test, conv.q_scores)
+    try:
+        r = imx500.build_imx500(model, data.x_cal, data.x_test, data.y_test,
+                                dataset.decode(golden_photos, c.height, c.width, c.resize), src.labels,
+                                work / "imx500", progress, name=opts.name or Path(src.model_path).parent.name,
+                                golden_files=[p["file"] for p in golden_meta["photos"]])
+        progress(r.table)
+        imx500.gate(r.metrics, opts.max_drop)
+    except imx500.Imx500Error as e:
+        return {"converted": False, "error": str(e)}
+    files.update(r.files)
+    return r.meta
 
 
 def bundle_meta(src: Source, opts: Options, out: Path, conv: _Converted, n_calib: int, n_ops: int,

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from edge_runtime.argtypes import nonneg_float, nonneg_int, positive_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,11 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "a line, or an Ansible inventory (INI or YAML; ansible_host, ansible_user, ansible_port, "
                    "ansible_ssh_private_key_file and edgecls_dir are used)")
     p.add_argument("--group", metavar="NAME[,NAME]", help="with an Ansible inventory: only the hosts of these groups")
-    p.add_argument("--parallel", type=int, default=8, metavar="N", help="connections at once with --hosts (default 8)")
-    p.add_argument("--port", type=int, default=None, help="SSH port")
+    p.add_argument("--parallel", type=positive_int, default=8, metavar="N", help="connections at once with --hosts (default 8)")
+    p.add_argument("--port", type=positive_int, default=None, help="SSH port")
     p.add_argument("--identity", metavar="KEY", help="SSH private key")
     p.add_argument("--known-hosts", metavar="FILE", help="known_hosts file (default: ssh's own)")
-    p.add_argument("--keep", type=int, default=5, metavar="N", help="versions kept on the device (default 5)")
+    p.add_argument("--keep", type=nonneg_int, default=5, metavar="N", help="versions kept on the device (default 5; 0: keep all)")
     p.add_argument("--install-runtime", action="store_true",
                    help="make DIR/venv on the device (with system site-packages, for picamera2) and install the "
                         "runtime from wheels built here and sent along: no internet needed on the device")
@@ -42,22 +44,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true", help="do not rerun the golden photos on the device")
     p.add_argument("--remote-edgecls", metavar="CMD",
                    help="the edgecls command on the device, if not DIR/venv/bin/edgecls nor on its PATH")
-    p.add_argument("--limit", type=float, metavar="KBPS", help="upload at most this many KiB/s")
+    p.add_argument("--limit", type=positive_float, metavar="KBPS", help="upload at most this many KiB/s")
     p.add_argument("--dry-run", action="store_true", help="check the bundle and the connection, change nothing")
     p.add_argument("--rollback", action="store_true", help="switch back to the version live before the current one")
     p.add_argument("--status", action="store_true", help="show the live version and the kept ones")
     p.add_argument("--json", action="store_true", help="one JSON object per target (a staged rollout: one report)")
     r = p.add_argument_group("staged rollout (with --hosts; on when --canary or --wave-size is given)")
-    r.add_argument("--canary", type=int, default=None, metavar="N",
+    r.add_argument("--canary", type=positive_int, default=None, metavar="N",
                    help="deploy to the first N hosts and check their health before any other")
-    r.add_argument("--wave-size", type=int, default=None, metavar="N",
+    r.add_argument("--wave-size", type=positive_int, default=None, metavar="N",
                    help="then the other hosts N at a time (default: all at once)")
-    r.add_argument("--soak", type=float, default=10.0, metavar="SECONDS",
+    r.add_argument("--soak", type=nonneg_float, default=10.0, metavar="SECONDS",
                    help="where the camera service runs, its frames must advance without errors for this long "
                         "(default 10)")
-    r.add_argument("--max-latency-ratio", type=float, default=1.5, metavar="R",
+    r.add_argument("--max-latency-ratio", type=positive_float, default=1.5, metavar="R",
                    help="and its latency stay within R times what it was before (default 1.5; 0: do not check)")
-    r.add_argument("--max-failures", type=int, default=0, metavar="N",
+    r.add_argument("--max-failures", type=nonneg_int, default=0, metavar="N",
                    help="when more than N hosts fail, stop and roll back every host this run switched (default 0)")
     r.add_argument("--report", metavar="FILE.md",
                    help="where to write the Markdown report (default edgecls-rollouts/VERSION.md)")

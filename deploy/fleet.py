@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from edge_runtime.argtypes import positive_int
 from edge_runtime.errors import EdgeclsError
 
 from . import health, run, ssh
@@ -150,9 +151,9 @@ def extend_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--group", metavar="NAME", help="only the hosts of this inventory group")
     g.add_argument("--identity", metavar="KEY", help="SSH private key")
     g.add_argument("--known-hosts", metavar="FILE", help="known_hosts file")
-    g.add_argument("--port", type=int, default=None, help="SSH port for hosts that do not name one")
+    g.add_argument("--port", type=positive_int, default=None, help="SSH port for hosts that do not name one")
     g.add_argument("--remote-edgecls", metavar="CMD", help="the edgecls command on the devices")
-    g.add_argument("--parallel", type=int, default=1, metavar="N", help="devices benchmarked at once (default 1)")
+    g.add_argument("--parallel", type=positive_int, default=1, metavar="N", help="devices benchmarked at once (default 1)")
     local = p.get_default("func")
 
     def func(a: argparse.Namespace) -> int:
@@ -166,7 +167,7 @@ def extend_bench(sub: argparse._SubParsersAction) -> None:
 def cmd_bench_hosts(a: argparse.Namespace) -> int:
     import sys
 
-    from edge_runtime.cli import bench_outputs
+    from edge_runtime.bench_cli import bench_outputs
 
     from . import inventory
 

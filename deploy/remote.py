@@ -46,6 +46,15 @@ tar -x -f - -C "$inc"
 [ -f "$inc/SHA256SUMS" ] || { echo "edgecls-remote: upload incomplete (no SHA256SUMS)" >&2; exit 4; }
 (cd "$inc" && sha256sum --quiet --strict -c SHA256SUMS) >&2 || { echo "edgecls-remote: sha256 mismatch on the device" >&2; exit 5; }
 rm -f -- "$inc/SHA256SUMS"
+if [ -f "$inc/imx500/packerOut.zip" ]; then
+  # The AI Camera loads network.rpk, which Raspberry Pi OS's imx500-package makes from the converter's output.
+  if command -v imx500-package >/dev/null 2>&1; then
+    imx500-package -i "$inc/imx500/packerOut.zip" -o "$inc/imx500" >&2 && [ -f "$inc/imx500/network.rpk" ] \
+      || { echo "edgecls-remote: imx500-package failed on packerOut.zip" >&2; rm -rf -- "$inc"; exit 7; }
+  else
+    echo "edgecls-remote: note: imx500-package is not installed (sudo apt install imx500-tools); the AI Camera network was not packaged - the CPU model is live" >&2
+  fi
+fi
 if [ -n "$verify" ]; then
   # The runtime on the device reruns the golden photos before anything goes live.
   if ! sh -c "$verify \"\$1\"" verify "$inc" >&2; then

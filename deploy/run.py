@@ -109,6 +109,8 @@ def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: 
     out.seconds = round(time.perf_counter() - t0, 2)
     if proc.returncode == 0 and stdout.decode().strip().endswith(f"live {version}"):
         out.ok, out.message = True, f"live {version}"
+        out.warnings += [l.split("edgecls-remote: note: ", 1)[1] for l in stderr.decode(errors="replace").splitlines()
+                         if "edgecls-remote: note: " in l]
         if service is not None:
             try:
                 out.message += f"; {install_service(target, o, exe or '', service)}"

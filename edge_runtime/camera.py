@@ -61,6 +61,7 @@ class Summary:
     ended: str = "interrupted"  # "end of input", "interrupted", "max frames", or the camera's failure
     failed: bool = False
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
+    actions: dict[str, Any] = field(default_factory=dict)  # Actions.stats(): sent, failed, dropped per sink
 
     @property
     def fps(self) -> float:
@@ -69,7 +70,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {"summary": {"source": self.source, "captured": self.captured, "classified": self.classified,
                             "dropped": self.dropped, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-                            "ended": self.ended, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}}
+                            "ended": self.ended, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
+                            **({"actions": self.actions} if self.actions else {})}}
 
 
 class Smoother:
@@ -116,24 +118,78 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
         box.close()
 
 
-def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: int = 3, threshold: float = 0.0,
-        on_change: bool = False, smooth: int = 1, max_frames: int | None = None, retries: int = 3,
-        stop: threading.Event | None = None, view: Any = None, miner: Any = None) -> Summary:
+@dataclass(frozen=True)
+class Options:
+    """What the loop reports and when it stops."""
+
+    top: int = 3  # classes per frame
+    threshold: float = 0.0  # report only classes scoring at least this
+    on_change: bool = False  # report a frame only when its top label differs from the last one's
+    smooth: int = 1  # average the scores of the last K frames
+    max_frames: int | None = None  # stop after this many classified frames
+    retries: int = 3  # reopen a failing camera this often before giving up
+
+
+class _Loop:
+    """The inference side: one classified frame per ``step``, its report, the running totals."""
+
+    def __init__(self, clf: Classifier, emit: Callable[[dict], None], opts: Options, summary: Summary,
+                 view: Any, actions: Any, miner: Any = None):
+        self.clf, self.emit, self.opts, self.summary = clf, emit, opts, summary
+        self.view, self.actions, self.miner = view, actions, miner
+        self.smoother = Smoother(opts.smooth)
+        self.totals: dict[str, float] = {}
+        self.last_label: int | None = None
+        self.t0 = time.perf_counter()
+
+    def step(self, f: Any, x: np.ndarray, prep_ms: float) -> bool:
+        """Classify one prepared frame, report it; False once ``max_frames`` are done."""
+        t1 = time.perf_counter()
+        raw = self.clf.infer(x)
+        t2 = time.perf_counter()
+        scores = self.smoother(self.clf.scores(raw))
+        classes: list[Class] = top_k(scores, self.clf.labels, self.opts.top, self.opts.threshold)
+        if self.actions is not None:
+            self.actions.observe(f.n, f.t, classes)  # never blocks: the actions run in their own threads
+        if self.miner is not None:  # mining.Miner: queues uncertain frames, never blocks
+            self.miner.observe(f, top_k(scores, self.clf.labels, max(self.opts.top, 2)))
+        lat = {"preprocess": prep_ms, "invoke": (t2 - t1) * 1e3, "postprocess": (time.perf_counter() - t2) * 1e3,
+               "age": (time.time() - f.t) * 1e3}  # age: capture to result
+        self.summary.classified += 1
+        for k, v in lat.items():
+            self.totals[k] = self.totals.get(k, 0.0) + v
+        if self.view is not None:
+            self.view.update(f, classes, lat, self.summary.classified / max(time.perf_counter() - self.t0, 1e-9))
+        self._report(f, classes, lat)
+        return not (self.opts.max_frames and self.summary.classified >= self.opts.max_frames)
+
+    def _report(self, f: Any, classes: list[Class], lat: dict[str, float]) -> None:
+        label = classes[0].index if classes else None
+        if (not self.opts.on_change or label != self.last_label) and (classes or not self.opts.threshold):
+            self.emit({"t": round(f.t, 6), "frame": f.n,
+                       "classes": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in classes],
+                       "latency_ms": {k: round(v, 3) for k, v in lat.items()}})
+        self.last_label = label
+
+
+def run(clf: Classifier, source: Source, emit: Callable[[dict], None], options: Options | None = None, *,
+        stop: threading.Event | None = None, view: Any = None, actions: Any = None, miner: Any = None) -> Summary:
     """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
-    one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``."""
+    one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``. ``view`` (a web view)
+    shows every frame; ``actions`` (an ``actions.Actions``) observes every classified frame and, like
+    the source, is closed at the end."""
+    opts = options or Options()
     stop = stop or threading.Event()
     box = Latest(drop=source.live)
     state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False}
     summary = Summary(source.name)
-    smoother = Smoother(smooth)
-    totals: dict[str, float] = {}
-    last_label: int | None = None
-    reason = None  # why the main thread stopped, if it did
-    thread = threading.Thread(target=_capture, args=(source, box, stop, state, retries, clf.prepare), daemon=True,
-                              name="edgecls-capture")
+    loop = _Loop(clf, emit, opts, summary, view, actions, miner)
+    reason = None  # why the inference side stopped, if it did
+    thread = threading.Thread(target=_capture, args=(source, box, stop, state, opts.retries, clf.prepare),
+                              daemon=True, name="edgecls-capture")
     if view is not None:
         view.dropped_ref = lambda: box.dropped
-    t0 = time.perf_counter()
+        view.actions_ref = actions.stats if actions is not None else None
     thread.start()
     try:
         while not stop.is_set():
@@ -142,29 +198,7 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
                 if box.closed and box.frame is None:
                     break
                 continue
-            f, x, prep_ms = item
-            t1 = time.perf_counter()
-            raw = clf.infer(x)
-            t2 = time.perf_counter()
-            scores = smoother(clf.scores(raw))
-            classes: list[Class] = top_k(scores, clf.labels, top, threshold)
-            lat = {"preprocess": prep_ms, "invoke": (t2 - t1) * 1e3, "postprocess": (time.perf_counter() - t2) * 1e3,
-                   "age": (time.time() - f.t) * 1e3}  # age: capture to result
-            summary.classified += 1
-            for k, v in lat.items():
-                totals[k] = totals.get(k, 0.0) + v
-            if miner is not None:  # mining.Miner: queues uncertain frames, never blocks
-                miner.observe(f, top_k(scores, clf.labels, max(top, 2)))
-            if view is not None:
-                view.update(f, classes, lat, summary.classified / max(time.perf_counter() - t0, 1e-9))
-            label = classes[0].index if classes else None
-            if not on_change or label != last_label:
-                if classes or not threshold:
-                    emit({"t": round(f.t, 6), "frame": f.n,
-                          "classes": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in classes],
-                          "latency_ms": {k: round(v, 3) for k, v in lat.items()}})
-            last_label = label
-            if max_frames and summary.classified >= max_frames:
+            if not loop.step(*item):
                 reason = "max frames"
                 break
     except KeyboardInterrupt:
@@ -173,8 +207,9 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], *, top: i
         stop.set()
         thread.join(timeout=5)
         source.close()
-    summary.seconds = time.perf_counter() - t0
+        summary.seconds = time.perf_counter() - loop.t0  # before the actions' shutdown, which may wait for a webhook
+        summary.actions = actions.close() if actions is not None else {}
     summary.captured, summary.dropped = state["captured"], box.dropped
     summary.ended, summary.failed = (reason, False) if reason else (state["ended"], state["failed"])
-    summary.latency_ms = {k: v / summary.classified for k, v in totals.items()} if summary.classified else {}
+    summary.latency_ms = {k: v / summary.classified for k, v in loop.totals.items()} if summary.classified else {}
     return summary

@@ -101,6 +101,9 @@ def checks() -> list[Check]:
     out.append(Check("video devices", "ok" if cams else "missing", ", ".join(cams) or "none",
                      "" if cams else "connect a camera, or classify images and video files"))
 
+    from . import imx500  # the Raspberry Pi AI Camera (issue 22)
+    out.append(Check("ai camera", *imx500.doctor_check()))  # type: ignore[arg-type]
+
     gov = governor()
     if gov is None:
         out.append(Check("cpu governor", "ok", "not exposed (virtual machine or container)"))

@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 TOP_K = 5
 MAX_PHOTOS = 10
-SCORE_TOLERANCE = 0.1  # absolute, on every recorded top-k score, where bit equality is not expected
+# Absolute, on every recorded top-k score, where bit equality is not expected. tflite-runtime 2.14's
+# own int8 kernels on arm64 were measured 0.156 away from XNNPACK's on a golden photo (the golden
+# photos are the least confident correct ones, where scores move most); the top-1 still agreed.
+SCORE_TOLERANCE = 0.2
 Transform = Callable[[np.ndarray], np.ndarray]  # applied to the decoded RGB photo before resizing
 
 

@@ -65,6 +65,7 @@ class View:
         self.min_gap = 1 / max_fps
         self.last_jpeg = 0.0
         self.dropped_ref: Any = None
+        self.actions_ref: Any = None  # Actions.stats, when the camera acts on labels
 
     def update(self, frame: Any, classes: list, latency_ms: dict, fps: float) -> None:
         now = time.monotonic()
@@ -76,7 +77,8 @@ class View:
         with self.lock:
             self.status = {"frame": frame.n, "t": frame.t, "fps": fps,
                            "classes": [{"index": c.index, "label": c.label, "score": c.score} for c in classes],
-                           "latency_ms": latency_ms, "dropped": self.dropped_ref() if self.dropped_ref else 0}
+                           "latency_ms": latency_ms, "dropped": self.dropped_ref() if self.dropped_ref else 0,
+                           "actions": self.actions_ref() if self.actions_ref else {}}
             if jpeg is not None:
                 self.jpeg = jpeg
                 self.seq += 1

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -169,8 +170,10 @@ def sign_run() -> Path:
     if not (run / "metrics.json").exists():
         import shutil
 
-        for old in CACHE.glob("sign-*"):  # runs of older code
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)  # an unfinished run of this code
+        for old in CACHE.glob("sign-*"):  # runs of older code, unused for a day (other checkouts share .cache)
+            if time.time() - old.stat().st_mtime > 86400:
+                shutil.rmtree(old, ignore_errors=True)
         base.mkdir(parents=True)
         p = run_edgecls("train", SIGN_DATA, "--out", run, *SIGN_TRAIN, timeout=1200)
         assert p.returncode == 0, p.stderr[-4000:]

@@ -290,3 +290,33 @@ def test_the_unit_file_escapes_specifiers_and_refuses_line_breaks():
     assert '"mqtt://u:p$$w%%d@h"' in line and '"/srv/a b/current"' in line
     with pytest.raises(DeployError, match="line break"):
         unit_text(["/opt/venv/bin/edgecls", "camera", "x\nExecStartPre=/bin/rm -rf /"], "pi", "/srv")
+
+
+@pytest.mark.parametrize("tool", ["installed", "missing"])
+def test_the_upload_script_packages_the_ai_camera_network_where_imx500_tools_exist(tool, tmp_path):
+    """The device side of a deploy with an imx500/ part, run as the device runs it (sh, tar on stdin)."""
+    from deploy import remote
+    from deploy.run import pack
+
+    bundle = make_coral_bundle(tmp_path / "b")
+    files = {name: bundle / name for name in json.loads((bundle / "edgecls.json").read_text())["files"]}
+    files["imx500/packerOut.zip"] = b"PK\x05\x06" + bytes(18)  # what imx500-package reads
+    meta = {k: v for k, v in json.loads((bundle / "edgecls.json").read_text()).items()
+            if k not in ("files", "format_version", "created")}
+    from edge_runtime import write_bundle
+
+    data, version = pack(write_bundle(tmp_path / "imx", files, meta))
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    if tool == "installed":  # Raspberry Pi OS's tool takes -i ZIP -o DIR and writes DIR/network.rpk
+        (fakebin / "imx500-package").write_text('#!/bin/sh\n[ "$1" = -i ] && [ "$3" = -o ] && echo rpk > "$4/network.rpk"\n')
+        (fakebin / "imx500-package").chmod(0o755)
+    dev = tmp_path / "device"
+    p = subprocess.run(["sh", "-c", remote.UPLOAD, "edgecls-deploy", str(dev), version, "5", "", "yes"], input=data,
+                       capture_output=True, env={**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}, timeout=60)
+    assert p.returncode == 0 and p.stdout.decode().strip() == f"live {version}", p.stderr
+    rpk = dev / "current" / "imx500" / "network.rpk"
+    if tool == "installed":
+        assert rpk.read_text() == "rpk\n"
+    else:
+        assert not rpk.exists() and b"sudo apt install imx500-tools" in p.stderr

@@ -153,7 +153,7 @@ def test_the_camera_loop_classifies_every_frame_it_takes(isp):
     src = open_source(cam, (224, 224), lores_format="YUV420", isp_resize=isp)
     seen: list = []
     with Classifier(V2, labels=LABELS, backend="cpu") as clf:
-        s = camera.run(clf, src, seen.append, top=1, max_frames=5)
+        s = camera.run(clf, src, seen.append, camera.Options(top=1, max_frames=5))
     assert [r["classes"][0]["label"] for r in seen] == ["macaw"] * 5
     assert cam.consumed == s.captured and cam.unreleased() == 0 and cam.closed
 
@@ -169,7 +169,7 @@ def test_a_camera_that_stops_delivering_is_retried_then_the_run_ends_with_a_summ
     src.open()
     seen: list = []
     with Classifier(V2, labels=LABELS, backend="cpu") as clf:
-        s = camera.run(clf, src, seen.append, top=1, retries=2)
+        s = camera.run(clf, src, seen.append, camera.Options(top=1, retries=2))
     assert s.failed and "stopped delivering frames" in s.ended and "after 2 retries" in s.ended
     # Frames the loop was not yet asking for are recycled by picamera2 (it holds only the newest).
     assert 1 <= s.captured == cams[0].consumed <= 5 and 1 <= s.classified <= s.captured

@@ -1,0 +1,181 @@
+"""TFLite Model Metadata for the models of a bundle, so that other tools (MediaPipe Tasks, the
+TFLite Task Library, Android Studio) know the labels, the input's normalization and what the
+output means without edgecls.
+
+It is built with the metadata schema's generated Python classes (``metadata_schema.fbs``, as
+MediaPipe's wheel ships them) and packed the way TFLite's ``MetadataPopulator`` packs it:
+
+1. the ``ModelMetadata`` table is finished with file identifier ``M001``, with
+   ``min_parser_version`` set to the oldest metadata parser that reads every field used;
+2. the model is unpacked with the TFLite schema's generated object API, the metadata becomes
+   one more ``Buffer``, a ``Metadata`` entry named ``TFLITE_METADATA`` points at it (replacing
+   an earlier one), and the model is packed again with file identifier ``TFL3``;
+3. the associated files (the labels) are appended to the model as a zip archive with
+   ``zipfile`` in append mode (stored, not compressed), so the file is a flatbuffer read from
+   its start and a zip read from its end.
+
+Reading it back is ``edge_runtime.tflite_metadata`` (no TensorFlow, no MediaPipe needed).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from edge_runtime import __version__
+from edge_runtime.errors import MissingExtra
+from edge_runtime.tflite_metadata import METADATA_IDENTIFIER, METADATA_NAME
+from edge_runtime.preprocess import Normalization
+
+LABELS_FILE = "labels.txt"
+# Every field written here exists since metadata schema 1.0.0 (the parser versions of later
+# members: metadata_version.cc in tflite-support; none of them is used).
+MIN_PARSER_VERSION = "1.0.0"
+INSTALL = "pip install --no-deps 'mediapipe>=1.2.3'"
+
+
+def _schemas() -> tuple[Any, Any, Any]:
+    """(the metadata schema's and TFLite's generated classes, flatbuffers), imported when used."""
+    try:
+        import flatbuffers
+        from ai_edge_litert import schema_py_generated as tflite_fb
+    except ImportError as e:
+        raise MissingExtra("writing TFLite metadata", "train", e.name or "ai_edge_litert") from None
+    try:
+        from mediapipe.tasks.metadata import metadata_schema_py_generated as meta_fb
+    except ImportError:
+        try:
+            from tflite_support import metadata_schema_py_generated as meta_fb  # the same generated module
+        except ImportError:
+            raise MetadataUnavailable(
+                "writing TFLite Model Metadata needs the metadata schema's generated code, which MediaPipe's "
+                f"wheel ships; install it with: {INSTALL}") from None
+    return meta_fb, tflite_fb, flatbuffers
+
+
+class MetadataUnavailable(MissingExtra):
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+        self.extra, self.module = "mediapipe", "mediapipe"
+
+
+@dataclass(frozen=True)
+class Description:
+    """What the metadata says about one classifier."""
+
+    name: str
+    labels: list[str]
+    normalization: Normalization = Normalization(0.0, 1.0)  # the float input is (pixel - mean) / std
+    output: str = "probabilities"  # or "logits"
+    description: str = ""
+    version: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # when made
+    author: str = f"edgecls {__version__}"
+
+
+def metadata_buffer(d: Description) -> bytes:
+    """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier."""
+    fb, _, flatbuffers = _schemas()
+    n = d.normalization
+    image = fb.ImagePropertiesT()
+    image.colorSpace = fb.ColorSpaceType.RGB
+    inp = fb.TensorMetadataT()
+    inp.name = "image"
+    inp.description = (f"RGB image, pixels 0..255, resized to the model's input size; the model takes "
+                       f"(pixel - {n.mean:g}) / {n.std:g}")
+    inp.content = fb.ContentT()
+    inp.content.contentPropertiesType = fb.ContentProperties.ImageProperties
+    inp.content.contentProperties = image
+    norm = fb.NormalizationOptionsT()
+    norm.mean, norm.std = [float(n.mean)], [float(n.std)]
+    unit = fb.ProcessUnitT()
+    unit.optionsType = fb.ProcessUnitOptions.NormalizationOptions
+    unit.options = norm
+    inp.processUnits = [unit]
+    inp.stats = fb.StatsT()
+    inp.stats.max, inp.stats.min = [(255.0 - n.mean) / n.std], [(0.0 - n.mean) / n.std]
+
+    labels = fb.AssociatedFileT()
+    labels.name = LABELS_FILE
+    labels.description = "Labels of the classes, one a line; the line number is the class index."
+    labels.type = fb.AssociatedFileType.TENSOR_AXIS_LABELS
+    out = fb.TensorMetadataT()
+    out.name = "probability" if d.output == "probabilities" else "logits"
+    out.description = (f"{'Probabilities' if d.output == 'probabilities' else 'Logits (before softmax)'} "
+                       f"of the {len(d.labels)} classes, in the order of {LABELS_FILE}.")
+    out.content = fb.ContentT()
+    out.content.contentPropertiesType = fb.ContentProperties.FeatureProperties
+    out.content.contentProperties = fb.FeaturePropertiesT()
+    if d.output == "probabilities":
+        out.stats = fb.StatsT()
+        out.stats.max, out.stats.min = [1.0], [0.0]
+    out.associatedFiles = [labels]
+
+    sub = fb.SubGraphMetadataT()
+    sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], [out]
+    model = fb.ModelMetadataT()
+    model.name = d.name
+    model.description = d.description or f"Image classifier of {len(d.labels)} classes, made with edgecls."
+    if d.version:
+        model.version = d.version
+    model.author = d.author
+    model.subgraphMetadata = [sub]
+    model.minParserVersion = MIN_PARSER_VERSION
+    b = flatbuffers.Builder(0)
+    b.Finish(model.Pack(b), METADATA_IDENTIFIER)
+    return bytes(b.Output())
+
+
+def populate(model: bytes, metadata: bytes, files: Mapping[str, bytes]) -> bytes:
+    """``model`` with ``metadata`` as its ``TFLITE_METADATA`` buffer and ``files`` zip-appended,
+    as ``MetadataPopulator.populate()`` does. Files packed earlier are dropped (a bundle's model
+    carries exactly the files its metadata names)."""
+    _, tf, flatbuffers = _schemas()
+    root = tf.ModelT.InitFromObj(tf.Model.GetRootAs(model, 0))
+    buf = tf.BufferT()
+    buf.data = list(metadata)
+    root.metadata = root.metadata or []
+    root.buffers = root.buffers or []
+    entry = next((m for m in root.metadata if m.name and m.name.decode("utf-8") == METADATA_NAME), None)
+    if entry is not None:
+        root.buffers[entry.buffer] = buf
+    else:
+        root.buffers.append(buf)
+        entry = tf.MetadataT()
+        entry.name = METADATA_NAME
+        entry.buffer = len(root.buffers) - 1
+        root.metadata.append(entry)
+    b = flatbuffers.Builder(0)
+    b.Finish(root.Pack(b), b"TFL3")
+    out = io.BytesIO(bytes(b.Output()))
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def write(model: bytes, d: Description) -> bytes:
+    """``model`` carrying the metadata of ``d`` and its labels as ``labels.txt``."""
+    labels = "".join(label + "\n" for label in d.labels).encode("utf-8")
+    return populate(model, metadata_buffer(d), {LABELS_FILE: labels})
+
+
+def attach(files: dict[str, Any], d: Description, progress: Any = None) -> dict[str, Any]:
+    """Replace every model of a bundle's ``files`` (paths or bytes) by the same model carrying
+    metadata. Without MediaPipe's schema code the models stay as they are and ``progress`` says
+    why; returns what ``edgecls.json`` records (``written`` and ``models`` or ``reason``)."""
+    models = [name for name in files if name.endswith(".tflite")]
+    try:
+        for name in models:
+            src = files[name]
+            data = src if isinstance(src, bytes) else Path(src).read_bytes()
+            files[name] = write(data, d)
+    except MetadataUnavailable as e:
+        if progress:
+            progress(f"warning: models written without TFLite metadata: {e}")
+        return {"written": False, "reason": str(e)}
+    return {"written": True, "models": sorted(models), "min_parser_version": MIN_PARSER_VERSION}

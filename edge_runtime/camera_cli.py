@@ -1,0 +1,154 @@
+"""``edgecls camera``: its options and the command around ``camera.run`` (the web view, the
+actions, the output lines and the summary). Only this module and ``cli`` parse and print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .argtypes import nonneg_float, positive_float, positive_int, score
+from .classifier import BACKENDS
+from .cli import model_args
+
+
+def run_command(a: argparse.Namespace) -> int:
+    from . import actions, camera, imx500, mining, sources
+    from .classifier import Classifier
+
+    if a.backend == "imx500" or (a.backend == "auto" and a.source == "auto" and imx500.prefer(a.model)):
+        return imx500.camera_command(a)  # the network runs on the AI Camera's sensor (issue 22)
+    signal.signal(signal.SIGTERM, _interrupt)  # systemd stops a service with SIGTERM: end like Ctrl-C
+    clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter)
+    source, note = sources.open_source(a.source, (clf.width, clf.height), fps=a.fps, isp_resize=a.isp_resize == "on",
+                                       resize=clf.resize_method, crop=clf.crop)
+    source.open()
+    path = getattr(source, "path", "")  # the Pi camera: ISP or software resize, stride, colour space
+    print(f"edgecls: {source.name} -> {clf.model_path} on {clf.backend} ({clf.threads} threads)"
+          + (f"; {note}" if note else "") + (f"; {path}" if path else ""), file=sys.stderr)
+    view = _serve(a) if a.serve else None
+    acts = actions.Actions(actions.ActionOptions.from_namespace(a), clf.labels, model=Path(clf.model_path).stem)
+    opts = camera.Options(top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
+                          max_frames=a.max_frames)
+    miner = mining.from_args(a, lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True), source.live)
+    s = camera.run(clf, source, _emitter(a.json), opts, view=view, actions=acts.start() if acts.sinks else None,
+                   miner=miner)
+    if miner is not None:
+        print(f"edgecls: {miner.close().describe(a.save_uncertain)}", file=sys.stderr, flush=True)
+    if a.json:
+        print(json.dumps(s.to_dict()), flush=True)
+    if view is not None and s.ended == "end of input":
+        _keep_serving()
+    return _summary(s)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(a: argparse.Namespace) -> Any:
+    """The web view on --serve (loopback unless --public says otherwise)."""
+    from . import webview
+
+    host, port = webview.parse_address(a.serve)
+    if not webview.is_loopback(host):
+        if not a.public:
+            raise ValueError(f"--serve {a.serve} would be reachable from other machines; add --public to say so "
+                             "(or serve on 127.0.0.1 and use an SSH tunnel)")
+        print(f"edgecls: warning: the web view on {host}:{port} is reachable by anyone on the network, "
+              "without a password", file=sys.stderr)
+    view = webview.View()
+    server = webview.serve(view, host, port)
+    h, p = server.server_address[:2]
+    print(f"edgecls: web view on http://{h}:{p}/ (JSON: /status.json)", file=sys.stderr, flush=True)
+    return view
+
+
+def _emitter(as_json: bool) -> Callable[[dict], None]:
+    def emit(d: dict) -> None:
+        if as_json:
+            print(json.dumps(d), flush=True)
+        else:
+            top = ", ".join(f"{c['label']} ({c['score']:.3f})" for c in d["classes"]) or "(below the threshold)"
+            print(f"frame {d['frame']}: {top}  [{d['latency_ms']['invoke']:.1f} ms]", flush=True)
+    return emit
+
+
+def _keep_serving() -> None:
+    print("edgecls: the input ended; the web view keeps the last frame - Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def _summary(s: Any) -> int:
+    from . import actions
+
+    lat = ", ".join(f"{k} {v:.1f}" for k, v in s.latency_ms.items())
+    print(f"edgecls: {s.classified} frames classified of {s.captured} captured, {s.dropped} dropped, "
+          f"{s.fps:.1f} FPS over {s.seconds:.1f} s ({s.ended}); mean ms: {lat}", file=sys.stderr)
+    if s.actions:
+        print(f"edgecls: actions: {actions.format_stats(s.actions)}", file=sys.stderr)
+    if s.failed:
+        print(f"edgecls: error: {s.ended}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_camera(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("camera", help="classify live frames: Pi camera, webcam, video file or images; --serve for a web view",
+                       description="Classify frames as fast as the model allows: capture runs in its own thread and "
+                       "inference always takes the newest frame (a camera's stale frames are dropped and counted). "
+                       "One line per classified frame (--json: {t, frame, classes, latency_ms}); Ctrl-C ends with a "
+                       "summary. --backend imx500 runs the bundle's network on the Raspberry Pi AI Camera's sensor.")
+    model_args(p, (*BACKENDS, "imx500"))
+    p.add_argument("--source", default="auto",
+                   help="auto (the Pi camera, else the first webcam), picamera2, opencv:N, /dev/videoN, a video file, "
+                        "or a folder or glob of images (default auto)")
+    p.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="classes per frame (default 3)")
+    p.add_argument("--threshold", type=score, default=0.0, metavar="T", help="report only classes scoring at least T")
+    p.add_argument("--on-change", action="store_true", help="print a line only when the top label changes")
+    p.add_argument("--smooth", type=positive_int, default=1, metavar="K", help="average the scores of the last K frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N classified frames")
+    p.add_argument("--fps", type=nonneg_float, default=0.0, help="pace a folder of images at this rate (default 0: no pacing)")
+    p.add_argument("--isp-resize", choices=("on", "off"), default="on",
+                   help="Pi camera: on = the ISP delivers the model's size (no CPU resize, but not TensorFlow's "
+                        "bilinear); off = a larger frame resized in software by the bundle's method, as in training "
+                        "(default on)")
+    p.add_argument("--serve", metavar="[HOST:]PORT", help="web view with the live picture and the top-k "
+                   "(default host 127.0.0.1)")
+    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    p.add_argument("--json", action="store_true", help="one JSON object per frame, and a summary at the end")
+    g = p.add_argument_group("actions", "act on the current label (see README: Acting on what the camera sees); "
+                             "actions run in their own threads and never slow inference")
+    g.add_argument("--mqtt", metavar="URL", help="publish to an MQTT broker: mqtt://[USER:PASSWORD@]HOST[:PORT][/PREFIX] "
+                   "(mqtts:// for TLS; PREFIX default edgecls/HOSTNAME): state JSON on PREFIX/state, availability on "
+                   "PREFIX/availability, Home Assistant discovery (needs edgecls[mqtt])")
+    g.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate (PEM) for an mqtts:// broker (default: the system's)")
+    g.add_argument("--mqtt-interval", type=nonneg_float, default=30.0, metavar="S",
+                   help="also publish the state every S seconds (default 30; 0: only on changes)")
+    g.add_argument("--ha-prefix", default="homeassistant", metavar="PREFIX",
+                   help="Home Assistant's discovery prefix (default homeassistant; '' for no discovery)")
+    g.add_argument("--ha-binary", action="append", default=[], metavar="LABEL",
+                   help="also a Home Assistant binary sensor, on while LABEL is current (repeatable)")
+    g.add_argument("--webhook", metavar="URL", help="POST the state JSON to URL on every label change")
+    g.add_argument("--webhook-timeout", type=positive_float, default=2.0, metavar="S", help="per POST (default 2; 3 tries)")
+    g.add_argument("--exec", metavar="CMD", help="run CMD (no shell) on every label change, with EDGECLS_LABEL, "
+                   "EDGECLS_SCORE, EDGECLS_FRAME and EDGECLS_PREVIOUS_LABEL set; one at a time")
+    g.add_argument("--exec-timeout", type=positive_float, default=10.0, metavar="S", help="kill CMD after S seconds (default 10)")
+    g.add_argument("--gpio", action="append", default=[], metavar="PIN=LABEL",
+                   help="drive PIN high while LABEL is current, e.g. 17=cat (repeatable; gpiozero)")
+    g.add_argument("--hold", type=nonneg_float, default=0.0, metavar="S",
+                   help="a new label must lead for S seconds before the actions hear of it (default 0)")
+    g.add_argument("--min-score", type=score, default=0.0, metavar="T",
+                   help="below T the current label is none (default 0)")
+    from . import mining
+
+    mining.add_options(p)  # --save-uncertain and its limits (edge_runtime/mining.py)
+    p.set_defaults(func=run_command)

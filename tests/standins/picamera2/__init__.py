@@ -1,0 +1,87 @@
+"""A stand-in for picamera2 on a Raspberry Pi with the AI Camera, for tests on any machine.
+
+Built from picamera2's own source (``picamera2/devices/imx500/imx500.py`` and
+``picamera2/picamera2.py``): what a test can observe through the public API is the same, the
+hardware behind it is a script. ``Picamera2.capture_metadata()`` returns the metadata libcamera's
+IMX500 pipeline attaches to a request: ``CnnOutputTensor`` (every output tensor, float32,
+flattened in Fortran order and concatenated), ``CnnOutputTensorInfo`` (the bytes of libcamera's
+``CnnOutputTensorInfoExported``), ``CnnKpiInfo`` ([DNN us, DSP us]); a frame the script marks
+``null`` carries none of them, as a frame without a tensor does.
+
+The script is a JSON file named by $EDGECLS_TEST_IMX500_SCRIPT:
+    {"camera_id": "/base/.../imx500@1a", "input_size": [W, H],
+     "frames": [{"outputs": [[...scores...]], "shapes": [[N]], "kpi": [dnn_us, dsp_us]}, null, ...]}
+(frames repeat when the script runs out); the sysfs it looks in is $EDGECLS_TEST_SYSFS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+__all__ = ["Picamera2", "CompletedRequest"]
+
+
+def _script() -> dict:
+    with open(os.environ["EDGECLS_TEST_IMX500_SCRIPT"], encoding="utf-8") as f:
+        return json.load(f)
+
+
+class CompletedRequest:  # only a name here: edgecls reads metadata through capture_metadata
+    pass
+
+
+class Picamera2:
+    @staticmethod
+    def global_camera_info() -> list[dict]:
+        s = _script()
+        return [{"Model": "imx500", "Location": 2, "Rotation": 0, "Id": s["camera_id"], "Num": 0}]
+
+    def __init__(self, camera_num: int = 0):
+        if camera_num != 0:
+            raise IndexError("list index out of range")  # what picamera2 raises for a camera it does not have
+        self.started = False
+        self.configured = None
+        self.n = 0
+
+    def create_preview_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,
+                                     buffer_count=4, controls=None, display="main", encode="main", queue=True,
+                                     sensor=None, use_case="preview") -> dict:
+        return {"use_case": use_case, "buffer_count": buffer_count, "controls": dict(controls or {}),
+                "main": {"format": "XBGR8888", "size": (640, 480)}}
+
+    def configure(self, config: dict) -> None:
+        self.configured = config
+
+    def start(self, config: dict | None = None, show_preview: bool = False) -> None:
+        if config is not None:
+            self.configure(config)
+        if self.configured is None:
+            raise RuntimeError("Camera has not been configured")
+        self.started = True
+
+    def capture_metadata(self, wait=None) -> dict:
+        if not self.started:
+            raise RuntimeError("Camera is not running")
+        frames = _script()["frames"]
+        f = frames[self.n % len(frames)]
+        self.n += 1
+        md: dict = {"SensorTimestamp": 1_000_000 * self.n, "ScalerCrop": (0, 0, 4056, 3040)}
+        if f is None:
+            return md
+        from .devices.imx500.imx500 import pack_tensor_info
+
+        tensors = [np.asarray(o, dtype=np.float32).reshape(s, order="F") for o, s in zip(f["outputs"], f["shapes"])]
+        md["CnnOutputTensor"] = [float(v) for t in tensors for v in t.reshape(-1, order="F")]
+        md["CnnOutputTensorInfo"] = pack_tensor_info("network", [t.shape for t in tensors])
+        if f.get("kpi"):
+            md["CnnKpiInfo"] = list(f["kpi"])
+        return md
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.started = False

@@ -1,0 +1,142 @@
+"""The Raspberry Pi AI Camera on the device side, against tests/standins/picamera2 (built from
+picamera2's imx500.py: the same sysfs search, output tensors and their shapes through the request
+metadata): ranking with the bundle's labels, frames without a tensor, KPI, errors, doctor."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
+from edge_runtime import imx500, write_bundle
+
+STANDINS = Path(__file__).parent / "standins"
+LABELS = ["zero", "one", "two", "three", "four"]
+CAMERA_ID = "/base/axi/pcie@120000/rp1/i2c@88000/imx500@1a"
+
+
+def fake_sysfs(root: Path, sensors: dict[int, str]) -> Path:
+    """/sys/class/video4linux/v4l-subdevN/device as a Pi 5 shows them (links only: picamera2 reads
+    the link targets, never follows them)."""
+    for n, model in sensors.items():
+        dev = root / "devices" / f"10-00{n}a"
+        dev.mkdir(parents=True)
+        (dev / "driver").mkdir()
+        (dev / "driver" / "module").symlink_to(f"../../../../module/{model}")
+        (dev / "of_node").symlink_to(f"../../../firmware/devicetree/base/axi/pcie@120000/rp1/i2c@88000/{model}@1a")
+        sub = root / "class" / "video4linux" / f"v4l-subdev{n}"
+        sub.mkdir(parents=True)
+        (sub / "device").symlink_to(f"../../../devices/10-00{n}a")
+    return root
+
+
+def make_bundle(dest: Path, kind: str = "probabilities", rpk: bool = True, expected=None) -> Path:
+    """A 5-class bundle with an IMX500 section as convert --imx500 writes it (the CPU model is one
+    of Coral's: the imx500 backend never loads it)."""
+    expected = expected if expected is not None else [[0.05, 0.85, 0.05, 0.05, 0.0], [0.0, 0.0, 0.1, 0.3, 0.6]]
+    golden = {"tolerance": 2 / 256, "photos": [{"file": None, "scores": s, "top1": int(np.argmax(s)),
+                                                "label": LABELS[int(np.argmax(s))]} for s in expected]}
+    meta = {"name": "tiny", "input": {"height": 128, "width": 128, "channels": 3, "color_order": "RGB",
+                                      "resize": "bilinear", "crop": "none"},
+            "output": {"kind": "probabilities", "classes": 5},
+            "imx500": {"converted": True, "network": "tiny", "packer": "imx500/packerOut.zip",
+                       "rpk": "imx500/network.rpk", "golden": "imx500/golden.json",
+                       "input": {"width": 128, "height": 128},
+                       "output": {"kind": kind, "classes": 5, "dtype": "uint8", "scale": 1 / 256}}}
+    b = write_bundle(dest, {"model.tflite": CORAL / "mobilenet_v1_0.25_128_quant.tflite",
+                            "labels.txt": "".join(f"{l}\n" for l in LABELS).encode(),
+                            "imx500/packerOut.zip": b"PK\x05\x06" + bytes(18),
+                            "imx500/golden.json": json.dumps(golden).encode()}, meta)
+    if rpk:
+        (b / "imx500" / "network.rpk").write_bytes(b"9464")  # made on the Pi by imx500-package
+    return b
+
+
+def camera(tmp_path: Path, bundle: Path, frames: list, *args: str):
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"camera_id": CAMERA_ID, "input_size": [128, 128], "frames": frames}))
+    sysfs = fake_sysfs(tmp_path / "sys", {3: "imx500", 4: "imx708"})
+    env = {"PYTHONPATH": os.pathsep.join([str(STANDINS), os.environ.get("PYTHONPATH", "")]),
+           "EDGECLS_TEST_IMX500_SCRIPT": str(script), "EDGECLS_TEST_SYSFS": str(sysfs)}
+    return run_edgecls("camera", bundle, "--backend", "imx500", *args, env=env, timeout=120)
+
+
+def test_find_devices_takes_only_the_imx500(tmp_path):
+    sysfs = fake_sysfs(tmp_path, {2: "imx708", 5: "imx500"})
+    devs = imx500.find_devices(sysfs)
+    assert [(d.subdev, d.device_id) for d in devs] == [("/dev/v4l-subdev5", "10-005a")]
+    assert devs[0].of_node.endswith("imx500@1a")
+    status, found, _ = imx500.doctor_check(sysfs)
+    assert status in ("ok", "warn") and "/dev/v4l-subdev5" in found
+    assert imx500.doctor_check(tmp_path / "nothing")[0] == "missing"
+
+
+def test_camera_ranks_the_output_tensor_with_the_bundle_labels(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    expected = json.loads((b / "imx500" / "golden.json").read_text())["photos"]
+    frames = [{"outputs": [expected[0]["scores"]], "shapes": [[5]], "kpi": [4100, 900]},
+              None,  # a frame the sensor sent without a tensor
+              {"outputs": [expected[1]["scores"]], "shapes": [[5, 1, 1]], "kpi": [4300, 1100]}]
+    p = camera(tmp_path, b, frames, "--json", "--max-frames", "2", "--top-k", "2")
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = json_lines(p.stdout)
+    got = [l for l in lines if "classes" in l]
+    assert [[c["label"] for c in g["classes"]] for g in got] == [["one", "zero"], ["four", "three"]]
+    assert got[0]["classes"][0]["score"] == pytest.approx(0.85, abs=1e-6)  # as it came: no softmax
+    assert got[1]["classes"][1]["score"] == pytest.approx(0.3, abs=1e-6)
+    assert got[0]["imx500_ms"] == {"dnn": 4.1, "dsp": 0.9}
+    s = lines[-1]["summary"]
+    assert (s["classified"], s["frames"], s["without_tensor"]) == (2, 3, 1)
+    assert s["imx500_ms"]["dnn"] == pytest.approx(4.2)
+    assert "IMX500" in p.stderr and "5 classes" in p.stderr
+
+
+def test_logits_get_a_softmax_probabilities_do_not(tmp_path):
+    b = make_bundle(tmp_path / "b", kind="logits")
+    net = imx500.network(b)
+    s = imx500.scores([np.array([2.0, 0.0, 0.0, 0.0, 1.0], dtype=np.float32)], net)
+    e = np.exp([2.0, 0, 0, 0, 1.0])
+    np.testing.assert_allclose(s, e / e.sum(), rtol=1e-6)
+    assert imx500.scores(None, net) is None
+    net = imx500.network(make_bundle(tmp_path / "p"))
+    np.testing.assert_array_equal(imx500.scores([np.full((5,), 0.2, np.float32)], net), np.full(5, 0.2, np.float32))
+
+
+def test_another_network_on_the_camera_is_a_one_line_error(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    p = camera(tmp_path, b, [{"outputs": [[0.001] * 1000], "shapes": [[1000]], "kpi": [1, 1]}], "--max-frames", "1")
+    assert_one_line_error(p, "returned 1000 values", "5 labels", "network.rpk")
+
+
+def test_missing_rpk_says_how_to_make_it(tmp_path):
+    b = make_bundle(tmp_path / "b", rpk=False)
+    p = camera(tmp_path, b, [None], "--max-frames", "1")
+    assert_one_line_error(p, "network.rpk", "imx500-package -i", "imx500-tools")
+
+
+def test_bundle_without_an_imx500_network(tmp_path, coral_bundle):
+    p = camera(tmp_path, coral_bundle, [None], "--max-frames", "1")
+    assert_one_line_error(p, "no IMX500 network", "--imx500")
+
+
+def test_no_ai_camera_is_a_one_line_error(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"camera_id": CAMERA_ID, "frames": [None]}))
+    env = {"PYTHONPATH": str(STANDINS), "EDGECLS_TEST_IMX500_SCRIPT": str(script),
+           "EDGECLS_TEST_SYSFS": str(tmp_path / "empty")}
+    p = run_edgecls("camera", b, "--backend", "imx500", "--max-frames", "1", env=env)
+    assert_one_line_error(p, "no Raspberry Pi AI Camera")
+
+
+def test_auto_prefers_the_imx500_only_with_camera_and_network(tmp_path, coral_bundle):
+    b = make_bundle(tmp_path / "b")
+    sysfs = fake_sysfs(tmp_path / "sys", {3: "imx500"})
+    assert imx500.prefer(b, sysfs)
+    assert not imx500.prefer(b, tmp_path / "none")
+    assert not imx500.prefer(coral_bundle, sysfs)
+    assert not imx500.prefer(make_bundle(tmp_path / "norpk", rpk=False), sysfs)

@@ -17,7 +17,7 @@ from .cli import model_args
 
 
 def run_command(a: argparse.Namespace) -> int:
-    from . import actions, camera, imx500, sources
+    from . import actions, camera, imx500, mining, sources
     from .classifier import Classifier
 
     if a.backend == "imx500" or (a.backend == "auto" and a.source == "auto" and imx500.prefer(a.model)):
@@ -36,7 +36,11 @@ def run_command(a: argparse.Namespace) -> int:
     acts = actions.Actions(actions.ActionOptions.from_namespace(a), clf.labels, model=Path(clf.model_path).stem)
     opts = camera.Options(top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
                           max_frames=a.max_frames)
-    s = camera.run(clf, source, _emitter(a.json), opts, view=view, actions=acts.start() if acts.sinks else None)
+    miner = mining.from_args(a, lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True), source.live)
+    s = camera.run(clf, source, _emitter(a.json), opts, view=view, actions=acts.start() if acts.sinks else None,
+                   miner=miner)
+    if miner is not None:
+        print(f"edgecls: {miner.close().describe(a.save_uncertain)}", file=sys.stderr, flush=True)
     if a.json:
         print(json.dumps(s.to_dict()), flush=True)
     if view is not None and s.ended == "end of input":
@@ -146,4 +150,7 @@ def add_camera(sub: argparse._SubParsersAction) -> None:
                    help="a new label must lead for S seconds before the actions hear of it (default 0)")
     g.add_argument("--min-score", type=score, default=0.0, metavar="T",
                    help="below T the current label is none (default 0)")
+    from . import mining
+
+    mining.add_options(p)  # --save-uncertain and its limits (edge_runtime/mining.py)
     p.set_defaults(func=run_command)

@@ -153,10 +153,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(view: View, host: str, port: int) -> ThreadingHTTPServer:
-    """Start the server in a daemon thread; returns it (``server_address`` has the real port)."""
+def serve(view: View, host: str, port: int, handler: type[BaseHTTPRequestHandler] | None = None) -> ThreadingHTTPServer:
+    """Start the server in a daemon thread; returns it (``server_address`` has the real port).
+    ``handler``: a subclass of ``_handler(view)`` with more pages (collect, review)."""
     try:
-        server = ThreadingHTTPServer((host, port), _handler(view))
+        server = ThreadingHTTPServer((host, port), handler or _handler(view))
     except OSError as e:
         raise EdgeclsError(f"cannot serve on {host}:{port} ({e.strerror}); pick another port") from None
     server.daemon_threads = True

@@ -148,6 +148,17 @@ class Collector:
             self.add_class(name)
         self.recent: deque[Saved] = deque(maxlen=RECENT)
         self.last_frame = -1
+        self.capturing = threading.Lock()  # one capture at a time: a click and a burst never share a frame
+
+    def capture(self, grabber: "Grabber", label: str, burst: bool) -> Saved | None:
+        """Save the camera's next unsaved frame as ``label``. A burst waits up to a second for a
+        frame not saved yet (None if none came); a click takes one too when it comes within half a
+        second, else the newest frame, so a click always saves a photo."""
+        with self.capturing:
+            f = grabber.latest(newer_than=self.last_frame, timeout=1.0 if burst else 0.5)
+            if f is None and not burst:
+                f = grabber.latest(timeout=3.0)
+            return self.save(label, f) if f is not None else None
 
     def add_class(self, name: str) -> str:
         name = check_class(name)
@@ -299,27 +310,30 @@ def take(collector: Collector, source: Source, label: str, count: int, every: fl
 
 # --- the page ------------------------------------------------------------------------------
 
-STYLE = """body{font-family:sans-serif;margin:1em;background:#111;color:#eee}
-img.live{max-width:100%;border:1px solid #444}button{font-size:1.2em;margin:.2em;padding:.5em 1em;
-background:#2a4;color:#fff;border:0;border-radius:.3em;touch-action:none;user-select:none}
-button.other{background:#555}button.active{background:#6c3}input{font-size:1.1em;padding:.3em}
-.thumbs{display:flex;flex-wrap:wrap;gap:.4em}.thumb{text-align:center;font-size:.8em}.thumb img{height:90px;display:block}
-.small{color:#aaa}#msg{min-height:1.3em;color:#fc6}"""
+STYLE = """#buttons{display:flex;flex-wrap:wrap;gap:.5em;margin:.2em 0 .8em}
+#buttons button{font-size:1.15em;padding:.7em 1.1em;touch-action:none;user-select:none;background:#1f6f4a;border-color:#2c8a5f}
+#buttons button.active{background:var(--good);color:#06121f}.count{color:#cfe;font-variant-numeric:tabular-nums}
+.thumbs{display:flex;flex-wrap:wrap;gap:.5em}.thumb{text-align:center;font-size:.8em;color:var(--dim)}
+.thumb img{height:90px;display:block;border-radius:6px;margin-bottom:.2em}.thumb button{padding:.2em .6em;font-size:.9em}
+#msg{min-height:1.3em;color:var(--warn)}form{display:flex;gap:.5em;flex-wrap:wrap}"""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgecls collect</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>""" + STYLE + """</style>
+<link rel="stylesheet" href="/edgecls.css"><style>""" + STYLE + """</style>
 </head><body>
-<h1>edgecls collect</h1>
-<img class="live" id="live" src="/stream.mjpg" alt="live picture">
+<header><h1>edgecls collect</h1><span class="meta">saving into <span id="root"></span></span></header>
+<main>
+<section class="panel picture"><img class="live" id="live" src="/stream.mjpg" alt="live picture"></section>
+<section><div class="panel">
+<h2>take a photo of</h2>
 <div id="buttons"></div>
-<form id="add"><input id="newclass" placeholder="new class" maxlength="64"> <button class="other" type="submit">add class</button></form>
-<p class="small">Click a class to take a photo, hold it for a burst; keys 1-9 do the same, z undoes the last photo.
-Saving into <span id="root"></span>.</p>
-<div id="msg"></div>
-<h2>Last photos</h2>
-<div class="thumbs" id="recent"></div>
+<form id="add"><input type="text" id="newclass" placeholder="new class" maxlength="64"> <button class="other" type="submit">add class</button></form>
+<p class="muted">Click a class to take a photo, hold it for a burst; keys 1-9 do the same, z undoes the last photo.</p>
+<div id="msg"></div></div>
+<div class="panel" style="margin-top:1em"><h2>last photos</h2>
+<div class="thumbs" id="recent"></div></div></section>
+</main>
 <script>
 let classes = [];
 let holding = null;
@@ -470,13 +484,11 @@ def handler(collector: Collector, grabber: Grabber, view: Any) -> type:
                 if path == "/capture":
                     label = str(body.get("label", ""))
                     burst = bool(body.get("burst"))
-                    # A burst takes only frames it has not saved yet; a click always saves one.
-                    f = grabber.latest(newer_than=collector.last_frame if burst else -1, timeout=1.0 if burst else 3.0)
-                    if f is None:
+                    s = collector.capture(grabber, label, burst)
+                    if s is None:
                         msg = "no new frame from the camera yet" if burst else f"no frame to save ({grabber.ended or 'waiting for the camera'})"
                         JSONRoutes.answer(self, {**collector.state(), "message": msg})
                         return
-                    s = collector.save(label, f)
                     JSONRoutes.answer(self, {**collector.state(), "message": f"saved {s.rel}"})
                 elif path == "/undo":
                     s = collector.undo(body.get("rel") or None)

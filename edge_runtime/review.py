@@ -90,15 +90,15 @@ class Reviewer:
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgecls review</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>""" + STYLE + """
-.frame{display:inline-block;vertical-align:top;margin:.5em;padding:.5em;border:1px solid #444;max-width:340px}
-.frame img{max-width:320px;display:block}</style>
+<link rel="stylesheet" href="/edgecls.css"><style>""" + STYLE + """
+#frames{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:1em;padding:0 1em 1em}
+.frame img{width:100%;display:block;border-radius:6px;margin-bottom:.4em}.frame button{margin:.15em .1em;padding:.35em .7em}
+.frame .discard{border-color:var(--bad)}.intro{padding:0 1em}</style>
 </head><body>
-<h1>edgecls review</h1>
-<p class="small">Frames the camera was unsure of, from <span id="root"></span>/_review. Move each into its class, or
-discard it. <span id="left"></span> left.</p>
-<form id="add"><input id="newclass" placeholder="new class" maxlength="64"> <button class="other" type="submit">add class</button></form>
-<div id="msg"></div>
+<header><h1>edgecls review</h1><span class="meta"><span id="left"></span> frames left in <span id="root"></span>/_review</span></header>
+<div class="intro"><p class="muted">Frames the camera was unsure of. Move each into its class, or discard it.</p>
+<form id="add"><input type="text" id="newclass" placeholder="new class" maxlength="64"> <button class="other" type="submit">add class</button></form>
+<div id="msg"></div></div>
 <div id="frames"></div>
 <script>
 function esc(s) { return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;'); }
@@ -112,7 +112,7 @@ function render(s) {
   document.getElementById('root').textContent = s.root;
   document.getElementById('left').textContent = s.pending.length;
   document.getElementById('frames').innerHTML = s.pending.map((f, i) =>
-    '<div class="frame" data-rel="' + esc(f.rel) + '"><img src="/image?rel=' + encodeURIComponent(f.rel) + '" alt="' +
+    '<div class="frame panel" data-rel="' + esc(f.rel) + '"><img src="/image?rel=' + encodeURIComponent(f.rel) + '" alt="' +
     esc(f.rel) + '"><div>predicted <b class="predicted">' + esc(f.predicted || '?') + '</b> ' +
     (f.score === null ? '' : '<span class="score">' + f.score.toFixed(3) + '</span>') + '</div>' +
     s.classes.map(c => '<button class="move" data-label="' + esc(c) + '">' + esc(c) + '</button>').join('') +
@@ -148,7 +148,7 @@ def handler(reviewer: Reviewer, view: Any) -> type:
                 JSONRoutes.file(self, reviewer.root / REVIEW, PurePosixPath(q.get("rel", "")).as_posix()
                                 .removeprefix(REVIEW + "/"))
             else:
-                self.send_error(HTTPStatus.NOT_FOUND)
+                super().do_GET()  # the shared style sheet; anything else is not found
 
         def do_POST(self) -> None:  # noqa: N802
             path, _ = query(self.path)

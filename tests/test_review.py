@@ -63,6 +63,7 @@ def test_review_page_in_headless_chromium(tmp_path):
             b.wait("document.querySelectorAll('.frame').length === 3")
             assert b.js("[...document.querySelectorAll('.frame')].map(d => d.querySelector('.predicted').textContent + ' ' "
                         "+ d.querySelector('.score').textContent)") == ["cat 0.412", "cat 0.550", "empty 0.310"]
+            b.wait("document.querySelector('.frame img').complete")
             assert b.js("document.querySelector('.frame img').naturalWidth") == 80  # the picture loads
             # the cat-predicted frame is really empty: its "empty" button moves it there
             b.click(f".frame[data-rel='_review/cat/{first}'] button[data-label='empty']")

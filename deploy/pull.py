@@ -31,7 +31,7 @@ from typing import IO, Callable
 
 from edge_runtime.collect import check_class, write_new
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.mining import INDEX, safe_label
+from edge_runtime.mining import safe_label
 
 from . import ssh
 

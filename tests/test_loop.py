@@ -4,7 +4,6 @@ and the photos of the first round's test split stay in test."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 

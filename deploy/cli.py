@@ -65,8 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where to write the Markdown report (default edgecls-rollouts/VERSION.md)")
     p.set_defaults(func=cmd_deploy)
     from .fleet import extend_bench
+    from .pull import register as register_pull
 
     extend_bench(sub)
+    register_pull(sub)
 
 
 def cmd_deploy(a: argparse.Namespace) -> int:

@@ -144,9 +144,9 @@ class _Loop:
     """The inference side: one classified frame per ``step``, its report, the running totals."""
 
     def __init__(self, clf: Classifier, emit: Callable[[dict], None], opts: Options, summary: Summary,
-                 view: Any, actions: Any):
+                 view: Any, actions: Any, miner: Any = None):
         self.clf, self.emit, self.opts, self.summary = clf, emit, opts, summary
-        self.view, self.actions = view, actions
+        self.view, self.actions, self.miner = view, actions, miner
         self.smoother = Smoother(opts.smooth)
         self.totals: dict[str, float] = {}
         self.last_label: int | None = None
@@ -157,10 +157,12 @@ class _Loop:
         t1 = time.perf_counter()
         raw = self.clf.infer(x)
         t2 = time.perf_counter()
-        classes: list[Class] = top_k(self.smoother(self.clf.scores(raw)), self.clf.labels, self.opts.top,
-                                     self.opts.threshold)
+        scores = self.smoother(self.clf.scores(raw))
+        classes: list[Class] = top_k(scores, self.clf.labels, self.opts.top, self.opts.threshold)
         if self.actions is not None:
             self.actions.observe(f.n, f.t, classes)  # never blocks: the actions run in their own threads
+        if self.miner is not None:  # mining.Miner: queues uncertain frames, never blocks
+            self.miner.observe(f, top_k(scores, self.clf.labels, max(self.opts.top, 2)))
         lat = {"preprocess": prep_ms, "invoke": (t2 - t1) * 1e3, "postprocess": (time.perf_counter() - t2) * 1e3,
                "age": (time.time() - f.t) * 1e3}  # age: capture to result
         self.summary.classified += 1
@@ -181,7 +183,7 @@ class _Loop:
 
 
 def run(clf: Classifier, source: Source, emit: Callable[[dict], None], options: Options | None = None, *,
-        stop: threading.Event | None = None, view: Any = None, actions: Any = None,
+        stop: threading.Event | None = None, view: Any = None, actions: Any = None, miner: Any = None,
         on_error: Callable[[str], None] | None = None) -> Summary:
     """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
     one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``. ``view`` (a web view)
@@ -193,7 +195,7 @@ def run(clf: Classifier, source: Source, emit: Callable[[dict], None], options: 
     box = Latest(drop=source.live)
     state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False, "errors": 0}
     summary = Summary(source.name)
-    loop = _Loop(clf, emit, opts, summary, view, actions)
+    loop = _Loop(clf, emit, opts, summary, view, actions, miner)
     reason = None  # why the inference side stopped, if it did
     thread = threading.Thread(target=_capture, args=(source, box, stop, state, opts.retries, clf.prepare, on_error),
                               daemon=True, name="edgecls-capture")

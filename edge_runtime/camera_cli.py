@@ -17,7 +17,7 @@ from .cli import model_args
 
 
 def run_command(a: argparse.Namespace) -> int:
-    from . import actions, camera, imx500, sources
+    from . import actions, camera, imx500, mining, sources
     from .classifier import Classifier
 
     if a.backend == "imx500" or (a.backend == "auto" and a.source == "auto" and imx500.prefer(a.model)):
@@ -30,12 +30,17 @@ def run_command(a: argparse.Namespace) -> int:
     path = getattr(source, "path", "")  # the Pi camera: ISP or software resize, stride, colour space
     print(f"edgecls: {source.name} -> {clf.model_path} on {clf.backend} ({clf.threads} threads)"
           + (f"; {note}" if note else "") + (f"; {path}" if path else ""), file=sys.stderr)
-    view = _serve(a) if a.serve else None
+    view = _serve(a, {"model": clf.bundle.name if clf.bundle else Path(clf.model_path).name, "backend": clf.backend,
+                      "threads": clf.threads, "interpreter": f"{clf.interpreter} {clf.package.version}"}) \
+        if a.serve else None
     acts = actions.Actions(actions.ActionOptions.from_namespace(a), clf.labels, model=Path(clf.model_path).stem)
     opts = camera.Options(top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
                           max_frames=a.max_frames)
+    miner = mining.from_args(a, lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True), source.live)
     s = camera.run(clf, source, _emitter(a.json), opts, view=view, actions=acts.start() if acts.sinks else None,
-                   on_error=_skipped(a.json))
+                   miner=miner, on_error=_skipped(a.json))
+    if miner is not None:
+        print(f"edgecls: {miner.close().describe(a.save_uncertain)}", file=sys.stderr, flush=True)
     if a.json:
         print(json.dumps(s.to_dict()), flush=True)
     if view is not None and s.ended == "end of input":
@@ -47,7 +52,7 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(a: argparse.Namespace) -> Any:
+def _serve(a: argparse.Namespace, info: dict[str, Any]) -> Any:
     """The web view on --serve (loopback unless --public says otherwise)."""
     from . import webview
 
@@ -58,7 +63,7 @@ def _serve(a: argparse.Namespace) -> Any:
                              "(or serve on 127.0.0.1 and use an SSH tunnel)")
         print(f"edgecls: warning: the web view on {host}:{port} is reachable by anyone on the network, "
               "without a password", file=sys.stderr)
-    view = webview.View()
+    view = webview.View(info=info)
     server = webview.serve(view, host, port, public=a.public)
     print(f"edgecls: web view on {webview.url(server)} (JSON: /status.json)", file=sys.stderr, flush=True)
     return view
@@ -154,4 +159,7 @@ def add_camera(sub: argparse._SubParsersAction) -> None:
                    help="a new label must lead for S seconds before the actions hear of it (default 0)")
     g.add_argument("--min-score", type=score, default=0.0, metavar="T",
                    help="below T the current label is none (default 0)")
+    from . import mining
+
+    mining.add_options(p)  # --save-uncertain and its limits (edge_runtime/mining.py)
     p.set_defaults(func=run_command)

@@ -10,7 +10,7 @@ import sys
 from typing import Callable, Iterator, Sequence
 
 from . import __version__
-from .argtypes import positive_int, score, threads
+from .argtypes import nonneg_float, positive_int, score, threads
 from .classifier import BACKENDS
 from .errors import EdgeclsError
 from .preprocess import CROP_MODES, IMAGE_SUFFIXES, RESIZE_METHODS, iter_images
@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench_cli import add_bench
     from .camera_cli import add_camera
 
-    for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor, _add_inspect):
+    for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor, _add_inspect, _add_collect,
+                _add_review):
         add(sub)
     for register in _plugin_commands():
         register(sub)
@@ -206,6 +207,54 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="what this machine can run, and what to do about each gap")
     p.add_argument("--json", action="store_true", help="the checks as one JSON line")
     p.set_defaults(func=cmd_doctor)
+
+
+def _add_collect(sub: argparse._SubParsersAction) -> None:
+    """``edgecls collect`` (edge_runtime/collect.py)."""
+    p = sub.add_parser("collect", help="take photos with the camera into DATASET/<class>/: a web page with a button "
+                       "per class (--serve), or --label CLASS --count N", description="Photos from the camera into "
+                       "DATASET/<class>/ as JPEG (the full display picture), the layout `edgecls train` reads: written "
+                       "atomically, never overwriting, named by time. --serve: a page with the live picture, a button "
+                       "per class (keys 1-9; hold for a burst), counts, and the last photos with undo.")
+    p.add_argument("dataset", metavar="DATASET", help="the dataset folder (made if missing)")
+    p.add_argument("--source", default="auto", help="auto, picamera2, opencv:N, /dev/videoN, a video file or a folder "
+                   "of images (default auto)")
+    p.add_argument("--serve", metavar="[HOST:]PORT", help="the collect page (default host 127.0.0.1)")
+    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    p.add_argument("--labels", metavar="A,B", help="classes to show as buttons (besides DATASET's folders)")
+    p.add_argument("--label", metavar="CLASS", help="without --serve: the class of the photos to take")
+    p.add_argument("--count", type=positive_int, default=None, metavar="N", help="without --serve: photos to take "
+                   "(default 50)")
+    p.add_argument("--every", type=nonneg_float, default=0.5, metavar="S", help="without --serve: seconds between "
+                   "photos (a file's frames are taken in order; default 0.5)")
+    p.add_argument("--fps", type=nonneg_float, default=0.0, help="pace a folder of images at this rate")
+    p.add_argument("--width", type=positive_int, default=224, help=argparse.SUPPRESS)  # the Pi camera's lores size
+    p.add_argument("--height", type=positive_int, default=224, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_collect)
+
+
+def _cmd_collect(a: argparse.Namespace) -> int:
+    from .collect import command
+
+    return command(a)
+
+
+def _add_review(sub: argparse._SubParsersAction) -> None:
+    """``edgecls review`` (edge_runtime/review.py)."""
+    p = sub.add_parser("review", help="sort the frames in DATASET/_review/ into classes on a web page",
+                       description="A page showing the frames `edgecls pull` put in DATASET/_review/<predicted>/, "
+                       "with the predicted label and score; a button moves each into a class folder (or a new "
+                       "one), or discards it (to DATASET/_discarded/). Moves are atomic and never overwrite.")
+    p.add_argument("dataset", metavar="DATASET", help="the dataset folder")
+    p.add_argument("--serve", metavar="[HOST:]PORT", required=True, help="the review page (default host 127.0.0.1)")
+    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    p.set_defaults(func=_cmd_review)
+
+
+def _cmd_review(a: argparse.Namespace) -> int:
+    from .review import command
+
+    return command(a)
 
 
 def _plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -5,7 +5,7 @@ HTTP; this module only writes responses, and bounds what clients can take:
 - a connection idle for ``IDLE_TIMEOUT`` seconds (no request, or a stream it does not read) is closed;
 - at most ``MAX_WORKERS`` connections are served at once, and ``MAX_STREAMS`` of them MJPEG
   streams: one more gets ``503 Service Unavailable`` at once;
-- unless the view was started with ``--public``, a request whose ``Host`` header names neither the
+- on a loopback address (unless ``--public``), a request whose ``Host`` header names neither the
   bound address nor a loopback name (``localhost``, ``127.0.0.1``, ``[::1]``) gets ``421``: a web
   page elsewhere cannot reach a loopback-only view by pointing its own name at 127.0.0.1 (DNS
   rebinding);
@@ -19,8 +19,10 @@ import json
 import socket
 import threading
 import time
+from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -32,48 +34,23 @@ IDLE_TIMEOUT = 10.0  # seconds a connection may sit without a request or without
 MAX_WORKERS = 16  # connections served at once
 MAX_STREAMS = 4  # of which MJPEG streams
 LOOPBACK_NAMES = ("localhost", "localhost.", "ip6-localhost", "ip6-loopback")
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>edgecls camera</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:sans-serif;margin:1em;background:#111;color:#eee}img{max-width:100%;border:1px solid #444}
-#top{font-size:1.6em;margin:.4em 0}table{border-collapse:collapse}td{padding:.1em .6em}.small{color:#aaa}</style>
-</head><body>
-<h1>edgecls camera</h1>
-<img id="live" src="/stream.mjpg" alt="live picture">
-<div id="top">waiting for the first frame...</div>
-<table id="classes"></table>
-<p class="small">frame <span id="frame">-</span>, <span id="fps">-</span> FPS, inference
-<span id="invoke">-</span> ms, capture to result <span id="age">-</span> ms, dropped <span id="dropped">-</span></p>
-<script>
-async function tick() {
-  try {
-    const s = await (await fetch('/status.json', {cache: 'no-store'})).json();
-    if (s.frame !== null) {
-      const c = s.classes;
-      document.getElementById('top').textContent = c.length ? c[0].label + ' ' + c[0].score.toFixed(3) : '(below threshold)';
-      document.getElementById('classes').innerHTML = c.map(x =>
-        '<tr><td>' + x.label.replace(/&/g, '&amp;').replace(/</g, '&lt;') + '</td><td>' + x.score.toFixed(3) + '</td></tr>').join('');
-      document.getElementById('frame').textContent = s.frame;
-      document.getElementById('fps').textContent = s.fps.toFixed(1);
-      document.getElementById('invoke').textContent = (s.latency_ms.invoke || 0).toFixed(2);
-      document.getElementById('age').textContent = (s.latency_ms.age || 0).toFixed(1);
-      document.getElementById('dropped').textContent = s.dropped;
-    }
-  } catch (e) {}
-  setTimeout(tick, 300);
-}
-tick();
-</script></body></html>
-"""
+WEB = Path(__file__).resolve().parent / "web"  # the pages and their style sheet, served as they are
+FILES = {"/": ("camera.html", "text/html; charset=utf-8"), "/edgecls.css": ("edgecls.css", "text/css; charset=utf-8")}
+HISTORY_S = 60.0  # the page's strip: the last minute
 
 
 class View:
     """What the page shows, updated by the camera loop, read by the HTTP threads."""
 
-    def __init__(self, max_fps: float = 15.0):
+    def __init__(self, max_fps: float = 15.0, info: dict[str, Any] | None = None):
         self.lock = threading.Condition()
+        self.info = info or {}  # model, backend, threads, interpreter: shown in the page's header
         self.status: dict[str, Any] = {"frame": None, "t": None, "classes": [], "fps": 0.0, "latency_ms": {},
-                                       "dropped": 0}
+                                       "dropped": 0, "info": self.info}
+        self.history: deque[tuple[float, int | None, float, float]] = deque()  # (time, label, fps, invoke ms)
+        self.leader: int | None = None
+        self.names: dict[int, str] = {}  # class index -> label, as frames show them
+        self.leader_since = time.time()
         self.jpeg: bytes | None = None
         self.seq = 0
         self.min_gap = 1 / max_fps
@@ -88,15 +65,37 @@ class View:
             buf = io.BytesIO()
             Image.fromarray(frame.display if frame.display is not None else frame.rgb).save(buf, "JPEG", quality=80)
             jpeg, self.last_jpeg = buf.getvalue(), now
+        label = classes[0].index if classes else None
+        wall = time.time()
         with self.lock:
-            self.status = {"frame": frame.n, "t": frame.t, "fps": fps,
+            if label != self.leader:
+                self.leader, self.leader_since = label, wall
+            self.names.update((c.index, c.label) for c in classes)
+            self._remember(wall, label, fps, latency_ms.get("invoke", 0.0))
+            self.status = {"frame": frame.n, "t": frame.t, "fps": fps, "now": wall,
                            "classes": [{"index": c.index, "label": c.label, "score": c.score} for c in classes],
+                           "label_seconds": wall - self.leader_since,
                            "latency_ms": latency_ms, "dropped": self.dropped_ref() if self.dropped_ref else 0,
-                           "actions": self.actions_ref() if self.actions_ref else {}}
+                           "actions": self.actions_ref() if self.actions_ref else {}, "info": self.info,
+                           "history": self._history()}
             if jpeg is not None:
                 self.jpeg = jpeg
                 self.seq += 1
             self.lock.notify_all()
+
+    def _remember(self, wall: float, label: int | None, fps: float, invoke_ms: float) -> None:
+        """One point of the last minute, at most five a second (the page draws a strip, not every frame)."""
+        if self.history and wall - self.history[-1][0] < 0.2 and self.history[-1][1] == label:
+            return
+        self.history.append((wall, label, fps, invoke_ms))
+        while self.history and wall - self.history[0][0] > HISTORY_S:
+            self.history.popleft()
+
+    def _history(self) -> dict[str, list]:
+        t, label, fps, invoke = zip(*self.history) if self.history else ((), (), (), ())
+        return {"t": [round(x, 3) for x in t], "label": list(label), "fps": [round(x, 2) for x in fps],
+                "invoke_ms": [round(x, 3) for x in invoke],
+                "names": {i: self.names.get(i, str(i)) for i in set(label) if i is not None}}
 
     def next_jpeg(self, after: int, timeout: float = 5.0) -> tuple[int, bytes | None]:
         with self.lock:
@@ -141,15 +140,22 @@ def _handler(view: View) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def parse_request(self) -> bool:
+            """Every method of every page (collect's and review's too): refuse a foreign Host first."""
+            if not super().parse_request():
+                return False
+            if _host_allowed(self.headers.get("Host"), self.server):
+                return True
+            self.close_connection = True
+            self._send(b"this view answers to its own address only (see --public)\n", "text/plain; charset=utf-8",
+                       HTTPStatus.MISDIRECTED_REQUEST)
+            return False
+
         def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-            if not _host_allowed(self.headers.get("Host"), self.server):
-                self.close_connection = True
-                self._send(b"this view answers to its own address only (see edgecls camera --public)\n",
-                           "text/plain; charset=utf-8", HTTPStatus.MISDIRECTED_REQUEST)
-                return
             path = self.path.split("?", 1)[0]
-            if path == "/":
-                self._send(PAGE.encode(), "text/html; charset=utf-8")
+            if path in FILES:
+                name, ctype = FILES[path]
+                self._send((WEB / name).read_bytes(), ctype)
             elif path == "/status.json":
                 with view.lock:
                     body = json.dumps(view.status).encode()
@@ -253,12 +259,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(view: View, host: str, port: int, public: bool = False, idle_timeout: float = IDLE_TIMEOUT,
-          max_workers: int = MAX_WORKERS, max_streams: int = MAX_STREAMS) -> Server:
+def serve(view: View, host: str, port: int, handler: type[BaseHTTPRequestHandler] | None = None,
+          public: bool = False, idle_timeout: float = IDLE_TIMEOUT, max_workers: int = MAX_WORKERS,
+          max_streams: int = MAX_STREAMS) -> Server:
     """Start the server in a daemon thread; returns it (``server_address`` has the real port).
-    ``public``: answer to any ``Host`` header (the caller has checked the user asked for it)."""
+    ``handler``: a subclass of ``_handler(view)`` with more pages (collect, review). ``public``:
+    answer to any ``Host`` header (the caller has checked the user asked for it)."""
     try:
-        server = Server(host, port, _handler(view), public, idle_timeout, max_workers, max_streams)
+        # Bound to a non-loopback address, the callers have already required --public: the Host check
+        # guards loopback-only views, which DNS rebinding would otherwise open to any web page.
+        server = Server(host, port, handler or _handler(view), public or not is_loopback(host), idle_timeout,
+                        max_workers, max_streams)
     except OSError as e:
         raise EdgeclsError(f"cannot serve on {host}:{port} ({e.strerror}); pick another port") from None
     threading.Thread(target=server.serve_forever, daemon=True, name="edgecls-web").start()

@@ -4,6 +4,7 @@ headless Chromium (the picamera2 adapter: tests/test_picamera2.py)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
+from conftest import CORAL, ROOT, assert_one_line_error, json_lines, run_edgecls
 from edge_runtime import Classifier, sources
 
 V2 = CORAL / "mobilenet_v2_1.0_224_quant.tflite"
@@ -144,3 +145,46 @@ def test_web_view_is_on_loopback_only_unless_asked(tmp_path):
         proc.communicate(timeout=30)
     p = run_edgecls("camera", V2, "--labels", LABELS, "--source", CORAL / "cat.bmp", "--serve", "0.0.0.0:0")
     assert_one_line_error(p, "--public")
+
+
+def _screenshot(url: str, width: int, height: int, out: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--window-size={width},{height}", "--virtual-time-budget=1500", f"--screenshot={out}", url],
+                   capture_output=True, timeout=120)
+
+
+@pytest.mark.browser
+def test_live_page_score_bars_follow_the_frames_on_desktop_and_phone(tmp_path):
+    """The page's score bars and label strip track the frames; screenshots at two widths
+    (EDGECLS_DOCS_SCREENSHOTS=1 writes them to docs/ for the README)."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    proc, url = _start_camera(tmp_path, "--serve", "127.0.0.1:0", "--top-k", "3")
+    try:
+        assert url, "no web view"
+        expected = ["Egyptian cat", "macaw", "chickadee"]
+        seen = set()
+        for _ in range(3):
+            dom = _dom(url)
+            frame = int(re.search(r'id="frame">(\d+)<', dom).group(1))
+            bars = re.findall(r'class="bar" data-label="([^"]+)" data-score="([0-9.]+)"', dom)
+            assert len(bars) == 3, dom[-2000:]
+            scores = [float(s) for _, s in bars]
+            assert scores == sorted(scores, reverse=True) and abs(sum(scores)) <= 1.001
+            assert bars[0][0].startswith(expected[frame // 8]), (frame, bars)
+            seen.add(expected[frame // 8])
+            time.sleep(1.5)
+        assert len(seen) >= 2, "the page did not move on with the frames"
+        legend = re.search(r'id="legend">(.*?)</div>', dom).group(1)
+        assert any(name in legend for name in seen)  # the last minute's strip names the labels it shows
+        assert "cpu backend" in dom and "threads" in dom
+        docs = ROOT / "docs" if os.environ.get("EDGECLS_DOCS_SCREENSHOTS") else tmp_path
+        docs.mkdir(exist_ok=True)
+        for name, (w, h) in {"live-page-desktop.png": (1280, 800), "live-page-phone.png": (390, 1200)}.items():
+            _screenshot(url, w, h, docs / name)
+            png = (docs / name).read_bytes()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == w
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -96,7 +96,9 @@ def scan(root: str | os.PathLike[str], val: float = 0.15, test: float = 0.15,
         raise DatasetError(f"{root}: not a directory; pass a folder with one sub-folder of images per class")
     if not (0 <= val < 1 and 0 < test < 1 and val + test < 1):
         raise ValueError(f"val ({val}) and test ({test}) fractions must be in [0, 1) and sum below 1")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    # `_` folders are the loop's own (_review: mined frames waiting for `edgecls review`, _discarded)
+    ignored = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("_"))
     if not class_dirs:
         raise DatasetError(f"{root}: no class folders; put each class's images in its own sub-folder "
                            f"(e.g. {root}/cat/*.jpg, {root}/dog/*.jpg)")
@@ -128,6 +130,9 @@ def scan(root: str | os.PathLike[str], val: float = 0.15, test: float = 0.15,
             progress(i + 1, len(found))
 
     warnings: list[str] = []
+    if ignored:
+        warnings.append(f"ignored folder(s) {', '.join(ignored)}: a folder starting with '_' is not a class "
+                        "(sort _review with `edgecls review` first)")
     classes = [c for c in good if good[c]]
     for c in good:
         if not good[c]:

@@ -2,7 +2,9 @@
 and latency, and the same figures as JSON. The standard library's threading HTTP server does the
 HTTP; this module only writes responses, and bounds what clients can take:
 
-- a connection idle for ``IDLE_TIMEOUT`` seconds (no request, or a stream it does not read) is closed;
+- a connection idle for ``IDLE_TIMEOUT`` seconds (no request, or a stream it does not read) is closed,
+  and so is one whose request line and headers take longer than that to arrive, however slowly they
+  trickle in;
 - at most ``MAX_WORKERS`` connections are served at once, and ``MAX_STREAMS`` of them MJPEG
   streams: one more gets ``503 Service Unavailable`` at once;
 - on a loopback address (unless ``--public``), a request whose ``Host`` header names neither the
@@ -140,9 +142,18 @@ def _handler(view: View) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def handle_one_request(self) -> None:
+            self.server.expect_request(self.connection)  # the whole request, not each recv, has a deadline
+            try:
+                super().handle_one_request()
+            finally:
+                self.server.request_read(self.connection)
+
         def parse_request(self) -> bool:
             """Every method of every page (collect's and review's too): refuse a foreign Host first."""
-            if not super().parse_request():
+            ok = super().parse_request()  # reads the headers
+            self.server.request_read(self.connection)
+            if not ok:
                 return False
             if _host_allowed(self.headers.get("Host"), self.server):
                 return True
@@ -193,7 +204,8 @@ def _handler(view: View) -> type[BaseHTTPRequestHandler]:
 
 
 class Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a bound on worker threads and streams, and an idle timeout."""
+    """ThreadingHTTPServer with a bound on worker threads and streams, an idle timeout per read and a
+    deadline for each whole request."""
 
     daemon_threads = True
     block_on_close = False
@@ -206,7 +218,31 @@ class Server(ThreadingHTTPServer):
         self.workers = threading.BoundedSemaphore(max_workers)
         self.streams = threading.BoundedSemaphore(max_streams)
         self.closing = False
+        self.waiting: dict[socket.socket, float] = {}  # connection -> when its request must have arrived
+        self.waiting_lock = threading.Lock()
         super().__init__((host, port), handler)
+
+    def expect_request(self, conn: socket.socket) -> None:
+        with self.waiting_lock:
+            self.waiting[conn] = time.monotonic() + self.idle_timeout
+
+    def request_read(self, conn: socket.socket) -> None:
+        with self.waiting_lock:
+            self.waiting.pop(conn, None)
+
+    def service_actions(self) -> None:
+        """Twice a second (serve_forever's poll): hang up on clients whose request line and headers
+        have not arrived within the idle timeout, however slowly they trickle in (slowloris)."""
+        now = time.monotonic()
+        with self.waiting_lock:
+            late = [c for c, deadline in self.waiting.items() if deadline < now]
+            for c in late:
+                del self.waiting[c]
+        for c in late:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.workers.acquire(blocking=False):

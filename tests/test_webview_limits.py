@@ -64,6 +64,32 @@ def test_idle_connection_is_closed_after_the_timeout(view):
         server.server_close()
 
 
+def test_a_request_trickling_in_is_cut_at_the_deadline(view):
+    """Slowloris: a byte every 0.2 s never trips a per-read timeout; the whole request has one."""
+    server, port = _start(view, idle_timeout=1.0)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.settimeout(0.2)
+            t0 = time.monotonic()
+            closed = False
+            for ch in (b"GET /status.json HTTP/1.1\r\nX-Slow: " + b"a" * 100):
+                try:
+                    s.sendall(bytes([ch]))
+                    if s.recv(1024) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            waited = time.monotonic() - t0
+        assert closed and 0.9 <= waited < 3.0, (closed, waited)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_workers_are_bounded_and_the_next_client_gets_503(view):
     server, port = _start(view, idle_timeout=5, max_workers=3)
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]  # hold every worker

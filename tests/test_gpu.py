@@ -44,7 +44,7 @@ from edge_runtime import Classifier
 model, image = sys.argv[1:3]
 gpu = Classifier(model, backend="gpu")
 cpu = Classifier(model, backend="cpu")
-x = gpu.preprocess(image)
+x = gpu.prepare(image)
 a, b = gpu.infer(x).copy(), cpu.infer(x).copy()
 print(json.dumps({"backend": gpu.backend, "full": gpu.describe()["fully_accelerated"], "shape": list(a.shape),
                   "max_abs": float(np.abs(a - b).max()), "top1": [int(a.argmax()), int(b.argmax())]}))

@@ -16,10 +16,8 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -80,6 +80,14 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
+_TURNED = (5, 6, 7, 8)  # EXIF orientations with a 90 degree turn
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """EXIF orientation applied; ``im`` itself when it has none (``exif_transpose`` would copy it)."""
+    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+
+
 def load_image(source: ImageLike) -> np.ndarray:
     """Decode ``source`` to an HxWx3 uint8 RGB array.
 
@@ -90,12 +98,12 @@ def load_image(source: ImageLike) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(ImageOps.exif_transpose(source))
+        return _pil_to_rgb(_upright(source))
     path = os.fspath(source)
     try:
         with Image.open(path) as im:
             im.load()
-            return _pil_to_rgb(ImageOps.exif_transpose(im))
+            return _pil_to_rgb(_upright(im))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -118,9 +126,9 @@ def load_image_for(source: ImageLike, height: int, width: int, decode: DecodeMod
     try:
         with Image.open(path) as im:
             if im.format == "JPEG":
-                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation with a 90 degree turn
+                turned = im.getexif().get(0x0112, 1) in _TURNED
                 im.draft(None, (height, width) if turned else (width, height))
-            return load_image(im)
+            return _pil_to_rgb(_upright(im))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -153,7 +153,7 @@ def models(bundle: str | None) -> list[Model]:
     if bundle:
         # The bundle's model takes raw pixels (scale 1, zero point 0): pycoral's example is run with
         # --input_mean 0 --input_std 1, so that it feeds what the model expects.
-        out.append(Model(f"sign bundle ({Path(bundle).name}, MobileNetV1 0.25 128)", bundle, None,
+        out.append(Model("sign bundle (MobileNetV1 0.25 128, trained here)", bundle, None,
                          str(Path(bundle) / "model.tflite"), 0.0, 1.0))
     return out
 
@@ -226,6 +226,73 @@ def _agreement(full: Classifier, draft: Classifier, pycoral: PycoralPath, mediap
     return out
 
 
+# --- the levers, one at a time -------------------------------------------------------------
+
+BASE = "24de827"  # the commit before issue 16: its resize is the four-corner gather
+
+
+def _previous() -> Any:
+    """The preprocess module of commit BASE, loaded from git (None outside a git checkout)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    try:
+        src = subprocess.run(["git", "show", f"{BASE}:edge_runtime/preprocess.py"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = Path(tempfile.mkdtemp()) / "preprocess_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("edge_runtime._preprocess_before", path)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    mod.__package__ = "edge_runtime"
+    sys.modules[spec.name] = mod  # type: ignore[union-attr]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def levers(frames: list[str], rounds: int) -> list[dict[str, Any]]:
+    """Each lever alone, per frame (median over rounds of the mean over the frames), ms."""
+    from edge_runtime.preprocess import load_image_for, resize
+
+    old = _previous()
+    before = old.resize if old else None
+    decoded = [load_image_for(f, 224, 224, "full") for f in frames]
+    rows = []
+
+    def timed(fn: Callable[[int], Any]) -> float:
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for i in range(len(frames)):
+                fn(i)
+            times.append((time.perf_counter() - t) / len(frames))
+        return float(np.median(times)) * 1e3
+
+    for size in (224, 128):
+        drafts = [load_image_for(f, size, size, "draft") for f in frames]
+        out = np.empty((size, size, 3), np.uint8)
+        cases = [
+            (f"decode 640x480 JPEG for {size} px", f"full, commit {BASE}", old and (lambda i: old.load_image(frames[i])),
+             "full, no EXIF copy", lambda i: load_image_for(frames[i], size, size, "full")),
+            (f"decode 640x480 JPEG for {size} px", "full", lambda i: load_image_for(frames[i], size, size, "full"),
+             "draft", lambda i: load_image_for(frames[i], size, size, "draft")),
+            (f"resize 640x480 -> {size}", f"commit {BASE}", before and (lambda i: before(decoded[i], size, size)),
+             "separable, into a buffer", lambda i: resize(decoded[i], size, size, out=out)),
+            (f"resize {drafts[0].shape[1]}x{drafts[0].shape[0]} (draft) -> {size}", f"commit {BASE}",
+             before and (lambda i: before(drafts[i], size, size)),
+             "separable, into a buffer", lambda i: resize(drafts[i], size, size, out=out)),
+        ]
+        for what, a_name, a, b_name, b in cases:
+            for fn in (a, b):
+                if fn:
+                    timed(fn)  # warm-up
+            rows.append({"lever": what, "before": a_name, "before_ms": timed(a) if a else None,
+                         "after": b_name, "after_ms": timed(b)})
+    return rows
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -282,6 +349,16 @@ def markdown(data: dict) -> str:
             out.append(f"- {n} thread(s), top-1 agreement with edgecls's full decode over the {FRAMES} frames: "
                        + ", ".join(f"{k} {v:.0%}" for k, v in t["top1_agreement"].items()))
         out.append("")
+    if data.get("levers"):
+        out += ["## The levers, one at a time (per frame, ms)", "", "| stage | before | ms | after | ms | speed-up |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for r in data["levers"]:
+            b, a = r["before_ms"], r["after_ms"]
+            before = "" if b is None else f"{b:.3f}"
+            gain = "" if b is None else f"{b / a:.2f}x"
+            out.append(f"| {r['lever']} | {r['before']} | {before} | {r['after']} | {a:.3f} | {gain} |")
+        out += ["", "Writing into the input tensor: compare `edgecls (decode draft)` (classify, into the tensor) "
+                "with `edgecls prepare+infer+rank` (a new tensor, then set_tensor's copy) above.", ""]
     out += ["![per-frame latency](peers.png)", ""]
     return "\n".join(out)
 
@@ -330,11 +407,12 @@ def main() -> None:
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         frames = make_frames(Path(tmp))
+        lever_rows = levers(frames, a.rounds)
         results = [run_model(m, threads, frames, a.rounds, print) for m in models(a.bundle)]
     data = {"machine": machine.summary(), "python": platform.python_version(), "numpy": np.__version__,
             "pillow": PIL.__version__, "mediapipe": mp_version, "edgecls": __version__,
             "date": time.strftime("%Y-%m-%d"), "rounds": a.rounds,
-            "load": [load_before, " ".join(f"{x:.1f}" for x in os.getloadavg())], "bundle": a.bundle, "results": results}
+            "levers": lever_rows, "load": [load_before, " ".join(f"{x:.1f}" for x in os.getloadavg())], "bundle": a.bundle, "results": results}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "peers.json").write_text(json.dumps(data, indent=2) + "\n")
     text = markdown(data)

@@ -205,7 +205,7 @@ def record_golden(model: Path, labels: list[str], contract: InputContract,
                   photos: list[dataset.Sample]) -> tuple[dict, dict]:
     """The golden section and files for ``photos``, through the runtime's own path."""
     with Classifier(model, labels=labels, backend="cpu", resize=contract.resize, crop=contract.crop,  # type: ignore[arg-type]
-                    normalization=contract.normalization, output="probabilities") as clf:
+                    normalization=contract.normalization, output="probabilities", decode=contract.decode) as clf:  # type: ignore[arg-type]
         return golden.record(clf, [golden.Photo(s.path, labels[s.label], s.rel) for s in photos])
 
 
@@ -294,8 +294,9 @@ def decode_photos(src: Source, opts: Options, progress: Callable[[str], None]) -
     calib = dataset.stratified(src.train, opts.calibration)
     progress(f"decoding {len(calib)} calibration and {len(src.test)} test photos ({c.resize} resize to "
              f"{c.height}x{c.width})")
-    return _Data(calib, dataset.decode(calib, c.height, c.width, c.resize),
-                 dataset.decode(src.test, c.height, c.width, c.resize), np.array([s.label for s in src.test]))
+    return _Data(calib, dataset.decode(calib, c.height, c.width, c.resize, decode_mode=c.decode),
+                 dataset.decode(src.test, c.height, c.width, c.resize, decode_mode=c.decode),
+                 np.array([s.label for s in src.test]))
 
 
 def quantize_models(model: Any, data: _Data, opts: Options, work: Path,

@@ -8,7 +8,8 @@ which validates every key and names the one that is wrong. The JSON keys:
 
 ``input``: ``height``, ``width`` (pixels, > 0), ``channels`` (3), ``color_order`` ("RGB"),
 ``resize`` (a method of ``preprocess.RESIZE_METHODS``), ``crop`` ("none" | "center"),
-``range`` ([0, 255]: what the model takes are raw pixels), ``normalization`` (``{"mean", "std"}``:
+``decode`` ("full" | "draft": JPEG decoding at full size or DCT-scaled towards the model's size,
+optional, "full" when absent), ``range`` ([0, 255]: what the model takes are raw pixels), ``normalization`` (``{"mean", "std"}``:
 what the float model computes first; (0, 1) when it lives inside the graph),
 ``normalization_in_graph`` (a note, optional), and after conversion ``dtype``, ``scale`` and
 ``zero_point`` of the input tensor.
@@ -25,7 +26,7 @@ from typing import Any, Mapping, get_args
 
 from .errors import BundleError
 from .postprocess import OutputKind
-from .preprocess import CROP_MODES, DEFAULT_RESIZE, RESIZE_METHODS, Normalization
+from .preprocess import CROP_MODES, DECODE_MODES, DEFAULT_DECODE, DEFAULT_RESIZE, RESIZE_METHODS, Normalization
 
 MAX_SIDE = 4096  # no image classifier takes a larger input; a bigger number is a corrupt file
 TENSOR_DTYPES = ("uint8", "int8", "float32")
@@ -108,8 +109,11 @@ class InputContract:
     range: tuple[int, int] = (0, 255)
     normalization_in_graph: str | None = None
     tensor: TensorQuant | None = None  # the input tensor, once a model is converted
+    decode: str = DEFAULT_DECODE
 
     def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise ValueError(f"unknown decode mode {self.decode!r}; valid: {', '.join(DECODE_MODES)}")
         for key, v in (("height", self.height), ("width", self.width)):
             if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_SIDE:
                 raise ValueError(f"{key} must be an integer from 1 to {MAX_SIDE}, got {v!r}")
@@ -133,7 +137,8 @@ class InputContract:
             resize=r.choice("resize", RESIZE_METHODS, DEFAULT_RESIZE), crop=r.choice("crop", CROP_MODES, "none"),
             normalization=Normalization(n.number("mean", default=0.0), n.number("std", positive=True, default=1.0)),
             channels=r.int("channels", 3, 3, default=3), color_order=r.choice("color_order", ("RGB",), "RGB"),
-            normalization_in_graph=str(note) if note is not None else None, tensor=TensorQuant.read(r))
+            normalization_in_graph=str(note) if note is not None else None, tensor=TensorQuant.read(r),
+            decode=r.choice("decode", DECODE_MODES, DEFAULT_DECODE))
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"height": self.height, "width": self.width, "channels": self.channels,
@@ -142,6 +147,8 @@ class InputContract:
                              "normalization": {"mean": self.normalization.mean, "std": self.normalization.std}}
         if self.normalization_in_graph:
             d["normalization_in_graph"] = self.normalization_in_graph
+        if self.decode != DEFAULT_DECODE:  # absent means "full": edgecls.json of a full-decode bundle stays as before
+            d["decode"] = self.decode
         if self.tensor:
             d.update(self.tensor.to_json())
         return d

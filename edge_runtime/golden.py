@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .preprocess import CROP_MODES, RESIZE_METHODS, load_image, resize
+from .preprocess import CROP_MODES, RESIZE_METHODS, load_image_for, resize
 
 if TYPE_CHECKING:
     from .classifier import Classifier
@@ -93,7 +93,7 @@ def check(clf: "Classifier", root: Path, entry: dict[str, Any], exact: bool, int
     not depend on the interpreter); the raw output bit for bit where ``exact``, else by top-1 and
     score tolerance. ``transform`` alters the decoded photo (tests that prove a fault is caught)."""
     path = str(root / entry["file"])
-    rgb = load_image(path)
+    rgb = load_image_for(path, clf.height, clf.width, clf.decode)  # type: ignore[arg-type]  # as record's prepare did
     if transform is not None:
         rgb = transform(rgb)
     x = clf.prepare(rgb)

@@ -28,6 +28,14 @@ DEFAULT_RESIZE: ResizeMethod = "bilinear"
 CropMode = Literal["none", "center"]
 CROP_MODES: tuple[str, ...] = get_args(CropMode)
 
+# "full": every pixel of the file, then the resize. "draft": a JPEG at least twice the model's
+# size in both directions is decoded at 1/2, 1/4 or 1/8 scale inside libjpeg's inverse DCT
+# (Pillow's ``Image.draft``; the largest scale that keeps it at least the model's size), then
+# resized. Part of the contract: training, calibration and the device decode the same way.
+DecodeMode = Literal["full", "draft"]
+DECODE_MODES: tuple[str, ...] = get_args(DecodeMode)
+DEFAULT_DECODE: DecodeMode = "full"  # what bundles without a ``decode`` key were made with
+
 ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
 
@@ -75,18 +83,42 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
+_TURNED = (5, 6, 7, 8)  # EXIF orientations with a 90 degree turn
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """EXIF orientation applied; ``im`` itself when it has none (``exif_transpose`` would copy it)."""
+    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+
+
 def load_image(source: ImageLike) -> np.ndarray:
     """Decode ``source`` to an HxWx3 uint8 RGB array.
 
     Accepts a path, a Pillow image or a numpy array (HxW gray, HxWx3 RGB, HxWx4 RGBA/RGBX,
     uint8). Pillow images and files of any mode (grayscale, palette, RGBA, CMYK, 16-bit) are
-    converted; EXIF orientation is applied. Raises ImageError naming the file.
+    converted; EXIF orientation is applied. A file that is not a regular file is refused unopened,
+    one above the pixel limit before it is decoded. Raises ImageError naming the file.
     """
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(ImageOps.exif_transpose(source))
-    path = os.fspath(source)
+        return _pil_to_rgb(_upright(source))
+    return _decode_file(os.fspath(source), None)
+
+
+def load_image_for(source: ImageLike, height: int, width: int, decode: DecodeMode = DEFAULT_DECODE) -> np.ndarray:
+    """``load_image``, for a model of ``height`` x ``width``: with ``decode="draft"`` a JPEG file
+    is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps it at least that size in
+    both directions (after its EXIF rotation), so that a 640x480 photo for a 224 model decodes
+    as 320x240, about three times faster. Arrays, Pillow images and other formats decode fully."""
+    check_choice(decode, DECODE_MODES, "decode mode")
+    if decode == "full" or isinstance(source, (np.ndarray, Image.Image)):
+        return load_image(source)
+    return _decode_file(os.fspath(source), (width, height))
+
+
+def _decode_file(path: str, draft_to: tuple[int, int] | None) -> np.ndarray:
+    """Decode one image file (at a DCT scale for ``draft_to`` = (width, height), JPEG only)."""
     limit = MAX_PIXELS.get()
     fd = open_regular(path, "image", ImageError)  # a FIFO or a device is refused unopened
     try:
@@ -99,9 +131,12 @@ def load_image(source: ImageLike) -> np.ndarray:
             warnings.simplefilter("error" if limit <= (Image.MAX_IMAGE_PIXELS or limit) else "ignore",
                                   Image.DecompressionBombWarning)
             with Image.open(f) as im:
+                if draft_to is not None and im.format == "JPEG":
+                    w, h = draft_to
+                    im.draft(None, (h, w) if im.getexif().get(0x0112, 1) in _TURNED else (w, h))
                 _within_pixels(im, path, limit)
                 im.load()
-                return _pil_to_rgb(ImageOps.exif_transpose(im))
+                return _pil_to_rgb(_upright(im))
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: refused as a likely decompression bomb ({e}); {MAX_PIXELS.hint()}") from None
     except UnidentifiedImageError:
@@ -168,8 +203,15 @@ class _BilinearPlan:
 
     Reproduces TensorFlow 2's ``tf.image.resize(img, size, "bilinear")`` (half-pixel centres,
     no antialiasing) bit for bit in float32 - same coordinates, same interpolation order (x
-    then y) - and truncates to uint8. With ``half_pixel=False`` it is TensorFlow 1's
+    then y: ``top = tl + (tr - tl) * x_lerp``, likewise ``bottom``, then ``top + (bottom - top)
+    * y_lerp``) - and truncates to uint8. With ``half_pixel=False`` it is TensorFlow 1's
     ``resize_bilinear`` (and the TFLite op's default), the resize Coral's reference tests use.
+
+    Separable: each source row that some output row needs is interpolated along x once (one
+    gather of its left and right neighbours), then output rows are whole-row lerps of two of
+    those. A row shared by neighbouring output rows (any upscale or mild downscale, e.g. a
+    DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice. Index tables
+    and float buffers are built once per size pair; a call allocates nothing when given ``out``.
     """
 
     def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, half_pixel: bool = True):
@@ -185,37 +227,44 @@ class _BilinearPlan:
 
         y0, y1, yl = axis(in_h, out_h)
         x0, x1, xl = axis(in_w, out_w)
+        rows = np.unique(np.concatenate([y0, y1]))  # the source rows any output row reads
         ch = np.arange(3)
 
-        def flat(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-            return ((ys[:, None, None] * in_w + xs[None, :, None]) * 3 + ch).reshape(out_h, out_w * 3)
+        def flat(xs: np.ndarray) -> np.ndarray:
+            return ((rows[:, None, None] * in_w + xs[None, :, None]) * 3 + ch).reshape(-1)
 
-        # One gather of the four corners: top-left, top-right, bottom-left, bottom-right.
-        self.index = np.stack([flat(y0, x0), flat(y0, x1), flat(y1, x0), flat(y1, x1)])
-        self.x_lerp = np.repeat(xl, 3)[None, :]
-        self.y_lerp = yl[:, None]
+        self._n = rows.size * out_w * 3
+        self._index = np.concatenate([flat(x0), flat(x1)])  # left neighbours, then right ones
+        self._x_lerp = np.repeat(xl, 3)[None, :]
+        self._y0, self._y1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)  # into ``rows``
+        self._y_lerp = yl[:, None]
         self.shape = (out_h, out_w, 3)
-        self._corners = np.empty(self.index.shape, np.uint8)
-        self._work = np.empty(self.index.shape, np.float32)
+        self._pixels = np.empty(2 * self._n, np.uint8)
+        self._work = np.empty(2 * self._n, np.float32)
+        self._top = np.empty((out_h, out_w * 3), np.float32)
+        self._bottom = np.empty((out_h, out_w * 3), np.float32)
         self._lock = threading.Lock()
 
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        out = np.empty(self.shape, np.uint8)
+    def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty(self.shape, np.uint8)
         with self._lock:
-            np.take(img.reshape(-1), self.index, out=self._corners)
+            # mode="wrap": the indices are in range by construction, and "raise" would buffer ``out``.
+            np.take(img.reshape(-1), self._index, out=self._pixels, mode="wrap")
             w = self._work
-            w[...] = self._corners
-            tl, tr, bl, br = w
-            np.subtract(tr, tl, out=tr)
-            np.multiply(tr, self.x_lerp, out=tr)
-            np.add(tl, tr, out=tl)  # top = tl + (tr - tl) * x_lerp
-            np.subtract(br, bl, out=br)
-            np.multiply(br, self.x_lerp, out=br)
-            np.add(bl, br, out=bl)  # bottom = bl + (br - bl) * x_lerp
-            np.subtract(bl, tl, out=bl)
-            np.multiply(bl, self.y_lerp, out=bl)
-            np.add(tl, bl, out=tl)  # top + (bottom - top) * y_lerp
-            out.reshape(tl.shape)[...] = tl  # float -> uint8 truncates
+            w[...] = self._pixels
+            left = w[: self._n].reshape(-1, self._x_lerp.shape[1])
+            right = w[self._n :].reshape(left.shape)
+            np.subtract(right, left, out=right)
+            np.multiply(right, self._x_lerp, out=right)
+            np.add(left, right, out=left)  # every needed row: tl + (tr - tl) * x_lerp
+            top, bottom = self._top, self._bottom
+            np.take(left, self._y0, axis=0, out=top, mode="wrap")
+            np.take(left, self._y1, axis=0, out=bottom, mode="wrap")
+            np.subtract(bottom, top, out=bottom)
+            np.multiply(bottom, self._y_lerp, out=bottom)
+            np.add(top, bottom, out=top)  # top + (bottom - top) * y_lerp
+            np.copyto(out.reshape(top.shape), top, casting="unsafe")  # float -> uint8 truncates
         return out
 
 
@@ -226,8 +275,8 @@ class _NearestPlan:
         self.rows = np.minimum(np.floor(_half_pixel(in_h, out_h)), in_h - 1).astype(np.intp)
         self.cols = np.minimum(np.floor(_half_pixel(in_w, out_w)), in_w - 1).astype(np.intp)
 
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        return img[self.rows][:, self.cols]
+    def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return _into(img[self.rows][:, self.cols], out)
 
 
 class _PillowBilinearPlan:
@@ -236,11 +285,19 @@ class _PillowBilinearPlan:
     def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int):
         self.size = (out_w, out_h)
 
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(img).resize(self.size, Image.Resampling.BILINEAR))
+    def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return _into(np.asarray(Image.fromarray(img).resize(self.size, Image.Resampling.BILINEAR)), out)
 
 
-_PLANS: dict[str, Callable[[int, int, int, int], Callable[[np.ndarray], np.ndarray]]] = {
+def _into(pixels: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return pixels
+    out[...] = pixels
+    return out
+
+
+Plan = Callable[..., np.ndarray]  # plan(img, out=None) -> out, or a new array
+_PLANS: dict[str, Callable[[int, int, int, int], Plan]] = {
     "bilinear": _BilinearPlan,
     "bilinear-legacy": functools.partial(_BilinearPlan, half_pixel=False),
     "nearest": _NearestPlan,
@@ -249,12 +306,12 @@ _PLANS: dict[str, Callable[[int, int, int, int], Callable[[np.ndarray], np.ndarr
 
 
 @functools.lru_cache(maxsize=32)
-def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int) -> Callable[[np.ndarray], np.ndarray]:
+def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int) -> Plan:
     return _PLANS[method](in_h, in_w, out_h, out_w)
 
 
 def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFAULT_RESIZE,
-           crop: CropMode = "none") -> np.ndarray:
+           crop: CropMode = "none", out: np.ndarray | None = None) -> np.ndarray:
     """Resize an HxWx3 uint8 RGB image to height x width by ``method``.
 
     ``bilinear`` (the default) equals ``tf.image.resize(img, (height, width), "bilinear")``
@@ -262,6 +319,9 @@ def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFA
     half-pixel centres), which Coral's published models were tested with; ``nearest`` equals TensorFlow 2's ``"nearest"``; ``pil-bilinear`` is
     Pillow's antialiased bilinear. ``crop="center"`` first takes the largest centred window
     of the target aspect ratio. Index tables are built once per size pair and reused.
+    ``out`` (height x width x 3 uint8, e.g. a view of an interpreter's input tensor) receives
+    the pixels and is returned; without it the result is a new array (or ``img`` itself when
+    it already has the size).
     """
     check_choice(method, RESIZE_METHODS, "resize method")
     check_choice(crop, CROP_MODES, "crop")
@@ -269,8 +329,8 @@ def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFA
         img = center_crop(img, height, width)
     h, w = img.shape[:2]
     if (h, w) == (height, width):
-        return img
-    return _plan(method, h, w, height, width)(np.ascontiguousarray(img))
+        return _into(img, out)
+    return _plan(method, h, w, height, width)(np.ascontiguousarray(img), out)
 
 
 # --- input conversion ----------------------------------------------------------------------
@@ -327,3 +387,44 @@ class InputConverter:
         if self.kind == "offset -128":
             return (pixels ^ np.uint8(0x80)).view(np.int8)
         return np.take(self.table, pixels)
+
+
+# --- the whole path, into a buffer ----------------------------------------------------------
+
+
+class Preprocessor:
+    """Decode, resize and convert to the model's input, by one contract, into a caller's buffer.
+
+    ``into(image, buf)`` writes the input tensor's values into ``buf`` (1 x height x width x 3 of
+    the model's input type: the interpreter's own input tensor) with no intermediate copy where
+    the conversion allows: the resize writes its uint8 pixels straight into ``buf`` (identity),
+    or into ``buf``'s bytes and flips their sign bit in place (int8, offset -128); a lookup
+    table reads a resized frame into ``buf``. ``__call__(image)`` returns a new tensor.
+    """
+
+    def __init__(self, height: int, width: int, converter: InputConverter, method: ResizeMethod = DEFAULT_RESIZE,
+                 crop: CropMode = "none", decode: DecodeMode = DEFAULT_DECODE):
+        self.height, self.width, self.to_input = height, width, converter
+        self.method: ResizeMethod = check_choice(method, RESIZE_METHODS, "resize method")  # type: ignore[assignment]
+        self.crop: CropMode = check_choice(crop, CROP_MODES, "crop")  # type: ignore[assignment]
+        self.decode: DecodeMode = check_choice(decode, DECODE_MODES, "decode mode")  # type: ignore[assignment]
+
+    def decode_image(self, image: ImageLike) -> np.ndarray:
+        return load_image_for(image, self.height, self.width, self.decode)
+
+    def __call__(self, image: ImageLike) -> np.ndarray:
+        rgb = self.decode_image(image)
+        return self.to_input(resize(rgb, self.height, self.width, self.method, self.crop))
+
+    def into(self, image: ImageLike, buf: np.ndarray) -> None:
+        rgb = self.decode_image(image)
+        kind = self.to_input.kind
+        pixels = buf.reshape(self.height, self.width, 3)
+        if kind == "identity":
+            resize(rgb, self.height, self.width, self.method, self.crop, out=pixels)
+        elif kind == "offset -128":
+            raw = pixels.view(np.uint8)
+            resize(rgb, self.height, self.width, self.method, self.crop, out=raw)
+            np.bitwise_xor(raw, np.uint8(0x80), out=raw)
+        else:
+            np.take(self.to_input.table, resize(rgb, self.height, self.width, self.method, self.crop), out=pixels)

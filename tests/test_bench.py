@@ -38,7 +38,7 @@ def test_json_fields_are_consistent_and_a_thread_sweep_gives_one_row_each(tmp_pa
         # An interpreter with its tensor arena costs memory; the peak is at least what is held after loading.
         assert rss["added_by_load"] > 0 and rss["peak"] >= rss["after_load"] > rss["before_load"]
         e2e = row["end_to_end_ms"]
-        assert set(e2e) == {"decode", "resize", "input", "invoke", "postprocess", "total"}
+        assert set(e2e) == {"decode", "resize", "input", "set_get", "invoke", "postprocess", "total", "classify"}
         assert e2e["decode"] > 0 and e2e["resize"] > 0 and e2e["invoke"] > 0  # cat.bmp is 600x400: all stages run
     assert "p50 ms" in p.stdout and p.stdout.count("mobilenet_v1_0.25_128_quant.tflite") == 2
 

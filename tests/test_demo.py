@@ -19,7 +19,7 @@ def test_demo_trains_converts_classifies_and_benchmarks_offline(tmp_path):
     assert s["int8_test_top1"] >= 0.90, s
     assert s["verify_ok"] is True
     assert sum(e["true"] == e["predicted"] for e in s["examples"]) >= 4, s["examples"]
-    assert s["invoke_ms_p50"] > 0 and set(s["end_to_end_ms"]) == {"decode", "resize", "input", "invoke", "postprocess", "total"}
+    assert s["invoke_ms_p50"] > 0 and set(s["end_to_end_ms"]) == {"decode", "resize", "input", "set_get", "invoke", "postprocess", "total", "classify"}
     assert "int8" in p.stdout and "bundle:" in p.stdout
     # A second run replaces its own output; a directory it did not make is never touched.
     foreign = tmp_path / "mine"

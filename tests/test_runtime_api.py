@@ -97,7 +97,7 @@ def test_bench_and_doctor_commands(tmp_path):
     (r,) = json.loads(out.read_text())["results"]
     s = r["invoke_ms"]
     assert s["count"] == 20 and s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
-    assert set(r["end_to_end_ms"]) == {"decode", "resize", "input", "invoke", "postprocess", "total"}
+    assert set(r["end_to_end_ms"]) == {"decode", "resize", "input", "set_get", "invoke", "postprocess", "total", "classify"}
     doctor = run_edgecls("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     tpu = checks["edgetpu library"]

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from edge_runtime.errors import EdgeclsError, ImageError
-from edge_runtime.preprocess import load_image, resize
+from edge_runtime.preprocess import load_image, load_image_for, resize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SPLITS = ("train", "val", "test")
@@ -153,29 +153,33 @@ def scan(root: str | os.PathLike[str], val: float = 0.15, test: float = 0.15,
 
 
 def decode(samples: Sequence[Sample], height: int, width: int, method: str = "bilinear",
-           out: np.ndarray | None = None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Decode and resize ``samples`` to N x H x W x 3 uint8, by the runtime's own path."""
+           out: np.ndarray | None = None, progress: Callable[[int, int], None] | None = None,
+           decode_mode: str = "full") -> np.ndarray:
+    """Decode (by the contract's ``decode_mode``) and resize ``samples`` to N x H x W x 3 uint8,
+    by the runtime's own path."""
     if out is None:
         out = np.empty((len(samples), height, width, 3), np.uint8)
     for i, s in enumerate(samples):
-        out[i] = resize(load_image(s.path), height, width, method)
+        out[i] = resize(load_image_for(s.path, height, width, decode_mode), height, width, method)  # type: ignore[arg-type]
         if progress:
             progress(i + 1, len(samples))
     return out
 
 
 def cached_pixels(samples: Sequence[Sample], height: int, width: int, method: str, cache_dir: Path,
-                  key: str, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  key: str, progress: Callable[[int, int], None] | None = None,
+                  decode_mode: str = "full") -> np.ndarray:
     """``decode`` once into ``cache_dir/<key>.npy`` (memory-mapped, so a dataset larger than
     memory works) and reuse it while the file list and contents are unchanged."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    ident = hashlib.sha256(json.dumps([[s.rel for s in samples], height, width, method, key]).encode()).hexdigest()[:16]
+    ident = hashlib.sha256(json.dumps([[s.rel for s in samples], height, width, method, key]
+                                      + ([decode_mode] if decode_mode != "full" else [])).encode()).hexdigest()[:16]
     path = cache_dir / f"pixels-{ident}.npy"
     if path.exists():
         return np.load(path, mmap_mode="r")
     part = path.with_suffix(".part.npy")
     arr = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(samples), height, width, 3))
-    decode(samples, height, width, method, out=arr, progress=progress)
+    decode(samples, height, width, method, out=arr, progress=progress, decode_mode=decode_mode)
     arr.flush()
     del arr
     os.replace(part, path)

@@ -31,6 +31,7 @@ from . import data
 
 PREPROCESSING = "preprocessing.json"
 RESIZE = "bilinear"  # TensorFlow 2's tf.image.resize, bit-exact in the runtime
+DECODE = "draft"  # JPEGs at least twice the model's size decode DCT-scaled, here and on the device
 
 
 class RunError(EdgeclsError):
@@ -165,7 +166,7 @@ def load_dataset(out: Path, cfg: TrainConfig) -> _Session:
     log(f"{len(ds.classes)} classes, " + ", ".join(f"{len(v)} {k}" for k, v in splits.items())
         + f" images, {len(ds.skipped)} skipped")
     pixels = {name: data.cached_pixels(s, cfg.size, cfg.size, RESIZE, out / "cache", ds.fingerprint,
-                                       progress=_progress(f"decoding {name}")) if s else None
+                                       progress=_progress(f"decoding {name}"), decode_mode=DECODE) if s else None
               for name, s in splits.items()}
     labels = {name: np.array([x.label for x in s], np.int32) for name, s in splits.items()}
     weights = None if cfg.weights in (None, "none") else cfg.weights
@@ -243,7 +244,7 @@ def finish(s: _Session, built: Any, train_seconds: float) -> dict:
 
 def preprocessing_spec(cfg: TrainConfig) -> InputContract:
     """The input contract of DESIGN.md for this run's model: raw pixels in, normalization in the graph."""
-    return InputContract(cfg.size, cfg.size, resize=RESIZE,
+    return InputContract(cfg.size, cfg.size, resize=RESIZE, decode=DECODE,
                          normalization_in_graph="Rescaling(1/127.5, offset=-1) to [-1, 1]")
 
 

@@ -107,11 +107,14 @@ def test_train_on_messy_folder_reports_skipped_files(messy, tmp_path):
     m = json.loads(p.stdout.strip().splitlines()[-1])
     assert set(m["test"]["per_class"]) == {"0", "1", "2"}
     # The reported accuracy is the saved model's, recomputed here from the test list.
-    from edge_runtime.preprocess import load_image, resize
+    from edge_runtime.contract import InputContract
+    from edge_runtime.preprocess import load_image_for, resize
     from train._tf import keras
 
+    c = InputContract.from_json(json.loads((out / "preprocessing.json").read_text()))
     rels = [r for r in (out / "splits" / "test.txt").read_text().split("\n") if r]
-    x = np.stack([resize(load_image(messy / r), 32, 32) for r in rels]).astype(np.float32)
+    x = np.stack([resize(load_image_for(messy / r, c.height, c.width, c.decode), c.height, c.width, c.resize)
+                  for r in rels]).astype(np.float32)
     y = np.array([int(r.split("/")[0]) for r in rels])
     pred = keras.models.load_model(out / "model.keras", compile=False).predict(x, verbose=0).argmax(1)
     assert m["test"]["top1"] == pytest.approx(float(np.mean(pred == y)), abs=1e-4) and m["test"]["count"] == len(rels)

@@ -190,3 +190,15 @@ def sign_bundle(sign_run) -> Path:
         assert p.returncode in (0, 3), p.stderr[-4000:]  # 3: bundle written, no edgetpu_compiler here
         (sign_run.parent / "convert.log").write_text(p.stdout + p.stderr)
     return bundle
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (tests/sshd.py), one per test module."""
+    import sshd
+
+    if not Path(sshd.SSHD).exists():
+        pytest.skip("openssh-server is not installed (apt-get install openssh-server)")
+    s = sshd.start(tmp_path_factory.mktemp("sshd"))
+    yield s
+    s.stop()

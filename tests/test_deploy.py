@@ -22,15 +22,6 @@ REMOTE_EDGECLS = f"{shlex.quote(sys.executable)} -m edge_runtime.cli"
 PHOTOS = ["cat.bmp", "bird.bmp", "parrot.jpg"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not Path(sshd.SSHD).exists():
-        pytest.skip("openssh-server is not installed (apt-get install openssh-server)")
-    s = sshd.start(tmp_path_factory.mktemp("sshd"))
-    yield s
-    s.stop()
-
-
 def make_bundle(dest: Path, model: str = "mobilenet_v1_0.25_128_quant", resize: str = CORAL_RESIZE) -> Path:
     return make_coral_bundle(dest, model, resize, tuple(PHOTOS))
 

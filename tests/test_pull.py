@@ -15,19 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import sshd
 from conftest import assert_one_line_error, run_edgecls
 
 pytestmark = pytest.mark.sshd
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not Path(sshd.SSHD).exists():
-        pytest.skip("openssh-server is not installed (apt-get install openssh-server)")
-    s = sshd.start(tmp_path_factory.mktemp("sshd"))
-    yield s
-    s.stop()
 
 
 def jpeg(path: Path, seed: int, size=(64, 48)) -> bytes:

@@ -130,7 +130,8 @@ def decide(ev: Evidence, max_drop: float = 1.0, alpha: float = ALPHA, min_agreem
     if ev.drop_points > max_drop + 1e-9:
         return verdict(True, True, f"int8 top-1 is {ev.drop_points:.2f} points below float, more than --max-drop "
                        f"{max_drop:g}, but within noise (p >= {alpha:g}): passed")
-    return verdict(True, True, f"int8 top-1 within {max_drop:g} points of float: passed")
+    return verdict(True, True, f"int8 top-1 {ev.drop_points:.2f} points below float, within --max-drop "
+                   f"{max_drop:g}: passed")
 
 
 def format_verdict(v: Verdict) -> str:

@@ -58,11 +58,11 @@ def qat_unavailable() -> str:
         version = "missing"
     try:
         import tensorflow_model_optimization  # noqa: F401
-        have = "is installed but"
+        have = "is installed, but its"
     except ImportError:
-        have = "is not installed, and"
-    return (f"TensorFlow's quantization-aware training (tensorflow-model-optimization) {have} wraps only Keras 2 "
-            f"(tf_keras) models; edgecls models are Keras {version}")
+        have = "is not installed, and its"
+    return (f"tensorflow-model-optimization {have} quantization-aware training wraps only Keras 2 models "
+            f"(tf_keras), not this Keras {version} model")
 
 
 def plan(opts: Any, n_train: int, targets: tuple[str, ...]) -> list[Rung]:
@@ -138,7 +138,7 @@ class Damaged(Exception):
     """Every rung failed the gate."""
 
     def __init__(self, verdict: gate.Verdict, steps: list[dict], repaired: bool):
-        tried = "; ".join(f"{s['step']}: " + (f"skipped ({s['skipped'].split(' (')[0]})" if "skipped" in s else
+        tried = "; ".join(f"{s['step']}: " + (f"skipped ({s['skipped'].split(' (target')[0]})" if "skipped" in s else
                                                f"drop {s['drop_points']:.2f} points, agreement {s['agreement']:.1%}")
                           for s in steps[1:])
         super().__init__(verdict.reason + (f"; repairs tried - {tried}" if repaired else "; no repairs tried (--no-repair)"))

@@ -21,6 +21,13 @@ def _level(text: str) -> float:
     return x
 
 
+def _floor(text: str) -> float:
+    x = float(text)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return x
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert", help="quantize a trained model to a full-int8 bundle (workstation; needs edgecls[train])",
@@ -45,9 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fail if int8 top-1 is more than PP percentage points below float")
     p.add_argument("--gate-level", type=_level, default=0.05, metavar="ALPHA",
                    help="level of the exact McNemar test: a drop fails only when p < ALPHA")
-    p.add_argument("--min-agreement", type=_level, default=0.95, metavar="F",
+    p.add_argument("--min-agreement", type=_floor, default=0.95, metavar="F",
                    help="fail if int8 and float give the same top-1 on fewer than this fraction of test images")
     p.add_argument("--target-runtime", action="append", choices=TARGET_RUNTIMES, metavar="RUNTIME",
+                   default=argparse.SUPPRESS,
                    help=f"a runtime the bundle must run on (repeat; {', '.join(TARGET_RUNTIMES)}; default: "
                         f"{' and '.join(DEFAULT_TARGETS)}); per-channel dense repairs only where none refuses them")
     p.add_argument("--no-repair", action="store_true", help="fail at once on real int8 damage, without the ladder")
@@ -73,7 +81,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
     opts = Options(io=a.io, calibration=a.calibration, max_drop=a.max_drop, per_channel_dense=a.per_channel_dense,
                    edgetpu=a.edgetpu, tar=a.tar, labels=a.labels, calibration_data=a.calibration_data, name=a.name,
                    alpha=a.gate_level, min_agreement=a.min_agreement, repair=not a.no_repair,
-                   targets=tuple(dict.fromkeys(a.target_runtime or DEFAULT_TARGETS)))
+                   targets=tuple(dict.fromkeys(getattr(a, "target_runtime", DEFAULT_TARGETS))))
     r = convert(a.source, a.out, opts)
     if a.json:
         print(json.dumps({"bundle": str(r.bundle), "metrics": r.metrics, "edgetpu": r.edgetpu}))

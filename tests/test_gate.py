@@ -103,3 +103,35 @@ def test_the_counts_follow_the_predictions_not_the_accuracies():
     ev = gate.compare(f, q, y, ["x", "y"])
     assert (ev.float_right_int8_wrong, ev.int8_right_float_wrong, ev.drop_points, ev.agreement) == (50, 50, 0.0, 0.0)
     assert math.isclose(ev.p_value, 1.0)
+
+
+# --- on a real conversion: the sign-language bundle of the session fixtures ----------------
+
+
+@pytest.mark.slow
+def test_gate_record_of_the_sign_language_bundle_matches_the_runtime(sign_run, sign_bundle):
+    """The counts in edgecls.json against an independent recount: every test photo classified
+    by the runtime from its file, with the bundle's int8 model and its float model."""
+    import json
+
+    from conftest import SIGN_DATA
+    from edge_runtime.classifier import Classifier
+    from edge_runtime.preprocess import Normalization
+
+    meta = json.loads((sign_bundle / "edgecls.json").read_text())
+    g, labels = meta["metrics"]["gate"], (sign_bundle / "labels.txt").read_text().split()
+    rels = [r for r in (sign_run / "splits" / "test.txt").read_text().split("\n") if r]
+    y = np.array([labels.index(r.split("/")[0]) for r in rels])
+    with Classifier(sign_bundle, backend="cpu") as clf:
+        q = np.array([clf.classify(SIGN_DATA / r, top=1).classes[0].index for r in rels])
+    with Classifier(sign_bundle / "model_float.tflite", labels=labels, backend="cpu", resize="bilinear",
+                    normalization=Normalization(0.0, 1.0), output="probabilities") as clf:
+        f = np.array([clf.classify(SIGN_DATA / r, top=1).classes[0].index for r in rels])
+    b, c = int(np.sum((f == y) & (q != y))), int(np.sum((q == y) & (f != y)))
+    assert (g["float_right_int8_wrong"], g["int8_right_float_wrong"], g["test_images"]) == (b, c, len(rels))
+    assert g["agreement"] == pytest.approx(np.mean(f == q), abs=1e-4)
+    assert g["p_value"] == pytest.approx(gate.mcnemar_exact(b, c), rel=1e-3)
+    assert set(g["flipped"]) == {labels[i] for i in set(y[f != q])}
+    assert g["judged"] is True and len(rels) >= gate.min_images()  # 160 photos: enough to judge
+    assert g["passed"] and g["passed_step"] == "as asked" and meta["quantization"]["repair_step"] == "as asked"
+    assert g["test"] == "exact McNemar, two-sided" and g["alpha"] == 0.05 and g["min_agreement"] == 0.95

@@ -95,7 +95,8 @@ def run_demo(out: Path, epochs: int, size: int, seed: int = 0) -> dict:
     rep = verify(out / "bundle", backend="cpu")
     b = bench.measure(bench.Config(str(out / "bundle"), "cpu", runs=200, warmup=10, input=str(out / "data" / picks[0])))
     return {
-        "images": n, "classes": 10, "seed": seed, "gate": conv.metrics["gate"]["reason"], "model": f"mobilenet_v1 alpha 0.25, {size} px, from scratch",
+        "images": n, "classes": 10, "seed": seed, "gate": conv.metrics["gate"]["reason"],
+        "repair_step": conv.metrics["gate"]["passed_step"], "model": f"mobilenet_v1 alpha 0.25, {size} px, from scratch",
         "keras_test_top1": metrics["test"]["top1"], "float_test_top1": conv.metrics["float_top1"],
         "int8_test_top1": conv.metrics["int8_top1"], "int8_float_agreement": conv.metrics["int8_float_agreement"],
         "test_images": conv.metrics["test_images"], "int8_bytes": conv.metrics["size_bytes"]["int8"],
@@ -115,6 +116,7 @@ def format_summary(s: dict) -> str:
              f"  test top-1 on {s['test_images']} held-out digits: Keras {s['keras_test_top1']:.1%}, "
              f"float TFLite {s['float_test_top1']:.1%}, int8 {s['int8_test_top1']:.1%} "
              f"(int8 agrees with float on {s['int8_float_agreement']:.1%})",
+             f"  int8 gate: {s['gate']}",
              f"  int8 model {s['int8_bytes'] / 1024:.0f} KiB ({s['int8_bytes'] / s['float_bytes']:.0%} of float)",
              "  held-out examples: " + ", ".join(f"{e['image']} -> {e['predicted']} ({e['score']:.2f})"
                                                  for e in s["examples"]),

@@ -94,7 +94,7 @@ def climb(attempt: Attempt, opts: Any, n_train: int, targets: tuple[str, ...],
           progress: Callable[[str], None], repair: bool = True) -> tuple[Any, Any, gate.Verdict, dict]:
     """Run the rungs until one passes the gate. Returns what ``attempt`` made, the options that
     made it, its verdict and the record for edgecls.json; raises ``Damaged`` if none passes."""
-    rungs = plan(opts, n_train, targets) if repair else [Rung(AS_ASKED, opts)]
+    rungs = plan(opts, n_train, check_targets(targets)) if repair else [Rung(AS_ASKED, opts)]
     steps: list[dict] = []
     last: gate.Verdict | None = None
     for i, rung in enumerate(rungs):

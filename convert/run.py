@@ -27,6 +27,8 @@ from edge_runtime.preprocess import Normalization
 from train import data as dataset
 from train.run import log
 
+from .ladder import DEFAULT_TARGETS
+
 GOLDEN_MAX = 10
 
 
@@ -48,7 +50,7 @@ class Options:
     compiler_timeout: int = 180
     alpha: float = 0.05  # level of the gate's exact McNemar test (convert/gate.py)
     min_agreement: float = 0.95  # int8/float top-1 agreement floor
-    targets: tuple[str, ...] = ("ai-edge-litert", "tflite-runtime-arm64")  # runtimes the bundle must run on
+    targets: tuple[str, ...] = DEFAULT_TARGETS  # runtimes the bundle must run on (convert/ladder.py)
     repair: bool = True  # climb convert/ladder.py when the damage is real
 
 

@@ -69,7 +69,7 @@ def plan(opts: Any, n_train: int, targets: tuple[str, ...]) -> list[Rung]:
     """The rungs for ``opts`` (convert.run.Options) with ``n_train`` training photos."""
     rungs = [Rung(AS_ASKED, opts)]
     sizes = [n for n in (4 * opts.calibration, n_train) if opts.calibration < n <= n_train]
-    for n in dict.fromkeys(min(n, n_train) for n in sizes):
+    for n in dict.fromkeys(sizes):
         rungs.append(Rung(f"{MORE_CALIBRATION} ({n} photos)", replace(opts, calibration=n)))
     if not sizes:
         rungs.append(Rung(MORE_CALIBRATION, skipped=f"already calibrated on all {n_train} training photos"))

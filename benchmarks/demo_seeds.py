@@ -97,9 +97,9 @@ def write(rows: list[dict], repeat: dict | None, out: Path) -> None:
         first = next((r for r in rows if r["seed"] == repeat["seed"]), None)
         same = first is not None and all(first.get(k) == repeat.get(k) for k in SAME)
         lines.append("")
-        lines.append(f"Seed {repeat['seed']} run again: " + ", ".join(f"{k} {repeat.get(k)}" for k in SAME)
-                     + (" - the same metrics as its first run." if same else f" - DIFFERENT from its first run "
-                                                                              f"({ {k: first.get(k) for k in SAME} if first else None })."))
+        before = {k: first.get(k) for k in SAME} if first else None
+        verdict = " - the same metrics as its first run." if same else f" - DIFFERENT from its first run ({before})."
+        lines.append(f"Seed {repeat['seed']} run again: " + ", ".join(f"{k} {repeat.get(k)}" for k in SAME) + verdict)
     (out / "demo_seeds.md").write_text("\n".join(lines) + "\n")
 
 

@@ -86,6 +86,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps({"bundle": str(r.bundle), "metrics": r.metrics, "edgetpu": r.edgetpu}))
     print(f"edgecls: wrote {r.bundle}" + (f" and {r.bundle}.tar.gz" if a.tar else ""), file=sys.stderr)
+    if not r.metrics["gate"]["judged"]:
+        print(f"edgecls: warning: {r.metrics['gate']['reason']}", file=sys.stderr)
     if a.edgetpu and not r.edgetpu.get("compiled"):
         print(f"edgecls: Edge TPU model not compiled: {r.edgetpu.get('reason')}; the CPU bundle is complete",
               file=sys.stderr)

@@ -104,7 +104,7 @@ def _photos(root: Path, n: int = 1000) -> Path:
 def _model(path: Path, outlier: str) -> Path:
     """Mean colour -> Dense(5, relu) -> Dense(4, softmax). Units 0-3 say red high/low and green
     high/low; unit 4 is the planted outlier, ignored by the output layer: ``weights``: a weight
-    of 20 on blue (always 0, so its activation stays 0); ``activations``: 25 x red. (Much larger
+    of 20 on blue (always 0, so its activation stays 0); ``activations``: 25 x red; ``none``: no outlier. (Much larger
     outliers make scales XNNPACK refuses to prepare, a failure of another kind.)"""
     from train._tf import keras
 
@@ -119,7 +119,7 @@ def _model(path: Path, outlier: str) -> Path:
     b = np.array([-2, 2, -2, 2, 0], np.float32)
     if outlier == "weights":
         w[2, 4] = 20.0
-    else:
+    elif outlier == "activations":
         w[0, 4] = 25.0
     # Logits: red = red hi + green lo, green = red lo + green hi, yellow = both hi, dark = both lo.
     w2 = 5 * np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 1, 1, 0], [1, 0, 0, 1], [0, 0, 0, 0]], np.float32)
@@ -183,3 +183,15 @@ def test_an_activation_outlier_defeats_every_rung(photos, tmp_path):
     assert "int8 damage is real" in msg and "per-channel dense: drop" in msg and "no bundle written" in msg
     assert "Keras 2" in " ".join(log)  # why there is no quantization-aware fine-tune
     assert not (tmp_path / "bundle").exists()
+
+
+def test_too_few_test_photos_are_said_to_be_too_few(tmp_path):
+    """A healthy model on 200 photos (about 30 test photos): written, with a plain warning."""
+    photos = _photos(tmp_path / "data", n=200)
+    model = _model(tmp_path / "plain.keras", "none")
+    p = run_edgecls("convert", model, "--out", tmp_path / "bundle", "--labels", tmp_path / "labels.txt",
+                    "--calibration-data", photos, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "edgecls: warning: too few test images to judge int8" in p.stderr and "at least 120 test images" in p.stderr
+    g = json.loads((tmp_path / "bundle" / "edgecls.json").read_text())["metrics"]["gate"]
+    assert g["judged"] is False and g["passed"] is True and g["test_images"] < 120

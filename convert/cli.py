@@ -9,8 +9,24 @@ import sys
 
 from edge_runtime.argtypes import nonneg_float, positive_int
 
+from .ladder import DEFAULT_TARGETS, TARGET_RUNTIMES
+
 EXIT_NO_COMPILER = 3  # the CPU bundle is complete, the Edge TPU model could not be compiled here
 EXIT_NO_IMX500 = 4  # the CPU bundle is complete, the IMX500 network could not be made
+
+
+def _level(text: str) -> float:
+    x = float(text)
+    if not 0 < x < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return x
+
+
+def _floor(text: str) -> float:
+    x = float(text)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return x
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "convert", help="quantize a trained model to a full-int8 bundle (workstation; needs edgecls[train])",
         description="Convert a training run (or a Keras model with --labels and --calibration-data) into a bundle: "
                     "model.tflite (full int8), model_float.tflite, labels.txt, golden photos and edgecls.json with "
-                    "checksums. The int8 model is evaluated against float and Keras on the test split; the command "
-                    "fails, writing nothing, if int8 top-1 falls more than --max-drop points below float. "
+                    "checksums. The int8 model is evaluated against float and Keras on the test split and judged on "
+                    "the paired evidence: the images float gets right and int8 wrong, and the reverse. It fails only "
+                    "when int8 top-1 falls more than --max-drop points below float and an exact McNemar test says "
+                    "that is unlikely to be chance (p < --gate-level), or when int8/float agreement is below "
+                    "--min-agreement; it then tries repairs (more calibration photos, per-channel dense layers where "
+                    "no --target-runtime refuses them) and, if none passes, fails writing nothing. "
                     f"Exit status: 0 done; 1 error; {EXIT_NO_COMPILER} bundle written but --edgetpu could not compile "
                     "(no edgetpu_compiler on this machine).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -31,6 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="calibration photos drawn from the training split, stratified by class")
     p.add_argument("--max-drop", type=nonneg_float, default=1.0, metavar="PP",
                    help="fail if int8 top-1 is more than PP percentage points below float")
+    p.add_argument("--gate-level", type=_level, default=0.05, metavar="ALPHA",
+                   help="level of the exact McNemar test: a drop fails only when p < ALPHA")
+    p.add_argument("--min-agreement", type=_floor, default=0.95, metavar="F",
+                   help="fail if int8 and float give the same top-1 on fewer than this fraction of test images")
+    p.add_argument("--target-runtime", action="append", choices=TARGET_RUNTIMES, metavar="RUNTIME",
+                   default=argparse.SUPPRESS,
+                   help=f"a runtime the bundle must run on (repeat; {', '.join(TARGET_RUNTIMES)}; default: "
+                        f"{' and '.join(DEFAULT_TARGETS)}); per-channel dense repairs only where none refuses them")
+    p.add_argument("--no-repair", action="store_true", help="fail at once on real int8 damage, without the ladder")
     p.add_argument("--per-channel-dense", action="store_true",
                    help="quantize dense layers per channel (tflite-runtime 2.14 on arm64 crashes on them)")
     p.add_argument("--edgetpu", action="store_true",
@@ -55,11 +84,15 @@ def cmd_convert(a: argparse.Namespace) -> int:
     from .run import Options, convert
 
     opts = Options(io=a.io, calibration=a.calibration, max_drop=a.max_drop, per_channel_dense=a.per_channel_dense,
-                   edgetpu=a.edgetpu, imx500=a.imx500, tar=a.tar, labels=a.labels, calibration_data=a.calibration_data, name=a.name)
+                   edgetpu=a.edgetpu, imx500=a.imx500, tar=a.tar, labels=a.labels, calibration_data=a.calibration_data,
+                   name=a.name, alpha=a.gate_level, min_agreement=a.min_agreement, repair=not a.no_repair,
+                   targets=tuple(dict.fromkeys(getattr(a, "target_runtime", DEFAULT_TARGETS))))
     r = convert(a.source, a.out, opts)
     if a.json:
         print(json.dumps({"bundle": str(r.bundle), "metrics": r.metrics, "edgetpu": r.edgetpu}))
     print(f"edgecls: wrote {r.bundle}" + (f" and {r.bundle}.tar.gz" if a.tar else ""), file=sys.stderr)
+    if not r.metrics["gate"]["judged"]:
+        print(f"edgecls: warning: {r.metrics['gate']['reason']}", file=sys.stderr)
     if a.imx500:
         i5 = json.loads((r.bundle / "edgecls.json").read_text()).get("imx500", {})
         if not i5.get("converted"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.argtypes import positive_int
+from edge_runtime.argtypes import nonneg_int, positive_int
 from edge_runtime.errors import EdgeclsError, MissingExtra
 
 MARKER = ".edgecls-demo"  # only a directory the demo made itself is ever replaced
@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="directory for the dataset, the run and the bundle")
     p.add_argument("--epochs", type=positive_int, default=30, help="training epochs (early stopping may end sooner)")
     p.add_argument("--size", type=positive_int, default=64, help="model input size in pixels")
+    p.add_argument("--seed", type=nonneg_int, default=0,
+                   help="seed for data order, augmentation and weight initialisation (same seed: same result)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -58,13 +60,13 @@ def cmd_demo(a: argparse.Namespace) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / MARKER).write_text("made by edgecls demo; replaced by the next run\n")
-    summary = run_demo(out, a.epochs, a.size)
+    summary = run_demo(out, a.epochs, a.size, a.seed)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     return 0 if summary["verify_ok"] else 1
 
 
-def run_demo(out: Path, epochs: int, size: int) -> dict:
+def run_demo(out: Path, epochs: int, size: int, seed: int = 0) -> dict:
     from convert.run import Options, convert
     from edge_runtime import bench
     from edge_runtime.classifier import Classifier
@@ -76,7 +78,7 @@ def run_demo(out: Path, epochs: int, size: int) -> dict:
     n = make_digits(out / "data")
     log(f"demo: wrote {n} digit images to {out / 'data'}")
     cfg = TrainConfig(data=str(out / "data"), arch="mobilenet_v1", alpha=0.25, size=size, weights=None,
-                      fine_tune_epochs=epochs, learning_rate=2e-3, batch=32)
+                      fine_tune_epochs=epochs, learning_rate=2e-3, batch=32, seed=seed)
     metrics = train(out / "run", cfg)
     t_train = time.perf_counter() - t0
     conv = convert(out / "run", out / "bundle", Options())
@@ -93,7 +95,8 @@ def run_demo(out: Path, epochs: int, size: int) -> dict:
     rep = verify(out / "bundle", backend="cpu")
     b = bench.measure(bench.Config(str(out / "bundle"), "cpu", runs=200, warmup=10, input=str(out / "data" / picks[0])))
     return {
-        "images": n, "classes": 10, "model": f"mobilenet_v1 alpha 0.25, {size} px, from scratch",
+        "images": n, "classes": 10, "seed": seed, "gate": conv.metrics["gate"]["reason"],
+        "repair_step": conv.metrics["gate"]["passed_step"], "model": f"mobilenet_v1 alpha 0.25, {size} px, from scratch",
         "keras_test_top1": metrics["test"]["top1"], "float_test_top1": conv.metrics["float_top1"],
         "int8_test_top1": conv.metrics["int8_top1"], "int8_float_agreement": conv.metrics["int8_float_agreement"],
         "test_images": conv.metrics["test_images"], "int8_bytes": conv.metrics["size_bytes"]["int8"],
@@ -113,6 +116,7 @@ def format_summary(s: dict) -> str:
              f"  test top-1 on {s['test_images']} held-out digits: Keras {s['keras_test_top1']:.1%}, "
              f"float TFLite {s['float_test_top1']:.1%}, int8 {s['int8_test_top1']:.1%} "
              f"(int8 agrees with float on {s['int8_float_agreement']:.1%})",
+             f"  int8 gate: {s['gate']}",
              f"  int8 model {s['int8_bytes'] / 1024:.0f} KiB ({s['int8_bytes'] / s['float_bytes']:.0%} of float)",
              "  held-out examples: " + ", ".join(f"{e['image']} -> {e['predicted']} ({e['score']:.2f})"
                                                  for e in s["examples"]),

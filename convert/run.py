@@ -28,6 +28,7 @@ from train import data as dataset
 from train.run import log
 
 from . import metadata
+from .ladder import DEFAULT_TARGETS
 
 GOLDEN_MAX = 10
 
@@ -49,6 +50,10 @@ class Options:
     name: str | None = None
     compiler_timeout: int = 180
     imx500: bool = False  # also quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py)
+    alpha: float = 0.05  # level of the gate's exact McNemar test (convert/gate.py)
+    min_agreement: float = 0.95  # int8/float top-1 agreement floor
+    targets: tuple[str, ...] = DEFAULT_TARGETS  # runtimes the bundle must run on (convert/ladder.py)
+    repair: bool = True  # climb convert/ladder.py when the damage is real
 
 
 @dataclass
@@ -174,14 +179,39 @@ def format_table(m: dict, sizes: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def gate(metrics: dict, max_drop: float, calibration: int) -> None:
-    """Fail when int8 top-1 falls more than ``max_drop`` points below float."""
-    drop = (metrics["float_top1"] - metrics["int8_top1"]) * 100
-    if drop > max_drop + 1e-9:
-        raise ConvertError(
-            f"int8 top-1 {metrics['int8_top1']:.2%} is {drop:.2f} points below float {metrics['float_top1']:.2%} "
-            f"(--max-drop {max_drop:g}); try more calibration photos (--calibration {max(2 * calibration, 500)}), "
-            "--per-channel-dense, or another architecture; no bundle written")
+def gate(model: Any, src: Source, data: _Data, opts: Options, work: Path, progress: Callable[[str], None]
+         ) -> tuple[list[interp.OpInfo], _Converted, Options, int]:
+    """Quantize, evaluate and judge int8 against float (convert/gate.py); when the damage is
+    real, climb the repair ladder (convert/ladder.py). Returns the int8 graph's ops, the passing
+    evaluation, the options that made it and its number of calibration photos."""
+    from . import gate as judge, ladder
+
+    decoded = {opts.calibration: data}
+
+    def attempt(o: Options) -> tuple[tuple[list[interp.OpInfo], _Converted, int], judge.Evidence]:
+        if o.calibration not in decoded:
+            decoded[o.calibration] = replace(data, **_calibration(src, o))
+        d = decoded[o.calibration]
+        ops, seconds = quantize_models(model, d, o, work, progress)
+        conv = evaluate_models(model, src, d, work, progress)
+        conv.metrics["convert_seconds"] = round(seconds, 1)
+        return (ops, conv, len(d.calib)), judge.compare(conv.preds["float"], conv.preds["int8"], d.y_test, src.labels)
+
+    try:
+        (ops, conv, n_calib), used, verdict, record = ladder.climb(attempt, opts, len(src.train), opts.targets,
+                                                                   progress, opts.repair)
+    except ladder.Damaged as e:
+        raise ConvertError(f"{e}; other fixes: another architecture, or --max-drop/--min-agreement if this loss "
+                           "is acceptable; no bundle written") from None
+    conv.metrics["gate"] = record
+    conv.table += "\n" + judge.format_verdict(verdict)
+    return ops, conv, used, n_calib
+
+
+def _calibration(src: Source, opts: Options) -> dict[str, Any]:
+    calib = dataset.stratified(src.train, opts.calibration)
+    c = src.contract
+    return {"calib": calib, "x_cal": dataset.decode(calib, c.height, c.width, c.resize)}
 
 
 # --- golden photos -------------------------------------------------------------------------
@@ -230,6 +260,7 @@ class _Converted:
     table: str
     q_scores: np.ndarray
     tensors: tuple[interp.TensorSpec, interp.TensorSpec]  # the int8 model's input and output
+    preds: dict[str, np.ndarray] = field(default_factory=dict)  # top-1 of "float" and "int8" per test image
 
 
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: Options,
@@ -242,16 +273,13 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.convert-", dir=out.parent))
     try:
-        ops, convert_s = quantize_models(model, data, opts, work, progress)
-        conv = evaluate_models(model, src, data, work, progress)
-        conv.metrics["convert_seconds"] = round(convert_s, 1)
-        gate(conv.metrics, opts.max_drop, opts.calibration)
+        ops, conv, opts, n_calib = gate(model, src, data, opts, work, progress)
         golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, src.contract,
                                                   pick_golden(src.test, conv.q_scores))
         files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
         edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
-        meta = bundle_meta(src, opts, out, conv, len(data.calib), len(ops), golden_meta, edgetpu_info)
+        meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
         meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
@@ -324,13 +352,14 @@ def evaluate_models(model: Any, src: Source, data: _Data, work: Path, progress: 
     keras_pred = np.argmax(model.predict(data.x_test.astype(np.float32), batch_size=32, verbose=0), axis=1)
     f_scores, _, _ = _tflite_predict(work / "model_float.tflite", src.labels, data.x_test)
     q_scores, qin, qout = _tflite_predict(work / "model.tflite", src.labels, data.x_test)
-    metrics = evaluate(keras_pred, f_scores.argmax(1), q_scores.argmax(1), data.y_test, src.labels)
+    preds = {"float": f_scores.argmax(1), "int8": q_scores.argmax(1)}
+    metrics = evaluate(keras_pred, preds["float"], preds["int8"], data.y_test, src.labels)
     sizes = {"float": (work / "model_float.tflite").stat().st_size, "int8": (work / "model.tflite").stat().st_size}
     metrics["size_bytes"] = sizes
     metrics["int8_size_ratio"] = round(sizes["int8"] / sizes["float"], 4)
     table = format_table(metrics, sizes)
     progress(table)
-    return _Converted(metrics, table, q_scores, (qin, qout))
+    return _Converted(metrics, table, q_scores, (qin, qout), preds)
 
 
 def compile_edgetpu(work: Path, ops: list[interp.OpInfo], opts: Options, files: dict[str, Any],
@@ -381,7 +410,8 @@ def bundle_meta(src: Source, opts: Options, out: Path, conv: _Converted, n_calib
         "output": OutputContract(len(src.labels), "probabilities",
                                  TensorQuant(qout.dtype.name, qout.scale, qout.zero_point)).to_json(),
         "quantization": {"io": opts.io, "calibration_images": n_calib, "per_channel_dense": opts.per_channel_dense,
-                         "float_ops": 0, "ops": n_ops},
+                         "float_ops": 0, "ops": n_ops, "repair_step": conv.metrics["gate"]["passed_step"],
+                         "target_runtimes": list(opts.targets)},
         "source": {**src.provenance, "edgecls": __version__},
         "metrics": conv.metrics,
         "golden": golden_meta,

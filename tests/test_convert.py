@@ -155,17 +155,6 @@ def test_interrupted_convert_leaves_the_previous_bundle_intact(sign_run, sign_bu
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["live"]
 
 
-def test_gate_message_names_the_numbers_and_the_fixes():
-    from convert.run import ConvertError, gate
-
-    gate({"float_top1": 0.95, "int8_top1": 0.945}, 1.0, 300)  # 0.5 points: passes
-    with pytest.raises(ConvertError) as e:
-        gate({"float_top1": 0.95, "int8_top1": 0.92}, 1.0, 300)
-    msg = str(e.value)
-    assert "92.00%" in msg and "3.00 points" in msg and "95.00%" in msg
-    assert "--calibration" in msg and "--per-channel-dense" in msg and "architecture" in msg
-
-
 # --- Edge TPU ------------------------------------------------------------------------------
 
 

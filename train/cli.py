@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "image keeps its class)")
     p.add_argument("--val", type=_fraction, default=d.val, help="fraction of each class for validation")
     p.add_argument("--test", type=_fraction, default=d.test, help="fraction of each class for the test split")
+    p.add_argument("--seed", type=nonneg_int, default=d.seed,
+                   help="seed for data order, augmentation and weight initialisation (same seed, same machine: "
+                        "same metrics)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished "
                    "epoch (its stored settings are used)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON at the end")
@@ -67,7 +70,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(data=a.data, arch=a.arch, alpha=a.alpha, size=a.size, weights=weights, epochs=a.epochs,
                       fine_tune_epochs=a.fine_tune_epochs, fine_tune_layers=a.fine_tune_layers,
                       learning_rate=a.lr, fine_tune_learning_rate=a.fine_tune_lr, patience=a.patience,
-                      batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test)
+                      batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test, seed=a.seed)
     from .fit import worker_scratch
 
     try:

@@ -127,7 +127,9 @@ def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, s
     session = load_dataset(out, cfg)
 
     from . import fit, model as modelmod  # TensorFlow from here on
+    from .seeding import seed_everything
 
+    log(seed_everything(cfg.seed))
     strategy = strategy or fit.pick_strategy()
     found = fit.read_checkpoint(session.ckpt)
     session.state, session.ckpt_path = found if found else (fit.State(), None)

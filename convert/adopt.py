@@ -176,21 +176,8 @@ def pick_golden(folders: dict[str, list[Path]], loose: list[Path], limit: int = 
 def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Options,
           progress: Callable[[str], None] = lambda m: print(f"edgecls: {m}", file=sys.stderr)) -> Report:
     """Check, evaluate, record golden photos, write the bundle atomically, verify it."""
-    from . import metadata
-
     path = os.fspath(model)
-    if Path(path).is_dir() or Path(path).suffix in (".keras", ".h5"):
-        raise AdoptError(f"{path}: adopt takes a .tflite; a Keras model or SavedModel goes through edgecls convert "
-                         "(with --labels and --calibration-data)")
-    data = interp.read_model_file(path)
-    if interp.is_edgetpu_model(data):
-        raise AdoptError(f"{path}: compiled for the Edge TPU; adopt the CPU model it was compiled from (its "
-                         "*_edgetpu.tflite sibling then joins the bundle)")
-    if opts.resize not in RESIZE_METHODS:
-        raise ValueError(f"unknown resize method {opts.resize!r}; valid: {', '.join(RESIZE_METHODS)}")
-    info = inspect_model(path)
-    if not info["runs"]:
-        raise AdoptError(f"{path}: edgecls cannot run this model: {info['reason']}")
+    data, info = _check_model(path, opts)
     meta = tflite_metadata.read(data, path)
     spec = info["inputs"][0]
     labels, labels_from = _labels(path, opts, meta)
@@ -209,15 +196,8 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
         golden_meta, golden_files = golden.record(clf, pick_golden(folders, loose))
         qin, qout = clf.input_spec, clf.output_spec
         output_kind = clf.output_kind
-    keep = meta is not None and not opts.labels and opts.mean is None
-    if keep:
-        model_bytes, rep.metadata = data, f"kept as written by its maker ('{meta.name}')"  # type: ignore[union-attr]
-    else:
-        files_ = {"model.tflite": data}
-        record = metadata.attach(files_, metadata.Description(opts.name or Path(out).name, labels, norm, output_kind),
-                                 progress)
-        model_bytes = files_["model.tflite"]
-        rep.metadata = "written by edgecls" if record["written"] else f"none ({record['reason']})"
+    model_bytes, rep.metadata = _with_metadata(data, meta, opts, metadata_description(opts, out, labels, norm,
+                                                                                     output_kind), progress)
     contract = InputContract(clf.height, clf.width, resize=opts.resize, normalization=norm,
                              tensor=TensorQuant(qin.dtype.name, qin.scale, qin.zero_point))
     files: dict[str, Any] = {"model.tflite": model_bytes, **golden_files,
@@ -237,13 +217,54 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
         "golden": golden_meta,
     }
     rep.bundle = write_bundle(out, files, bundle_meta, tar=opts.tar)
+    rep.verified = _verify(rep.bundle)
+    return rep
+
+
+def _check_model(path: str, opts: Options) -> tuple[bytes, dict[str, Any]]:
+    """The model's bytes and what inspect says of it, once it is a .tflite edgecls can run on the CPU."""
+    if Path(path).is_dir() or Path(path).suffix in (".keras", ".h5"):
+        raise AdoptError(f"{path}: adopt takes a .tflite; a Keras model or SavedModel goes through edgecls convert "
+                         "(with --labels and --calibration-data)")
+    data = interp.read_model_file(path)
+    if interp.is_edgetpu_model(data):
+        raise AdoptError(f"{path}: compiled for the Edge TPU; adopt the CPU model it was compiled from (its "
+                         "*_edgetpu.tflite sibling then joins the bundle)")
+    if opts.resize not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize method {opts.resize!r}; valid: {', '.join(RESIZE_METHODS)}")
+    info = inspect_model(path)
+    if not info["runs"]:
+        raise AdoptError(f"{path}: edgecls cannot run this model: {info['reason']}")
+    return data, info
+
+
+def metadata_description(opts: Options, out: str | os.PathLike[str], labels: list[str], norm: Any,
+                         output_kind: str) -> Any:
+    from . import metadata
+
+    return metadata.Description(opts.name or Path(out).name, labels, norm, output_kind)
+
+
+def _with_metadata(data: bytes, meta: Any, opts: Options, description: Any,
+                   progress: Callable[[str], None]) -> tuple[bytes, str]:
+    """The model's bytes for the bundle and what happened to its metadata: kept when another tool
+    wrote it and nothing was overridden, else written by edgecls (where the writer is installed)."""
+    from . import metadata
+
+    if meta is not None and not opts.labels and opts.mean is None:
+        return data, f"kept as written by its maker ('{meta.name}')"
+    files = {"model.tflite": data}
+    record = metadata.attach(files, description, progress)
+    return files["model.tflite"], "written by edgecls" if record["written"] else f"none ({record['reason']})"
+
+
+def _verify(bundle: Path) -> str:
     from edge_runtime.verify import verify
 
-    checked = verify(rep.bundle, backend="cpu")
-    rep.verified = f"{sum(p.ok for p in checked.photos)}/{len(checked.photos)} golden photos match ({checked.mode})"
+    checked = verify(bundle, backend="cpu")
     if not checked.ok:
-        raise AdoptError(f"{rep.bundle}: written, but edgecls verify fails on it here: {'; '.join(checked.causes())}")
-    return rep
+        raise AdoptError(f"{bundle}: written, but edgecls verify fails on it here: {'; '.join(checked.causes())}")
+    return f"{sum(p.ok for p in checked.photos)}/{len(checked.photos)} golden photos match ({checked.mode})"
 
 
 def format_report(rep: Report) -> str:

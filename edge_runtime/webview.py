@@ -122,85 +122,91 @@ def _host_allowed(header: str | None, server: "Server") -> bool:
     return host == server.bound_host.lower() or host in LOOPBACK_NAMES or is_loopback(host)
 
 
-def _handler(view: View) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "edgecls"
-        server: "Server"
+class Handler(BaseHTTPRequestHandler):
+    """The camera page, its style sheet, /status.json and the MJPEG stream of ``view``; collect and
+    review subclass it for their pages."""
 
-        def setup(self) -> None:
-            self.timeout = self.server.idle_timeout  # StreamRequestHandler sets it on the socket
-            super().setup()
+    server_version = "edgecls"
+    server: "Server"
+    view: View
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: the loop's output is the log
-            pass
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # StreamRequestHandler sets it on the socket
+        super().setup()
 
-        def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the loop's output is the log
+        pass
 
-        def handle_one_request(self) -> None:
-            self.server.expect_request(self.connection)  # the whole request, not each recv, has a deadline
-            try:
-                super().handle_one_request()
-            finally:
-                self.server.request_read(self.connection)
+    def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
 
-        def parse_request(self) -> bool:
-            """Every method of every page (collect's and review's too): refuse a foreign Host first."""
-            ok = super().parse_request()  # reads the headers
+    def handle_one_request(self) -> None:
+        self.server.expect_request(self.connection)  # the whole request, not each recv, has a deadline
+        try:
+            super().handle_one_request()
+        finally:
             self.server.request_read(self.connection)
-            if not ok:
-                return False
-            if _host_allowed(self.headers.get("Host"), self.server):
-                return True
-            self.close_connection = True
-            self._send(b"this view answers to its own address only (see --public)\n", "text/plain; charset=utf-8",
-                       HTTPStatus.MISDIRECTED_REQUEST)
+
+    def parse_request(self) -> bool:
+        """Every method of every page (collect's and review's too): refuse a foreign Host first."""
+        ok = super().parse_request()  # reads the headers
+        self.server.request_read(self.connection)
+        if not ok:
             return False
+        if _host_allowed(self.headers.get("Host"), self.server):
+            return True
+        self.close_connection = True
+        self._send(b"this view answers to its own address only (see --public)\n", "text/plain; charset=utf-8",
+                   HTTPStatus.MISDIRECTED_REQUEST)
+        return False
 
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-            path = self.path.split("?", 1)[0]
-            if path in FILES:
-                name, ctype = FILES[path]
-                self._send((WEB / name).read_bytes(), ctype)
-            elif path == "/status.json":
-                with view.lock:
-                    body = json.dumps(view.status).encode()
-                self._send(body, "application/json")
-            elif path == "/stream.mjpg":
-                if not self.server.streams.acquire(blocking=False):
-                    self._send(f"at most {self.server.max_streams} live streams at once; close another "
-                               "viewer\n".encode(), "text/plain; charset=utf-8", HTTPStatus.SERVICE_UNAVAILABLE)
-                    return
-                try:
-                    self._stream()
-                finally:
-                    self.server.streams.release()
-            else:
-                self.send_error(HTTPStatus.NOT_FOUND)
-
-        def _stream(self) -> None:
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            seq = 0
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        path = self.path.split("?", 1)[0]
+        if path in FILES:
+            name, ctype = FILES[path]
+            self._send((WEB / name).read_bytes(), ctype)
+        elif path == "/status.json":
+            with self.view.lock:
+                body = json.dumps(self.view.status).encode()
+            self._send(body, "application/json")
+        elif path == "/stream.mjpg":
+            if not self.server.streams.acquire(blocking=False):
+                self._send(f"at most {self.server.max_streams} live streams at once; close another "
+                           "viewer\n".encode(), "text/plain; charset=utf-8", HTTPStatus.SERVICE_UNAVAILABLE)
+                return
             try:
-                while not self.server.closing:
-                    seq, jpeg = view.next_jpeg(seq, timeout=min(5.0, self.server.idle_timeout))
-                    if jpeg is None:
-                        continue
-                    # a client that stops reading fills its socket buffer: the write times out
-                    self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
-                                     "\r\n\r\n".encode() + jpeg + b"\r\n")
-            except OSError:  # gone, reset, or timed out
-                self.close_connection = True
+                self._stream()
+            finally:
+                self.server.streams.release()
+        else:
+            self.send_error(HTTPStatus.NOT_FOUND)
 
-    return Handler
+    def _stream(self) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        seq = 0
+        try:
+            while not self.server.closing:
+                seq, jpeg = self.view.next_jpeg(seq, timeout=min(5.0, self.server.idle_timeout))
+                if jpeg is None:
+                    continue
+                # a client that stops reading fills its socket buffer: the write times out
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
+                                 "\r\n\r\n".encode() + jpeg + b"\r\n")
+        except OSError:  # gone, reset, or timed out
+            self.close_connection = True
+
+
+def _handler(view: View) -> type[BaseHTTPRequestHandler]:
+    """``Handler`` bound to ``view``."""
+    return type("Handler", (Handler,), {"view": view})
 
 
 class Server(ThreadingHTTPServer):

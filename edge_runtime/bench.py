@@ -84,6 +84,10 @@ def measure(cfg: Config) -> dict[str, Any]:
         raise ValueError("give either runs or seconds")
     if (cfg.runs is not None and cfg.runs < 1) or (cfg.seconds is not None and cfg.seconds <= 0) or cfg.warmup < 0:
         raise ValueError("runs must be at least 1, seconds above 0, warmup at least 0")
+    if cfg.backend == "imx500":  # the network runs on the AI Camera's sensor: its own measurement
+        from .imx500 import bench_row
+
+        return bench_row(cfg.model, cfg.runs, cfg.seconds, cfg.warmup)
     images = _images(cfg.input)
     rss0 = rss_mb()
     t0 = time.perf_counter()

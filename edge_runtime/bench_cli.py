@@ -12,11 +12,14 @@ from .argtypes import nonneg_int, positive_float, positive_int, thread_list
 from .classifier import BACKENDS
 
 
+BENCH_BACKENDS = (*BACKENDS, "imx500")  # imx500: the AI Camera's rate and DNN time from its metadata
+
+
 def _backends(text: str) -> list[str]:
     out = [b.strip() for b in text.split(",") if b.strip()]
-    bad = [b for b in out if b not in BACKENDS]
+    bad = [b for b in out if b not in BENCH_BACKENDS]
     if not out or bad:
-        raise argparse.ArgumentTypeError(f"unknown backend {', '.join(bad) or text!r}; valid: {', '.join(BACKENDS)}")
+        raise argparse.ArgumentTypeError(f"unknown backend {', '.join(bad) or text!r}; valid: {', '.join(BENCH_BACKENDS)}")
     return out
 
 
@@ -76,7 +79,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL_OR_BUNDLE", help="bundles or .tflite files")
     p.add_argument("--labels", metavar="FILE", help="label file for bare .tflite models")
     p.add_argument("--backend", type=_backends, default=["cpu"], metavar="B[,B...]",
-                   help=f"backends to measure, of {', '.join(BACKENDS)} (default: cpu)")
+                   help=f"backends to measure, of {', '.join(BENCH_BACKENDS)} (default: cpu; imx500: the AI Camera's "
+                        "inference rate and DNN time from its metadata)")
     p.add_argument("--threads", type=thread_list, default=None, metavar="N[,N...]",
                    help="CPU thread counts to sweep (default: the machine's cores)")
     p.add_argument("--runs", type=positive_int, default=None, help="counted invocations (default 50)")

@@ -79,6 +79,11 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 def cmd_verify(a: argparse.Namespace) -> int:
     from .verify import format_report, verify
 
+    if a.backend == "imx500":
+        from .imx500 import verify_command
+
+        verify_command(a.bundle)  # says what it could check and what it could not
+
     rep = verify(a.bundle, backend=a.backend, interpreter=a.interpreter, threads=a.threads, fault=a.simulate_fault)
     print(json.dumps(rep.to_dict()) if a.json else format_report(rep))
     if not rep.ok:
@@ -177,7 +182,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                        "bit-identical int8 outputs on the cpu backend, the same top-1 and scores within 0.2 "
                        "elsewhere. Exits 1 on any mismatch, naming the likely cause.")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory or .tar.gz")
-    runtime_args(p)
+    runtime_args(p, (*BACKENDS, "imx500"))
     p.add_argument("--json", action="store_true", help="the report as one JSON line")
     p.add_argument("--simulate-fault", choices=("swap-rb",), default=None, help=argparse.SUPPRESS)  # tests only
     p.set_defaults(func=cmd_verify)

@@ -140,3 +140,33 @@ def test_auto_prefers_the_imx500_only_with_camera_and_network(tmp_path, coral_bu
     assert not imx500.prefer(b, tmp_path / "none")
     assert not imx500.prefer(coral_bundle, sysfs)
     assert not imx500.prefer(make_bundle(tmp_path / "norpk", rpk=False), sysfs)
+
+
+def _env(tmp_path: Path, frames: list) -> dict:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"camera_id": CAMERA_ID, "input_size": [128, 128], "frames": frames}))
+    sysfs = fake_sysfs(tmp_path / "sys", {3: "imx500"})
+    return {"PYTHONPATH": os.pathsep.join([str(STANDINS), os.environ.get("PYTHONPATH", "")]),
+            "EDGECLS_TEST_IMX500_SCRIPT": str(script), "EDGECLS_TEST_SYSFS": str(sysfs)}
+
+
+def test_bench_reports_the_sensors_rate_and_dnn_time(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    frames = [{"outputs": [[0.1, 0.6, 0.1, 0.1, 0.1]], "shapes": [[5]], "kpi": [4000, 800]}, None,
+              {"outputs": [[0.1, 0.1, 0.6, 0.1, 0.1]], "shapes": [[5]], "kpi": [6000, 900]}]
+    out = tmp_path / "bench.json"
+    p = run_edgecls("bench", b, "--backend", "imx500", "--runs", "4", "--warmup", "0", "--in-process", "--save", out,
+                    env=_env(tmp_path, frames), timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["status"] == "ok" and row["backend"] == "imx500"
+    s = row["invoke_ms"]
+    assert s["count"] == 4 and s["min"] == pytest.approx(4.0) and s["max"] == pytest.approx(6.0)
+    assert row["imx500"]["without_tensor"] >= 1 and row["imx500"]["classified"] == 4
+    assert "imx500" in p.stdout
+
+
+def test_verify_on_the_imx500_says_what_it_could_not_check(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    p = run_edgecls("verify", b, "--backend", "imx500", env=_env(tmp_path, [None]))
+    assert_one_line_error(p, "network.rpk", "were not checked", "--backend cpu")

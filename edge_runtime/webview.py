@@ -78,8 +78,7 @@ class View:
                            "classes": [{"index": c.index, "label": c.label, "score": c.score} for c in classes],
                            "label_seconds": wall - self.leader_since,
                            "latency_ms": latency_ms, "dropped": self.dropped_ref() if self.dropped_ref else 0,
-                           "actions": self.actions_ref() if self.actions_ref else {}, "info": self.info,
-                           "history": self._history()}
+                           "actions": self.actions_ref() if self.actions_ref else {}, "info": self.info}
             if jpeg is not None:
                 self.jpeg = jpeg
                 self.seq += 1
@@ -92,6 +91,11 @@ class View:
         self.history.append((wall, label, fps, invoke_ms))
         while self.history and wall - self.history[0][0] > HISTORY_S:
             self.history.popleft()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What /status.json serves: the latest status and the last minute, built per request, not per frame."""
+        with self.lock:
+            return {**self.status, "history": self._history()}
 
     def _history(self) -> dict[str, list]:
         t, label, fps, invoke = zip(*self.history) if self.history else ((), (), (), ())
@@ -171,8 +175,7 @@ class Handler(BaseHTTPRequestHandler):
             name, ctype = FILES[path]
             self._send((WEB / name).read_bytes(), ctype)
         elif path == "/status.json":
-            with self.view.lock:
-                body = json.dumps(self.view.status).encode()
+            body = json.dumps(self.view.snapshot()).encode()
             self._send(body, "application/json")
         elif path == "/stream.mjpg":
             if not self.server.streams.acquire(blocking=False):

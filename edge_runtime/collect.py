@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import tempfile
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -409,51 +407,6 @@ setInterval(refresh, 3000);
 """
 
 
-class JSONRoutes:
-    """Helpers shared by the collect and review pages: read a JSON body, answer JSON, serve a
-    file from inside the dataset."""
-
-    @staticmethod
-    def body(handler: Any) -> dict:
-        n = int(handler.headers.get("Content-Length") or 0)
-        if n > 1 << 16:
-            raise ValueError("request too large")
-        data = json.loads(handler.rfile.read(n) or b"{}")
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        return data
-
-    @staticmethod
-    def answer(handler: Any, obj: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
-        body = json.dumps(obj).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.send_header("Cache-Control", "no-store")
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    @staticmethod
-    def file(handler: Any, root: Path, rel: str) -> None:
-        """Send ``root/rel`` if it is an image inside ``root`` (no ``..`` escapes)."""
-        try:
-            path = (root / rel).resolve()
-            path.relative_to(root.resolve())
-        except (ValueError, OSError):
-            handler.send_error(HTTPStatus.NOT_FOUND)
-            return
-        if not path.is_file() or path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-            handler.send_error(HTTPStatus.NOT_FOUND)
-            return
-        data = path.read_bytes()
-        handler.send_response(HTTPStatus.OK)
-        handler.send_header("Content-Type", "image/png" if path.suffix.lower() == ".png" else "image/jpeg")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.send_header("Cache-Control", "no-store")
-        handler.end_headers()
-        handler.wfile.write(data)
-
-
 def query(path: str) -> tuple[str, dict[str, str]]:
     u = urlsplit(path)
     return u.path, {k: v[0] for k, v in parse_qs(u.query).items()}
@@ -463,43 +416,38 @@ def handler(collector: Collector, grabber: Grabber, view: Any) -> type:
     """The camera web view's handler (``/stream.mjpg``) with the collect page and its actions."""
     from . import webview
 
-    base = webview._handler(view)
+    def capture(body: dict[str, Any]) -> dict[str, Any]:
+        burst = bool(body.get("burst"))
+        s = collector.capture(grabber, str(body.get("label", "")), burst)
+        if s is None:
+            msg = "no new frame from the camera yet" if burst else \
+                f"no frame to save ({grabber.ended or 'waiting for the camera'})"
+        else:
+            msg = f"saved {s.rel}"
+        return {**collector.state(), "message": msg}
 
-    class Handler(base):  # type: ignore[misc, valid-type]
+    def undo(body: dict[str, Any]) -> dict[str, Any]:
+        s = collector.undo(body.get("rel") or None)
+        return {**collector.state(), "message": f"removed {s.rel}" if s else "nothing to undo"}
+
+    def add_class(body: dict[str, Any]) -> dict[str, Any]:
+        name = collector.add_class(str(body.get("label", "")))
+        return {**collector.state(), "message": f"class {name} added"}
+
+    class Handler(webview.handler_for(view)):  # type: ignore[misc]
         def do_GET(self) -> None:  # noqa: N802
             path, q = query(self.path)
             if path == "/":
                 self._send(PAGE.encode(), "text/html; charset=utf-8")
             elif path == "/collect.json":
-                JSONRoutes.answer(self, collector.state())
+                self.send_json(collector.state())
             elif path == "/photo":
-                JSONRoutes.file(self, collector.root, q.get("rel", ""))
+                self.send_image_in(collector.root, q.get("rel", ""))
             else:
                 super().do_GET()
 
         def do_POST(self) -> None:  # noqa: N802
-            path, _ = query(self.path)
-            try:
-                body = JSONRoutes.body(self)
-                if path == "/capture":
-                    label = str(body.get("label", ""))
-                    burst = bool(body.get("burst"))
-                    s = collector.capture(grabber, label, burst)
-                    if s is None:
-                        msg = "no new frame from the camera yet" if burst else f"no frame to save ({grabber.ended or 'waiting for the camera'})"
-                        JSONRoutes.answer(self, {**collector.state(), "message": msg})
-                        return
-                    JSONRoutes.answer(self, {**collector.state(), "message": f"saved {s.rel}"})
-                elif path == "/undo":
-                    s = collector.undo(body.get("rel") or None)
-                    JSONRoutes.answer(self, {**collector.state(), "message": f"removed {s.rel}" if s else "nothing to undo"})
-                elif path == "/class":
-                    name = collector.add_class(str(body.get("label", "")))
-                    JSONRoutes.answer(self, {**collector.state(), "message": f"class {name} added"})
-                else:
-                    self.send_error(HTTPStatus.NOT_FOUND)
-            except (ValueError, EdgeclsError, OSError) as e:
-                JSONRoutes.answer(self, {"error": str(e)}, HTTPStatus.BAD_REQUEST)
+            self.dispatch_post({"/capture": capture, "/undo": undo, "/class": add_class})
 
     return Handler
 

@@ -10,11 +10,10 @@ link-then-unlink: atomic, and never over an existing file.
 from __future__ import annotations
 
 import threading
-from http import HTTPStatus
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .collect import STYLE, JSONRoutes, check_class, class_folders, move_new, query
+from .collect import STYLE, check_class, class_folders, move_new, query
 from .errors import EdgeclsError
 
 REVIEW = "_review"
@@ -137,37 +136,35 @@ fetch('/review.json', {cache: 'no-store'}).then(r => r.json()).then(render);
 def handler(reviewer: Reviewer, view: Any) -> type:
     from . import webview
 
-    class Handler(webview._handler(view)):  # type: ignore[misc]
+    def move(body: dict[str, Any]) -> dict[str, Any]:
+        dest = reviewer.move(str(body.get("rel", "")), str(body.get("label", "")))
+        return {**reviewer.state(), "message": f"moved to {dest.relative_to(reviewer.root).as_posix()}"}
+
+    def discard(body: dict[str, Any]) -> dict[str, Any]:
+        reviewer.discard(str(body.get("rel", "")))
+        return {**reviewer.state(), "message": f"discarded (kept in {DISCARDED}/ until you delete it)"}
+
+    def add_class(body: dict[str, Any]) -> dict[str, Any]:
+        name = reviewer.add_class(str(body.get("label", "")))
+        return {**reviewer.state(), "message": f"class {name} added"}
+
+    routes = {"/move": move, "/discard": discard, "/class": add_class}
+
+    class Handler(webview.handler_for(view)):  # type: ignore[misc]
         def do_GET(self) -> None:  # noqa: N802
             path, q = query(self.path)
             if path == "/":
                 self._send(PAGE.encode(), "text/html; charset=utf-8")
             elif path == "/review.json":
-                JSONRoutes.answer(self, reviewer.state())
+                self.send_json(reviewer.state())
             elif path == "/image":
-                JSONRoutes.file(self, reviewer.root / REVIEW, PurePosixPath(q.get("rel", "")).as_posix()
-                                .removeprefix(REVIEW + "/"))
+                self.send_image_in(reviewer.root / REVIEW, PurePosixPath(q.get("rel", "")).as_posix()
+                                   .removeprefix(REVIEW + "/"))
             else:
                 super().do_GET()  # the shared style sheet; anything else is not found
 
         def do_POST(self) -> None:  # noqa: N802
-            path, _ = query(self.path)
-            try:
-                body = JSONRoutes.body(self)
-                if path == "/move":
-                    dest = reviewer.move(str(body.get("rel", "")), str(body.get("label", "")))
-                    msg = f"moved to {dest.relative_to(reviewer.root).as_posix()}"
-                elif path == "/discard":
-                    dest = reviewer.discard(str(body.get("rel", "")))
-                    msg = f"discarded (kept in {DISCARDED}/ until you delete it)"
-                elif path == "/class":
-                    msg = f"class {reviewer.add_class(str(body.get('label', '')))} added"
-                else:
-                    self.send_error(HTTPStatus.NOT_FOUND)
-                    return
-                JSONRoutes.answer(self, {**reviewer.state(), "message": msg})
-            except (ValueError, EdgeclsError, OSError) as e:
-                JSONRoutes.answer(self, {"error": str(e)}, HTTPStatus.BAD_REQUEST)
+            self.dispatch_post(routes)
 
     return Handler
 

@@ -25,7 +25,7 @@ from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from PIL import Image
 
@@ -149,6 +149,46 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    # --- for the pages that answer JSON (collect, review) ---------------------------------------
+
+    def send_json(self, obj: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self._send(json.dumps(obj).encode(), "application/json", status)
+
+    def read_json(self) -> dict[str, Any]:
+        """The request's JSON object (at most 64 KiB)."""
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > 1 << 16:
+            raise ValueError("request too large")
+        data = json.loads(self.rfile.read(n) or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        return data
+
+    def dispatch_post(self, routes: Mapping[str, Callable[[dict[str, Any]], Any]]) -> None:
+        """POST ``path`` -> ``routes[path](body)``, answered as JSON; a bad request is a 400 with
+        ``{"error"}``, an unknown path a 404."""
+        route = routes.get(self.path.split("?", 1)[0])
+        if route is None:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        try:
+            self.send_json(route(self.read_json()))
+        except (ValueError, EdgeclsError, OSError) as e:
+            self.send_json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
+
+    def send_image_in(self, root: Path, rel: str) -> None:
+        """``root/rel`` if it is an image file inside ``root`` (no ``..`` escapes), else 404."""
+        try:
+            path = (root / rel).resolve()
+            path.relative_to(root.resolve())
+        except (ValueError, OSError):
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        if not path.is_file() or path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        self._send(path.read_bytes(), "image/png" if path.suffix.lower() == ".png" else "image/jpeg")
+
     def handle_one_request(self) -> None:
         self.server.expect_request(self.connection)  # the whole request, not each recv, has a deadline
         try:
@@ -207,8 +247,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _handler(view: View) -> type[BaseHTTPRequestHandler]:
-    """``Handler`` bound to ``view``."""
+def handler_for(view: View) -> type[Handler]:
+    """``Handler`` bound to ``view`` (collect and review subclass it with their pages)."""
     return type("Handler", (Handler,), {"view": view})
 
 
@@ -308,12 +348,12 @@ def serve(view: View, host: str, port: int, handler: type[BaseHTTPRequestHandler
           public: bool = False, idle_timeout: float = IDLE_TIMEOUT, max_workers: int = MAX_WORKERS,
           max_streams: int = MAX_STREAMS) -> Server:
     """Start the server in a daemon thread; returns it (``server_address`` has the real port).
-    ``handler``: a subclass of ``_handler(view)`` with more pages (collect, review). ``public``:
+    ``handler``: a subclass of ``handler_for(view)`` with more pages (collect, review). ``public``:
     answer to any ``Host`` header (the caller has checked the user asked for it)."""
     try:
         # Bound to a non-loopback address, the callers have already required --public: the Host check
         # guards loopback-only views, which DNS rebinding would otherwise open to any web page.
-        server = Server(host, port, handler or _handler(view), public or not is_loopback(host), idle_timeout,
+        server = Server(host, port, handler or handler_for(view), public or not is_loopback(host), idle_timeout,
                         max_workers, max_streams)
     except OSError as e:
         raise EdgeclsError(f"cannot serve on {host}:{port} ({e.strerror}); pick another port") from None

@@ -20,9 +20,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from edge_runtime import Class, Classifier, __version__, camera, sources
+from edge_runtime import Class, Classifier, __version__
 from edge_runtime.actions import ActionOptions, Actions
-from edge_runtime.doctor import cpu_model
+from edge_runtime.cli.doctor import cpu_model
+from edge_runtime.live import loop as camera
+from edge_runtime.live import sources
 
 ROOT = Path(__file__).resolve().parents[1]
 CORAL = ROOT.parent / "shared" / "assets" / "coral"

@@ -71,8 +71,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "sweep")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = ap.parse_args()
-    from edge_runtime import bench
-    from edge_runtime.interpreter import default_threads
+    from edge_runtime.bench import measure as bench
+    from edge_runtime.model.interpreter import default_threads
 
     configs = [(arch, alpha, size, "scratch") for arch, alpha, size in MODELS] + [("mobilenet_v1", 0.25, 128, "imagenet")]
     rows = []

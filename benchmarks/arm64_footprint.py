@@ -50,7 +50,7 @@ def main() -> None:
             for pi in (4, 5):
                 start = timed(arm, "pass", pi, interp)
                 imp = timed(arm, "import edge_runtime", pi, interp)
-                full = timed(arm, "import edge_runtime.interpreter as i; i.resolve_package()", pi, interp)
+                full = timed(arm, "import edge_runtime.model.interpreter as i; i.resolve_package()", pi, interp)
                 row[f"pi{pi}"] = {"python_start_s": round(start, 3), "import_edge_runtime_s": round(imp - start, 3),
                                   "import_plus_interpreter_s": round(full - start, 3)}
             r["setups"][interp] = row

@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edge_runtime import Classifier, __version__, camera, sources
-from edge_runtime.doctor import cpu_model
+from edge_runtime import Classifier, __version__
+from edge_runtime.cli.doctor import cpu_model
+from edge_runtime.live import loop as camera
+from edge_runtime.live import sources
 
 ROOT = Path(__file__).resolve().parents[1]
 CORAL = ROOT.parent / "shared" / "assets" / "coral"

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edge_runtime import Classifier, __version__, camera, sources
-from edge_runtime import machine
+from edge_runtime import Classifier, __version__
+from edge_runtime.live import loop as camera
+from edge_runtime.live import sources
+from edge_runtime.system import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CORAL = ROOT.parent / "shared" / "assets" / "coral"

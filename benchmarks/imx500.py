@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from edge_runtime.doctor import cpu_model
-from edge_runtime.interpreter import default_threads
+from edge_runtime.cli.doctor import cpu_model
+from edge_runtime.model.interpreter import default_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 

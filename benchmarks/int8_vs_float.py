@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import Classifier, __version__
-from edge_runtime import machine
-from edge_runtime.interpreter import default_threads
-from edge_runtime.preprocess import Normalization
+from edge_runtime.model.interpreter import default_threads
+from edge_runtime.model.preprocess import Normalization
+from edge_runtime.system import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGN = ROOT.parent / "shared" / "assets" / "datasets" / "sign_language_digits"

@@ -45,9 +45,10 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from edge_runtime import Classifier, __version__, machine
-from edge_runtime.bench import end_to_end
-from edge_runtime.preprocess import iter_images
+from edge_runtime import Classifier, __version__
+from edge_runtime.bench.measure import end_to_end
+from edge_runtime.model.preprocess import iter_images
+from edge_runtime.system import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"
@@ -254,7 +255,7 @@ def _previous() -> Any:
 
 def levers(frames: list[str], rounds: int) -> list[dict[str, Any]]:
     """Each lever alone, per frame (median over rounds of the mean over the frames), ms."""
-    from edge_runtime.preprocess import load_image_for, resize
+    from edge_runtime.model.preprocess import load_image_for, resize
 
     old = _previous()
     before = old.resize if old else None

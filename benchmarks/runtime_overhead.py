@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from edge_runtime import Classifier, __version__
-from edge_runtime import machine
+from edge_runtime.system import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CORAL = ROOT.parent / "shared" / "assets" / "coral"

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge_runtime import machine
+from edge_runtime.system import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime import machine
+from edge_runtime.system import machine
 from train import data, fit, model
 from train._tf import keras, tf
 

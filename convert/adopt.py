@@ -32,16 +32,16 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_runtime import __version__, golden
-from edge_runtime import interpreter as interp
-from edge_runtime import tflite_metadata
-from edge_runtime.argtypes import positive_float
-from edge_runtime.bundle import write_bundle
-from edge_runtime.classifier import Classifier
-from edge_runtime.contract import InputContract, OutputContract, TensorQuant
+from edge_runtime.bundle.classifier import Classifier
+from edge_runtime.bundle.format import write_bundle
+from edge_runtime.bundle.inspect import inspect_model
+from edge_runtime.cli.args import positive_float
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.inspect import inspect_model
-from edge_runtime.labels import read_labels
-from edge_runtime.preprocess import DEFAULT_RESIZE, IMAGE_SUFFIXES, RESIZE_METHODS, Normalization
+from edge_runtime.model import interpreter as interp
+from edge_runtime.model import metadata as tflite_metadata
+from edge_runtime.model.contract import InputContract, OutputContract, TensorQuant
+from edge_runtime.model.labels import read_labels
+from edge_runtime.model.preprocess import DEFAULT_RESIZE, IMAGE_SUFFIXES, RESIZE_METHODS, Normalization
 
 CONVENTIONS = "0/255 for inputs in [0, 1], 127.5/127.5 for inputs in [-1, 1], 0/1 for raw pixels 0..255"
 
@@ -259,7 +259,7 @@ def _with_metadata(data: bytes, meta: Any, opts: Options, description: Any,
 
 
 def _verify(bundle: Path) -> str:
-    from edge_runtime.verify import verify
+    from edge_runtime.bundle.verify import verify
 
     checked = verify(bundle, backend="cpu")
     if not checked.ok:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.argtypes import nonneg_int, positive_int
+from edge_runtime.cli.args import nonneg_int, positive_int
 from edge_runtime.errors import EdgeclsError, MissingExtra
 
 MARKER = ".edgecls-demo"  # only a directory the demo made itself is ever replaced
@@ -68,10 +68,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def run_demo(out: Path, epochs: int, size: int, seed: int = 0) -> dict:
     from convert.run import Options, convert
-    from edge_runtime import bench
-    from edge_runtime.classifier import Classifier
-    from edge_runtime.verify import verify
-
+    from edge_runtime.bench import measure as bench
+    from edge_runtime.bundle.classifier import Classifier
+    from edge_runtime.bundle.verify import verify
     from train.run import TrainConfig, log, train
 
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ requirements" and "Supported operations"): tensors quantized to 8 bits, sizes co
 compile time, at most three dimensions larger than 1 (the innermost ones), and only the ops
 of the supported-operations table. The compiler maps ops in order until the first one it
 cannot run; that op and every op after it run on the CPU. The preflight itself is pure and lives in
-``edge_runtime.edgetpu_ops`` (``edgecls inspect`` runs it on a device); it is re-exported here.
+``edge_runtime.model.edgetpu_ops`` (``edgecls inspect`` runs it on a device); it is re-exported here.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_runtime.edgetpu_ops import (EIGHT_BIT, SUPPORTED_OPS, OpCheck, Preflight,  # noqa: F401  (re-exported)
-                                      check_op, preflight)
 from edge_runtime.errors import EdgeclsError
+from edge_runtime.model.edgetpu_ops import EIGHT_BIT, SUPPORTED_OPS, OpCheck, Preflight, check_op, preflight  # noqa: F401  (re-exported)
 
 COMPILER = "edgetpu_compiler"
 INSTALL_HINT = ("edgetpu_compiler is not on PATH; it comes only from Coral's apt repository, for x86-64 Linux "

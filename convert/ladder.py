@@ -5,7 +5,7 @@
    that the first few hundred photos missed is the cheapest damage to repair).
 3. ``per-channel dense``: one weight scale per output channel of the dense layers, on the
    largest calibration set, only when no target runtime refuses such a model: tflite-runtime
-   2.14 on arm64 crashes in ``invoke()`` on it (edge_runtime.interpreter refuses to load it
+   2.14 on arm64 crashes in ``invoke()`` on it (edge_runtime.model.interpreter refuses to load it
    there), so with ``tflite-runtime-arm64`` among the targets this rung is skipped, and says so.
 4. ``quantization-aware fine-tune``: skipped, with the reason (see ``qat_unavailable``).
 
@@ -25,7 +25,7 @@ TargetRuntime = Literal["ai-edge-litert", "tflite-runtime-arm64", "tensorflow"]
 TARGET_RUNTIMES: tuple[str, ...] = get_args(TargetRuntime)
 DEFAULT_TARGETS: tuple[str, ...] = ("ai-edge-litert", "tflite-runtime-arm64")  # the two Pi installs we support
 # Runtimes known to crash on a per-channel dense layer, and why (kept in step with
-# edge_runtime.interpreter, which refuses such a model on them).
+# edge_runtime.model.interpreter, which refuses such a model on them).
 REFUSES_PER_CHANNEL_DENSE = {"tflite-runtime-arm64": "tflite-runtime 2.14 on arm64 crashes in invoke() on "
                                                      "per-channel dense layers"}
 

@@ -14,22 +14,22 @@ MediaPipe's wheel ships them) and packed the way TFLite's ``MetadataPopulator`` 
    ``zipfile`` in append mode (stored, not compressed), so the file is a flatbuffer read from
    its start and a zip read from its end.
 
-Reading it back is ``edge_runtime.tflite_metadata`` (no TensorFlow, no MediaPipe needed).
+Reading it back is ``edge_runtime.model.metadata`` (no TensorFlow, no MediaPipe needed).
 """
 
 from __future__ import annotations
 
 import io
-import zipfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from edge_runtime import __version__
 from edge_runtime.errors import MissingExtra
-from edge_runtime.tflite_metadata import METADATA_IDENTIFIER, METADATA_NAME
-from edge_runtime.preprocess import Normalization
+from edge_runtime.model.metadata import METADATA_IDENTIFIER, METADATA_NAME
+from edge_runtime.model.preprocess import Normalization
 
 LABELS_FILE = "labels.txt"
 # Every field written here exists since metadata schema 1.0.0 (the parser versions of later

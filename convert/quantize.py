@@ -14,8 +14,7 @@ from typing import Any, Iterator, Literal, get_args
 import numpy as np
 
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.interpreter import OpInfo, captured_stderr
-
+from edge_runtime.model.interpreter import OpInfo, captured_stderr
 from train._tf import keras, tf
 
 

@@ -16,14 +16,13 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_runtime import __version__, golden
-from edge_runtime import interpreter as interp
-from edge_runtime.bundle import write_bundle
-from edge_runtime.classifier import Classifier
-from edge_runtime.contract import InputContract, OutputContract, TensorQuant
+from edge_runtime.bundle.classifier import Classifier
+from edge_runtime.bundle.format import write_bundle
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.labels import read_labels
-from edge_runtime.preprocess import Normalization
-
+from edge_runtime.model import interpreter as interp
+from edge_runtime.model.contract import InputContract, OutputContract, TensorQuant
+from edge_runtime.model.labels import read_labels
+from edge_runtime.model.preprocess import Normalization
 from train import data as dataset
 from train.run import log
 
@@ -184,7 +183,8 @@ def gate(model: Any, src: Source, data: _Data, opts: Options, work: Path, progre
     """Quantize, evaluate and judge int8 against float (convert/gate.py); when the damage is
     real, climb the repair ladder (convert/ladder.py). Returns the int8 graph's ops, the passing
     evaluation, the options that made it and its number of calibration photos."""
-    from . import gate as judge, ladder
+    from . import gate as judge
+    from . import ladder
 
     decoded = {opts.calibration: data}
 

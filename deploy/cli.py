@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edge_runtime.argtypes import nonneg_float, nonneg_int, positive_float, positive_int
+from edge_runtime.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,12 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_runtime.argtypes import positive_int
+from edge_runtime.cli.args import positive_int
 from edge_runtime.errors import EdgeclsError
 
 from . import health, run, ssh
 from .inventory import Host
-
 
 # --- status ------------------------------------------------------------------------------------
 
@@ -167,7 +166,7 @@ def extend_bench(sub: argparse._SubParsersAction) -> None:
 def cmd_bench_hosts(a: argparse.Namespace) -> int:
     import sys
 
-    from edge_runtime.bench_cli import bench_outputs
+    from edge_runtime.cli.bench import bench_outputs
 
     from . import inventory
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable
 
-from edge_runtime.collect import check_class, write_new
+from edge_runtime.dataset.files import check_class, safe_label, write_new
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.mining import safe_label
 
 from . import ssh
 
@@ -284,7 +283,7 @@ def register(sub) -> None:  # type: ignore[no-untyped-def]
     """``edgecls pull`` (entry point ``edgecls.commands``)."""
     import argparse
 
-    from edge_runtime.argtypes import positive_float
+    from edge_runtime.cli.args import positive_float
 
     p = sub.add_parser(
         "pull", help="bring collected photos and mined frames home from devices, each once",

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_runtime.bundle import load_bundle
+from edge_runtime.bundle.format import load_bundle
 from edge_runtime.errors import EdgeclsError
 
 from . import remote, ssh

@@ -7,17 +7,23 @@ three), the bundle (``load_bundle``, ``write_bundle``), the contract types (``In
 ``OutputContract``), golden photos (``golden.record``, ``golden.check``) and the errors.
 """
 
-__version__ = "0.2.0"
-
-from . import golden
-from .bundle import Bundle, load_bundle, write_bundle
-from .classifier import BACKENDS, Classifier, Result
-from .contract import ContractError, InputContract, OutputContract, TensorQuant
-from .errors import (BackendUnavailable, BundleError, EdgeclsError, ImageError, LabelError, MissingExtra,
-                     ModelError)
-from .labels import read_labels
-from .postprocess import Class
-from .preprocess import RESIZE_METHODS, Normalization, load_image, resize
+from edge_runtime._version import __version__
+from edge_runtime.bundle import golden
+from edge_runtime.bundle.classifier import BACKENDS, Classifier, Result
+from edge_runtime.bundle.format import Bundle, load_bundle, write_bundle
+from edge_runtime.errors import (
+                                 BackendUnavailable,
+                                 BundleError,
+                                 EdgeclsError,
+                                 ImageError,
+                                 LabelError,
+                                 MissingExtra,
+                                 ModelError,
+)
+from edge_runtime.model.contract import ContractError, InputContract, OutputContract, TensorQuant
+from edge_runtime.model.labels import read_labels
+from edge_runtime.model.postprocess import Class
+from edge_runtime.model.preprocess import RESIZE_METHODS, Normalization, load_image, resize
 
 __all__ = [
     "BACKENDS", "RESIZE_METHODS", "BackendUnavailable", "Bundle", "BundleError", "Class", "Classifier",

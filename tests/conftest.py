@@ -108,7 +108,7 @@ def make_coral_bundle(dest: Path, model: str = "mobilenet_v1_0.25_128_quant", re
     """A bundle of one of Coral's models with golden photos recorded by the runtime, as convert
     does, without TensorFlow."""
     from edge_runtime import Classifier, golden, write_bundle
-    from edge_runtime.contract import InputContract
+    from edge_runtime.model.contract import InputContract
 
     meta = coral_bundle_meta(model, resize)
     contract = InputContract.from_json(meta["input"])
@@ -202,3 +202,16 @@ def server(tmp_path_factory):
     s = sshd.start(tmp_path_factory.mktemp("sshd"))
     yield s
     s.stop()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto broker on a free 127.0.0.1 port (tests/mosquitto.py), stopped after the test."""
+    import mosquitto
+
+    if not Path(mosquitto.MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does)")
+    pytest.importorskip("paho.mqtt.client")
+    b = mosquitto.Broker(tmp_path).start()
+    yield b
+    b.stop()

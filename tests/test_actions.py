@@ -16,10 +16,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 import mosquitto
+import pytest
 from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
+
 from edge_runtime import Class, MissingExtra
 from edge_runtime.actions import ActionOptions, Actions, Sink, State
 
@@ -128,16 +128,6 @@ def photo_folder(root: Path, per_photo: int) -> Path:
             os.symlink(CORAL / name, d / f"{i:04d}{Path(name).suffix}")
             i += 1
     return d
-
-
-@pytest.fixture
-def broker(tmp_path):
-    if not Path(mosquitto.MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does)")
-    pytest.importorskip("paho.mqtt.client")
-    b = mosquitto.Broker(tmp_path).start()
-    yield b
-    b.stop()
 
 
 def check_discovery(configs: dict[str, dict], prefix: str) -> None:
@@ -441,7 +431,10 @@ def test_camera_runs_a_command_and_a_webhook_and_reports_them(hook, tmp_path):
 
 
 def test_the_web_view_status_counts_the_actions(hook, tmp_path):
-    from edge_runtime import Classifier, camera, sources, webview
+    from edge_runtime import Classifier
+    from edge_runtime.live import loop as camera
+    from edge_runtime.live import sources
+    from edge_runtime.web import server as webview
 
     h = hook()
     view = webview.View()

@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import CORAL, SIGN_DATA, assert_one_line_error, json_lines, run_edgecls
 
 
@@ -90,7 +89,7 @@ def test_float_model_without_metadata_needs_mean_and_std(minus_one_to_one_model,
 
 def test_float_model_with_mean_and_std_matches_keras(minus_one_to_one_model, tmp_path):
     from edge_runtime import Classifier, load_bundle
-    from edge_runtime.preprocess import load_image, resize
+    from edge_runtime.model.preprocess import load_image, resize
 
     keras_model, model = minus_one_to_one_model
     labels = tmp_path / "labels.txt"
@@ -113,7 +112,7 @@ def test_float_model_with_mean_and_std_matches_keras(minus_one_to_one_model, tmp
             want = keras_model.predict((rgb[None].astype(np.float32) - 127.5) / 127.5, verbose=0)[0]
             got = clf.scores(clf.infer(clf.prepare(out / g["file"])))
             np.testing.assert_allclose(got, want, atol=1e-5)
-    from edge_runtime import tflite_metadata
+    from edge_runtime.model import metadata as tflite_metadata
 
     md = tflite_metadata.read_file(str(out / "model.tflite"))
     if md is not None:  # with MediaPipe's schema code installed, the model says it too

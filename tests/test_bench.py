@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from conftest import CORAL, assert_one_line_error, json_lines, make_coral_bundle, run_edgecls
-from edge_runtime import bench
+
+from edge_runtime.bench import measure as bench
 
 V1 = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
 LABELS = CORAL / "imagenet_labels.txt"
@@ -105,7 +106,7 @@ def test_compare_merges_result_files_into_one_table(tmp_path):
 
 
 def test_governor_and_throttling_are_flagged(monkeypatch):
-    import edge_runtime.machine as machine
+    import edge_runtime.system.machine as machine
 
     monkeypatch.setattr(machine, "governor", lambda: "ondemand")
     assert any("'ondemand'" in w and "performance" in w for w in bench.machine()["warnings"])

@@ -4,10 +4,10 @@ import json
 import tarfile
 
 import pytest
-
 from conftest import CORAL, coral_bundle_meta, json_lines, run_edgecls
+
 from edge_runtime import BundleError, Classifier, LabelError, load_bundle, write_bundle
-from edge_runtime.bundle import sha256_file
+from edge_runtime.bundle.format import sha256_file
 
 MODEL = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CORAL, ROOT, assert_one_line_error, json_lines, run_edgecls
 from PIL import Image
 
-from conftest import CORAL, ROOT, assert_one_line_error, json_lines, run_edgecls
-from edge_runtime import Classifier, sources
+from edge_runtime import Classifier
+from edge_runtime.live import sources
 
 V2 = CORAL / "mobilenet_v2_1.0_224_quant.tflite"
 LABELS = CORAL / "imagenet_labels.txt"

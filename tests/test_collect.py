@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_edgecls
 from PIL import Image
 
-import browser
-from conftest import assert_one_line_error, run_edgecls
-from edge_runtime import collect
-from edge_runtime.sources import Frame
+from edge_runtime.dataset import collect, files
+from edge_runtime.live.sources import Frame
 
 W, H = 320, 240
 
@@ -93,9 +93,9 @@ def test_cli_collect_refuses_what_it_cannot_do(video, tmp_path):
 
 
 def test_write_new_never_overwrites_and_sorts_by_time(tmp_path):
-    a = collect.write_new(tmp_path, "20250101-000000-000001", b"one")
-    b = collect.write_new(tmp_path, "20250101-000000-000001", b"two")
-    c = collect.write_new(tmp_path, "20250101-000000-000002", b"three")
+    a = files.write_new(tmp_path, "20250101-000000-000001", b"one")
+    b = files.write_new(tmp_path, "20250101-000000-000001", b"two")
+    c = files.write_new(tmp_path, "20250101-000000-000002", b"three")
     assert [p.read_bytes() for p in sorted(tmp_path.iterdir())] == [b"one", b"two", b"three"]
     assert (a.name, b.name, c.name) == ("20250101-000000-000001.jpg", "20250101-000000-000001_1.jpg",
                                         "20250101-000000-000002.jpg")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ASSETS, CORAL, ROOT, SIGN_DATA, assert_one_line_error, json_lines, run_edgecls
+
 from convert import edgetpu
 from edge_runtime import load_bundle
-from edge_runtime.interpreter import read_ops
+from edge_runtime.model.interpreter import read_ops
 
 LOGS = Path(__file__).parent / "data" / "edgetpu_logs"
 slow = pytest.mark.slow

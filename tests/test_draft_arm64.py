@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from PIL import Image
-
 from arm64 import INTERPRETERS, build
 from conftest import CACHE, CORAL, coral_bundle_meta
+from PIL import Image
+
 from edge_runtime import Classifier, golden, write_bundle
-from edge_runtime.contract import InputContract
+from edge_runtime.model.contract import InputContract
 
 pytestmark = pytest.mark.arm64
 MODEL = "mobilenet_v1_0.25_128_quant"

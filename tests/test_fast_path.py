@@ -9,13 +9,19 @@ import json
 
 import numpy as np
 import pytest
+from conftest import CORAL, coral_bundle_meta, run_edgecls
 from PIL import Image
 
-from conftest import CORAL, coral_bundle_meta, run_edgecls
 from edge_runtime import Classifier, golden, write_bundle
-from edge_runtime.contract import ContractError, InputContract
-from edge_runtime.preprocess import (InputConverter, Normalization, Preprocessor, load_image, load_image_for,
-                                     resize)
+from edge_runtime.model.contract import ContractError, InputContract
+from edge_runtime.model.preprocess import (
+    InputConverter,
+    Normalization,
+    Preprocessor,
+    load_image,
+    load_image_for,
+    resize,
+)
 
 V1 = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
 LABELS = CORAL / "imagenet_labels.txt"

@@ -16,18 +16,17 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import CORAL, ROOT, coral_bundle_meta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import CORAL, ROOT, coral_bundle_meta
-
 from edge_runtime import write_bundle
-from edge_runtime.bundle import load_bundle
+from edge_runtime.bundle.format import load_bundle
+from edge_runtime.bundle.meta import check_meta, parse_meta
 from edge_runtime.errors import BundleError, EdgeclsError, ImageError, LabelError
-from edge_runtime.labels import parse_labels
-from edge_runtime.meta import check_meta, parse_meta
-from edge_runtime.preprocess import load_image
+from edge_runtime.model.labels import parse_labels
+from edge_runtime.model.preprocess import load_image
 
 MODEL = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
 FUZZ = settings(derandomize=True, max_examples=150, deadline=None, database=None,

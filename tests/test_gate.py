@@ -115,8 +115,9 @@ def test_gate_record_of_the_sign_language_bundle_matches_the_runtime(sign_run, s
     import json
 
     from conftest import SIGN_DATA
-    from edge_runtime.classifier import Classifier
-    from edge_runtime.preprocess import Normalization
+
+    from edge_runtime.bundle.classifier import Classifier
+    from edge_runtime.model.preprocess import Normalization
 
     meta = json.loads((sign_bundle / "edgecls.json").read_text())
     g, labels = meta["metrics"]["gate"], (sign_bundle / "labels.txt").read_text().split()

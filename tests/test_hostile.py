@@ -19,15 +19,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import CACHE, CORAL, ROOT, coral_bundle_meta, json_lines
 from measure import one_error_line, run_measured
+from PIL import Image
 
 from edge_runtime import write_bundle
-from edge_runtime.bundle import load_bundle
+from edge_runtime.bundle.format import load_bundle
 from edge_runtime.errors import BundleError, ImageError, LabelError
-from edge_runtime.preprocess import load_image
+from edge_runtime.model.preprocess import load_image
 
 MODEL = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
 LABELS = CORAL / "imagenet_labels.txt"
@@ -60,7 +59,7 @@ def test_coral_labels_with_a_huge_index_are_refused_before_allocating(tmp_path):
 
 
 def test_label_index_bound_without_a_model():
-    from edge_runtime.labels import parse_labels
+    from edge_runtime.model.labels import parse_labels
 
     with pytest.raises(LabelError, match="EDGECLS_MAX_CLASSES"):
         parse_labels("0 a\n50000000 b\n")
@@ -77,7 +76,7 @@ def test_oversized_label_file(tmp_path, monkeypatch):
     labels = tmp_path / "labels.txt"
     labels.write_bytes(b"x\n" * 600_000)  # 1.2 MB of labels
     monkeypatch.setenv("EDGECLS_MAX_LABELS_BYTES", "1000000")
-    from edge_runtime.labels import read_labels
+    from edge_runtime.model.labels import read_labels
 
     with pytest.raises(LabelError, match="larger than 1,000,000 bytes.*EDGECLS_MAX_LABELS_BYTES"):
         read_labels(labels)
@@ -189,7 +188,7 @@ def test_pillow_bomb_warning_is_the_error_even_where_warnings_are_not_errors(tmp
     """Outside pytest Pillow only warns (and decodes on); edgecls makes it the image's error."""
     bomb = _png_header(tmp_path / "bomb.png", side, side)
     code = ("import warnings; warnings.resetwarnings(); warnings.simplefilter('default')\n"
-            "from edge_runtime.preprocess import load_image\nfrom edge_runtime.errors import ImageError\n"
+            "from edge_runtime.model.preprocess import load_image\nfrom edge_runtime.errors import ImageError\n"
             f"try:\n    load_image({str(bomb)!r})\nexcept ImageError as e:\n    print(e)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "EDGECLS_MAX_PIXELS": ours})

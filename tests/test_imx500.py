@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
-from edge_runtime import imx500, write_bundle
+
+from edge_runtime import write_bundle
+from edge_runtime.cli.doctor import imx500_check
+from edge_runtime.live import imx500
 
 STANDINS = Path(__file__).parent / "standins"
 LABELS = ["zero", "one", "two", "three", "four"]
@@ -61,7 +63,7 @@ def camera(tmp_path: Path, bundle: Path, frames: list, *args: str):
     script.write_text(json.dumps({"camera_id": CAMERA_ID, "input_size": [128, 128], "frames": frames}))
     sysfs = fake_sysfs(tmp_path / "sys", {3: "imx500", 4: "imx708"})
     env = {"PYTHONPATH": os.pathsep.join([str(STANDINS), os.environ.get("PYTHONPATH", "")]),
-           "EDGECLS_TEST_IMX500_SCRIPT": str(script), "EDGECLS_TEST_SYSFS": str(sysfs)}
+           "EDGECLS_TEST_IMX500_SCRIPT": str(script), "EDGECLS_TEST_SYSFS": str(sysfs), "EDGECLS_SYSFS": str(sysfs)}
     return run_edgecls("camera", bundle, "--backend", "imx500", *args, env=env, timeout=120)
 
 
@@ -70,9 +72,9 @@ def test_find_devices_takes_only_the_imx500(tmp_path):
     devs = imx500.find_devices(sysfs)
     assert [(d.subdev, d.device_id) for d in devs] == [("/dev/v4l-subdev5", "10-005a")]
     assert devs[0].of_node.endswith("imx500@1a")
-    status, found, _ = imx500.doctor_check(sysfs)
+    status, found, _ = imx500_check(sysfs)
     assert status in ("ok", "warn") and "/dev/v4l-subdev5" in found
-    assert imx500.doctor_check(tmp_path / "nothing")[0] == "missing"
+    assert imx500_check(tmp_path / "nothing")[0] == "missing"
 
 
 def test_camera_ranks_the_output_tensor_with_the_bundle_labels(tmp_path):
@@ -88,10 +90,10 @@ def test_camera_ranks_the_output_tensor_with_the_bundle_labels(tmp_path):
     assert [[c["label"] for c in g["classes"]] for g in got] == [["one", "zero"], ["four", "three"]]
     assert got[0]["classes"][0]["score"] == pytest.approx(0.85, abs=1e-6)  # as it came: no softmax
     assert got[1]["classes"][1]["score"] == pytest.approx(0.3, abs=1e-6)
-    assert got[0]["imx500_ms"] == {"dnn": 4.1, "dsp": 0.9}
+    assert (got[0]["latency_ms"]["invoke"], got[0]["latency_ms"]["dsp"]) == (4.1, 0.9)  # the sensor's DNN and DSP
     s = lines[-1]["summary"]
-    assert (s["classified"], s["frames"], s["without_tensor"]) == (2, 3, 1)
-    assert s["imx500_ms"]["dnn"] == pytest.approx(4.2)
+    assert (s["classified"], s["without_scores"]) == (2, 1) and s["captured"] >= 3  # capture may read one ahead
+    assert s["latency_ms"]["invoke"] == pytest.approx(4.2)
     assert "IMX500" in p.stderr and "5 classes" in p.stderr
 
 
@@ -170,3 +172,78 @@ def test_verify_on_the_imx500_says_what_it_could_not_check(tmp_path):
     b = make_bundle(tmp_path / "b")
     p = run_edgecls("verify", b, "--backend", "imx500", env=_env(tmp_path, [None]))
     assert_one_line_error(p, "network.rpk", "were not checked", "--backend cpu")
+
+
+@pytest.mark.parametrize("option", [["--threads", "2"], ["--isp-resize", "off"], ["--interpreter", "tflite_runtime"]])
+def test_options_that_need_a_model_run_here_are_refused_by_name(tmp_path, option):
+    p = camera(tmp_path, make_bundle(tmp_path / "b"), [None], *option)
+    assert_one_line_error(p, option[0], "sensor", "--backend cpu")
+
+
+def test_auto_with_threads_runs_the_model_here_and_says_why(tmp_path):
+    b = make_bundle(tmp_path / "b")
+    env = _env(tmp_path, [None])
+    p = run_edgecls("camera", b, "--threads", "1", "--json", env={**env, "EDGECLS_SYSFS": env["EDGECLS_TEST_SYSFS"]},
+                    timeout=120)
+    assert "--threads applies only to a model run on this machine" in p.stderr, p.stderr[-2000:]
+
+
+@pytest.mark.mqtt
+def test_auto_on_an_ai_camera_feeds_the_one_loop_and_every_sink(broker, tmp_path):
+    """--backend auto on an AI Camera with --serve, --labels, --mqtt, --save-uncertain and --json:
+    each works as on the CPU path; SIGTERM ends it with the summary."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import mosquitto
+
+    b = make_bundle(tmp_path / "b")
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"{n}\n" for n in ("cat", "dog", "bird", "fish", "empty")))
+    frames = [{"outputs": [[0.05, 0.85, 0.05, 0.05, 0.0]], "shapes": [[5]], "kpi": [4100, 900]},
+              {"outputs": [[0.0, 0.0, 0.1, 0.3, 0.6]], "shapes": [[5]], "kpi": [4300, 1100]}]  # unsure: 0.6 < 0.7
+    env = {**os.environ, **_env(tmp_path, frames)}
+    env["EDGECLS_SYSFS"] = env["EDGECLS_TEST_SYSFS"]
+    port = mosquitto.free_port()
+    sub = mosquitto.Subscriber(broker.port, ["ai/cam/#"])
+    mined = tmp_path / "mined"
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "camera", str(b), "--serve", f"127.0.0.1:{port}",
+                             "--labels", str(names), "--mqtt", f"{broker.url}/ai/cam", "--mqtt-interval", "0",
+                             "--save-uncertain", str(mined), "--uncertain-score", "0.7", "--save-per-minute", "100",
+                             "--json", "--fps", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        status = None
+        for _ in range(100):
+            time.sleep(0.2)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2) as r:
+                    status = json.loads(r.read())
+                if (status.get("frame") or 0) >= 6 and list(mined.glob("*.jpg")):
+                    break
+            except OSError:
+                continue
+        assert status is not None and status["frame"] >= 6, status
+        assert status["info"]["backend"] == "imx500"
+        assert status["classes"][0]["label"] in ("dog", "empty")  # the names from --labels
+        sub.wait_for(lambda m: any(x.topic == "ai/cam/state" and x.json()["label"] == "empty" for x in m))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+    assert proc.returncode == 0, err[-3000:]
+    lines = json_lines(out)
+    summary = lines[-1]["summary"]
+    assert summary["source"] == "imx500" and summary["ended"] == "interrupted"
+    assert summary["classified"] >= 6 and summary["actions"]["mqtt"]["sent"] >= 2
+    got = [l["classes"][0]["label"] for l in lines if "classes" in l]
+    assert set(got) == {"dog", "empty"} and len(got) == summary["classified"]
+    index = [json.loads(x) for x in (mined / "index.jsonl").read_text().splitlines()]
+    assert index and all(r["label"] == "empty" for r in index)  # only the unsure frames were kept
+    assert all((mined / r["file"]).is_file() for r in index)
+    assert "IMX500" in err and "frames classified" in err

@@ -4,7 +4,6 @@ metadata reader against the schema's generated code (MediaPipe's wheel)."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import ASSETS, CORAL, assert_one_line_error, json_lines, run_edgecls
 
 EMBEDDER = ASSETS / "tflite_examples" / "mobilenet_v2_035_96_embedder_with_metadata.tflite"
@@ -86,7 +85,7 @@ def test_a_bundle_and_its_models(coral_bundle):
 @pytest.mark.parametrize("model", [CORAL / "mobilenet_v2_1.0_224_inat_bird_quant.tflite", EMBEDDER])
 def test_reader_agrees_with_the_generated_schema_code(model):
     fb = pytest.importorskip("mediapipe.tasks.metadata.metadata_schema_py_generated")
-    from edge_runtime import tflite_metadata
+    from edge_runtime.model import metadata as tflite_metadata
 
     data = model.read_bytes()
     buf = tflite_metadata.metadata_buffer(data)

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-
 from conftest import CORAL
+
 from edge_runtime import LabelError, read_labels
-from edge_runtime.labels import parse_labels
-from edge_runtime.postprocess import dequantize, softmax, top_k
+from edge_runtime.model.labels import parse_labels
+from edge_runtime.model.postprocess import dequantize, softmax, top_k
 
 
 def test_coral_label_files():

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import json_lines, run_edgecls
 
 
@@ -23,7 +22,8 @@ def _mediapipe():
 
 def test_every_model_of_the_bundle_carries_labels_and_normalization(sign_bundle):
     _mediapipe()
-    from edge_runtime import load_bundle, tflite_metadata
+    from edge_runtime import load_bundle
+    from edge_runtime.model import metadata as tflite_metadata
 
     b = load_bundle(sign_bundle)  # checksums cover the files with their metadata
     assert b.meta["tflite_metadata"]["written"] is True

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CORAL, run_edgecls
 from PIL import Image
 
-from conftest import CORAL, run_edgecls
-from edge_runtime import mining
-from edge_runtime.postprocess import Class
-from edge_runtime.sources import Frame
+from edge_runtime.dataset import mining
+from edge_runtime.dataset.files import safe_label
+from edge_runtime.live.sources import Frame
+from edge_runtime.model.postprocess import Class
 
 MODEL = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
 LABELS = CORAL / "imagenet_labels.txt"
@@ -59,7 +60,7 @@ def test_ambiguous_frames_are_saved_once_per_scene_with_label_and_score(video, t
     for r in index:
         top = frames[r["frame"]]["classes"]
         assert r["label"] == top[0]["label"] and r["score"] == top[0]["score"] and len(r["top_k"]) >= 2
-        assert r["file"].endswith(f"_{mining.safe_label(r['label'])}_{r['score']:.3f}.jpg")
+        assert r["file"].endswith(f"_{safe_label(r['label'])}_{r['score']:.3f}.jpg")
         with Image.open(tmp_path / "mined" / r["file"]) as im:
             assert im.size == (320, 240)  # the full frame
     assert "4 uncertain frames saved" in p.stderr and "8 near-duplicates" in p.stderr

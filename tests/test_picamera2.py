@@ -8,10 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import CORAL
 from PIL import Image
 
-from conftest import CORAL
-from edge_runtime import Classifier, camera, preprocess, sources
+from edge_runtime import Classifier
+from edge_runtime.live import loop as camera
+from edge_runtime.live import sources
+from edge_runtime.model import preprocess
 
 standin = pytest.importorskip("picamera2_standin", reason="picamera2 is not installed (.ci/run: pip install --no-deps)")
 

@@ -5,11 +5,11 @@ import io
 
 import numpy as np
 import pytest
+from conftest import CORAL
 from PIL import Image
 
-from conftest import CORAL
 from edge_runtime import ImageError, load_image, resize
-from edge_runtime.preprocess import InputConverter, Normalization, center_crop
+from edge_runtime.model.preprocess import InputConverter, Normalization, center_crop
 
 PHOTOS = ["cat.bmp", "parrot.jpg", "bird.bmp"]
 SIZES = [(224, 224), (128, 128), (96, 160), (480, 640), (17, 5)]

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
 from PIL import Image
 
-import browser
-from edge_runtime import review
+from edge_runtime.dataset import review
 
 
 def mined(ds: Path) -> dict[str, Path]:

@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import CORAL, run_edgecls
 from PIL import Image
 
-from conftest import CORAL, run_edgecls
 from edge_runtime import BackendUnavailable, Classifier
-from edge_runtime import interpreter as interp
+from edge_runtime.model import interpreter as interp
 
 V2 = CORAL / "mobilenet_v2_1.0_224_quant.tflite"
 LABELS = CORAL / "imagenet_labels.txt"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ASSETS, ROOT, assert_one_line_error, run_edgecls
 from PIL import Image
 
-from conftest import ASSETS, ROOT, assert_one_line_error, run_edgecls
 from train import data
 
 SIGN = ASSETS / "datasets" / "sign_language_digits"
@@ -69,7 +69,7 @@ def test_scan_lists_every_unusable_file_with_its_reason(messy):
     assert any("empty_class" in w for w in ds.warnings)
     rotated = next(s for s in ds.samples if s.rel == "2/rotated.jpg")
     assert data.decode([rotated], 32, 32).shape == (1, 32, 32, 3)
-    from edge_runtime.preprocess import load_image
+    from edge_runtime.model.preprocess import load_image
     assert load_image(rotated.path).shape == (100, 60, 3)  # EXIF orientation applied: upright, portrait
 
 
@@ -107,8 +107,8 @@ def test_train_on_messy_folder_reports_skipped_files(messy, tmp_path):
     m = json.loads(p.stdout.strip().splitlines()[-1])
     assert set(m["test"]["per_class"]) == {"0", "1", "2"}
     # The reported accuracy is the saved model's, recomputed here from the test list.
-    from edge_runtime.contract import InputContract
-    from edge_runtime.preprocess import load_image_for, resize
+    from edge_runtime.model.contract import InputContract
+    from edge_runtime.model.preprocess import load_image_for, resize
     from train._tf import keras
 
     c = InputContract.from_json(json.loads((out / "preprocessing.json").read_text()))

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge_runtime import webview
+from edge_runtime.web import server as webview
 
 
 def _frame(n: int = 0):

@@ -7,7 +7,7 @@ import re
 import sys
 
 from edge_runtime.errors import MissingExtra
-from edge_runtime.interpreter import captured_stderr
+from edge_runtime.model.interpreter import captured_stderr
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # What TensorFlow's C++ side prints at start-up on every machine without a GPU; anything else
@@ -18,8 +18,8 @@ _NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IW
 
 with captured_stderr() as _lines:
     try:
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, inside the capture
     except ImportError as e:  # a Pi with only the runtime installed

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_runtime.argtypes import nonneg_int, positive_float, positive_int
+from edge_runtime.cli.args import nonneg_int, positive_float, positive_int
 
 
 def _fraction(text: str) -> float:

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from edge_runtime.errors import EdgeclsError, ImageError
-from edge_runtime.preprocess import load_image, load_image_for, resize
+from edge_runtime.model.preprocess import load_image, load_image_for, resize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SPLITS = ("train", "val", "test")

@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_runtime.contract import InputContract
 from edge_runtime.errors import EdgeclsError
+from edge_runtime.model.contract import InputContract
 
 from . import data
 
@@ -126,7 +126,8 @@ def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, s
                        "without its top, 'imagenet' (downloads) or 'none'")
     session = load_dataset(out, cfg)
 
-    from . import fit, model as modelmod  # TensorFlow from here on
+    from . import fit  # TensorFlow from here on
+    from . import model as modelmod
     from .seeding import seed_everything
 
     log(seed_everything(cfg.seed))
@@ -177,7 +178,8 @@ def load_dataset(out: Path, cfg: TrainConfig) -> _Session:
 
 def train_head(s: _Session, built: Any, strategy: Any) -> None:
     """Phase 1: the classification head on backbone features computed once."""
-    from . import fit, model as modelmod
+    from . import fit
+    from . import model as modelmod
 
     cfg, state = s.cfg, s.state
     feats = {k: _cached_features(built, v, s.out / "cache", cfg, k, s.ds.fingerprint)
@@ -203,7 +205,8 @@ def train_head(s: _Session, built: Any, strategy: Any) -> None:
 
 def fine_tune(s: _Session, built: Any, strategy: Any) -> None:
     """Phase 2: fine-tune the top of the backbone (all of it from scratch) on augmented photos."""
-    from . import fit, model as modelmod
+    from . import fit
+    from . import model as modelmod
 
     cfg = s.cfg
     with strategy.scope():

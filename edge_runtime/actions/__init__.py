@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
-from ..postprocess import Class
-from .base import Log, Sink, State, stderr_log
+from edge_runtime.actions.base import Log, Sink, State, stderr_log
+from edge_runtime.model.postprocess import Class
 
 __all__ = ["ActionOptions", "Actions", "Sink", "State", "format_stats"]
 
@@ -84,19 +84,19 @@ class Actions:
         self._pending: tuple[str | None, float] | None = None  # a challenger and when it took the lead
         self._closed = False
         self._lock = threading.Lock()
-        from . import gpio  # no optional import at module level: gpiozero loads in GpioSink.open
+        from edge_runtime.actions import gpio  # no optional import at module level: gpiozero loads in GpioSink.open
         pins = [gpio.parse(spec) for spec in o.gpio]
         for _, label in pins:
             _check_label("--gpio", label, labels)
         if o.mqtt:
-            from .mqtt import MqttSink
+            from edge_runtime.actions.mqtt import MqttSink
             self.sinks.append(MqttSink(o.mqtt, snapshot=self.snapshot, ca=o.mqtt_ca, interval=o.mqtt_interval,
                                        ha_prefix=o.ha_prefix, ha_binary=o.ha_binary, model=model, log=log))
         if o.webhook:
-            from .webhook import WebhookSink
+            from edge_runtime.actions.webhook import WebhookSink
             self.sinks.append(WebhookSink(o.webhook, timeout=o.webhook_timeout, log=log))
         if o.exec:
-            from .command import ExecSink
+            from edge_runtime.actions.command import ExecSink
             self.sinks.append(ExecSink(o.exec, timeout=o.exec_timeout, log=log))
         if pins:
             self.sinks.append(gpio.GpioSink(pins, log=log))

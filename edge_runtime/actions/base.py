@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..postprocess import Class
+from edge_runtime.model.postprocess import Class
 
 Log = Callable[[str], None]
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from .base import Log, Sink, State, stderr_log
+from edge_runtime.actions.base import Log, Sink, State, stderr_log
 
 
 class ExecSink(Sink):

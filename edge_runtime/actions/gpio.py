@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import EdgeclsError, MissingExtra
-from .base import Log, Sink, State, stderr_log
+from edge_runtime.actions.base import Log, Sink, State, stderr_log
+from edge_runtime.errors import EdgeclsError, MissingExtra
 
 
 def parse(spec: str) -> tuple[Any, str]:

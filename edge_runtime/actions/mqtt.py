@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-from .. import __version__
-from ..errors import MissingExtra
-from .base import Log, Sink, State, stderr_log
+from edge_runtime._version import __version__
+from edge_runtime.actions.base import Log, Sink, State, stderr_log
+from edge_runtime.errors import MissingExtra
 
 URL_HELP = "give --mqtt as mqtt://[USER:PASSWORD@]HOST[:PORT][/PREFIX] (mqtts:// for TLS)"
 

@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from .. import __version__
-from .base import Log, Sink, State, stderr_log
+from edge_runtime._version import __version__
+from edge_runtime.actions.base import Log, Sink, State, stderr_log
 
 RETRY_STATUS = {408, 429}
 

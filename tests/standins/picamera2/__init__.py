@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 
@@ -29,8 +30,32 @@ def _script() -> dict:
         return json.load(f)
 
 
-class CompletedRequest:  # only a name here: edgecls reads metadata through capture_metadata
-    pass
+class CompletedRequest:
+    """picamera2's CompletedRequest as edgecls uses it: ``get_metadata()``, ``make_array(name)`` (an
+    XBGR8888 main stream is (h, w, 4), R, G, B, X in memory, rows without their padding) and
+    ``release()``, after which the buffers are gone."""
+
+    def __init__(self, metadata: dict, size: tuple[int, int], n: int):
+        self.metadata, self.size, self.n, self.released = metadata, size, n, False
+
+    def get_metadata(self) -> dict:
+        return dict(self.metadata)
+
+    def make_array(self, name: str) -> np.ndarray:
+        if self.released:
+            raise RuntimeError("request already released")
+        if name != "main":
+            raise KeyError(name)
+        w, h = self.size
+        y, x = np.mgrid[0:h, 0:w]
+        px = np.zeros((h, w, 4), np.uint8)
+        px[..., 0] = (x * 255 // max(w - 1, 1)).astype(np.uint8)  # R grows to the right
+        px[..., 1] = (y * 255 // max(h - 1, 1)).astype(np.uint8)  # G downwards
+        px[..., 2] = (self.n * 37) % 256  # B changes from frame to frame
+        return px
+
+    def release(self) -> None:
+        self.released = True
 
 
 class Picamera2:
@@ -62,10 +87,22 @@ class Picamera2:
             raise RuntimeError("Camera has not been configured")
         self.started = True
 
+    def camera_configuration(self) -> dict:
+        return self.configured
+
+    def capture_request(self, wait=None, flush=None) -> CompletedRequest:
+        md = self.capture_metadata()
+        return CompletedRequest(md, tuple(self.configured["main"]["size"]), self.n)
+
     def capture_metadata(self, wait=None) -> dict:
         if not self.started:
             raise RuntimeError("Camera is not running")
         frames = _script()["frames"]
+        rate = float((self.configured.get("controls") or {}).get("FrameRate", 30.0))  # the sensor's pace
+        now = time.monotonic()
+        self.next_t = max(getattr(self, "next_t", now), now - 1 / rate)
+        time.sleep(max(0.0, self.next_t - now))
+        self.next_t += 1 / rate
         f = frames[self.n % len(frames)]
         self.n += 1
         md: dict = {"SensorTimestamp": 1_000_000 * self.n, "ScalerCrop": (0, 0, 4056, 3040)}

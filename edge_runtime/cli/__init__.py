@@ -1,0 +1,1 @@
+"""The edgecls command: every argparse parser and every print."""

@@ -1,0 +1,80 @@
+"""``edgecls collect``: the command (parsed in ``cli.main``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from edge_runtime.cli.args import nonneg_float, positive_int, serve_address
+from edge_runtime.dataset.collect import Collector, Saved, take
+from edge_runtime.dataset.files import check_class
+from edge_runtime.live import sources
+from edge_runtime.web.collect import serve
+
+
+def command(a: Any) -> int:
+    """``edgecls collect``."""
+    if a.serve and (a.label or a.count is not None):
+        raise ValueError("--label and --count take photos without the page; with --serve, use the page's buttons "
+                         "(--labels names them)")
+    if not a.serve and not a.label:
+        raise ValueError("give --serve [HOST:]PORT for the page, or --label CLASS (with --count, --every) to take "
+                         "photos from the command line")
+    labels = [x for x in (a.labels or "").split(",") if x.strip()]
+    collector = Collector(a.dataset, labels)
+    source, note = sources.open_source(a.source, (a.width, a.height), fps=a.fps)
+    source.open()
+    print(f"edgecls: collecting from {source.name} into {collector.root}" + (f"; {note}" if note else ""),
+          file=sys.stderr, flush=True)
+    if not a.serve:
+        count = a.count if a.count is not None else 50
+
+        def said(s: Saved) -> None:
+            print(s.path, flush=True)
+
+        saved = take(collector, source, a.label, count, a.every, on_saved=said)
+        print(f"edgecls: {len(saved)} photos of {a.label} saved in {collector.root / check_class(a.label)} "
+              f"({collector.counts()[check_class(a.label)]} there now)"
+              + ("" if len(saved) == count else f"; the input ended before {count}"), file=sys.stderr)
+        return 0 if saved else 1
+    host, port = serve_address(a.serve, a.public, "collect")
+    server, grabber = serve(collector, source, host, port)
+    h, p = server.server_address[:2]
+    print(f"edgecls: collect page on http://{h}:{p}/ - Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        grabber.close()
+    counts = ", ".join(f"{c} {n}" for c, n in collector.counts().items()) or "no classes"
+    print(f"edgecls: {collector.root}: {counts}", file=sys.stderr)
+    return 0
+
+
+def add_collect(sub: argparse._SubParsersAction) -> None:
+    """``edgecls collect``'s parser."""
+    p = sub.add_parser("collect", help="take photos with the camera into DATASET/<class>/: a web page with a button "
+                       "per class (--serve), or --label CLASS --count N", description="Photos from the camera into "
+                       "DATASET/<class>/ as JPEG (the full display picture), the layout `edgecls train` reads: written "
+                       "atomically, never overwriting, named by time. --serve: a page with the live picture, a button "
+                       "per class (keys 1-9; hold for a burst), counts, and the last photos with undo.")
+    p.add_argument("dataset", metavar="DATASET", help="the dataset folder (made if missing)")
+    p.add_argument("--source", default="auto", help="auto, picamera2, opencv:N, /dev/videoN, a video file or a folder "
+                   "of images (default auto)")
+    p.add_argument("--serve", metavar="[HOST:]PORT", help="the collect page (default host 127.0.0.1)")
+    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    p.add_argument("--labels", metavar="A,B", help="classes to show as buttons (besides DATASET's folders)")
+    p.add_argument("--label", metavar="CLASS", help="without --serve: the class of the photos to take")
+    p.add_argument("--count", type=positive_int, default=None, metavar="N", help="without --serve: photos to take "
+                   "(default 50)")
+    p.add_argument("--every", type=nonneg_float, default=0.5, metavar="S", help="without --serve: seconds between "
+                   "photos (a file's frames are taken in order; default 0.5)")
+    p.add_argument("--fps", type=nonneg_float, default=0.0, help="pace a folder of images at this rate")
+    p.add_argument("--width", type=positive_int, default=224, help=argparse.SUPPRESS)  # the Pi camera's lores size
+    p.add_argument("--height", type=positive_int, default=224, help=argparse.SUPPRESS)
+    p.set_defaults(func=command)

@@ -1,0 +1,43 @@
+"""``edgecls review``: the command (parsed in ``cli.main``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from edge_runtime.cli.args import serve_address
+from edge_runtime.dataset.review import REVIEW, Reviewer
+from edge_runtime.web.review import serve
+
+
+def command(a: Any) -> int:
+    """``edgecls review``."""
+    reviewer = Reviewer(a.dataset)
+    host, port = serve_address(a.serve, a.public, "review")
+    server = serve(reviewer, host, port)
+    h, p = server.server_address[:2]
+    print(f"edgecls: review page on http://{h}:{p}/ ({len(reviewer.pending())} frames in {reviewer.root / REVIEW}) "
+          "- Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+    print(f"edgecls: {len(reviewer.pending())} frames left in {reviewer.root / REVIEW}", file=sys.stderr)
+    return 0
+
+
+def add_review(sub: argparse._SubParsersAction) -> None:
+    """``edgecls review``'s parser."""
+    p = sub.add_parser("review", help="sort the frames in DATASET/_review/ into classes on a web page",
+                       description="A page showing the frames `edgecls pull` put in DATASET/_review/<predicted>/, "
+                       "with the predicted label and score; a button moves each into a class folder (or a new "
+                       "one), or discards it (to DATASET/_discarded/). Moves are atomic and never overwrite.")
+    p.add_argument("dataset", metavar="DATASET", help="the dataset folder")
+    p.add_argument("--serve", metavar="[HOST:]PORT", required=True, help="the review page (default host 127.0.0.1)")
+    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    p.set_defaults(func=command)

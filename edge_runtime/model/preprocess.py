@@ -1,0 +1,430 @@
+"""The preprocessing contract: any image becomes RGB uint8, is resized once by a named method,
+and enters the model as its input type with no float arithmetic where the quantization allows.
+
+Plain numpy and Pillow; nothing here touches an interpreter.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Literal, Sequence, Union, get_args
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edge_runtime.errors import ImageError
+from edge_runtime.system.limits import MAX_PIXELS, open_regular
+
+ResizeMethod = Literal["bilinear", "bilinear-legacy", "nearest", "pil-bilinear"]
+RESIZE_METHODS: tuple[str, ...] = get_args(ResizeMethod)
+DEFAULT_RESIZE: ResizeMethod = "bilinear"
+
+CropMode = Literal["none", "center"]
+CROP_MODES: tuple[str, ...] = get_args(CropMode)
+
+# "full": every pixel of the file, then the resize. "draft": a JPEG at least twice the model's
+# size in both directions is decoded at 1/2, 1/4 or 1/8 scale inside libjpeg's inverse DCT
+# (Pillow's ``Image.draft``; the largest scale that keeps it at least the model's size), then
+# resized. Part of the contract: training, calibration and the device decode the same way.
+DecodeMode = Literal["full", "draft"]
+DECODE_MODES: tuple[str, ...] = get_args(DecodeMode)
+DEFAULT_DECODE: DecodeMode = "full"  # what bundles without a ``decode`` key were made with
+
+ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+
+
+def iter_images(paths: Sequence[str]) -> Iterator[str]:
+    """Files as given; directories walked (sorted) for image files."""
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                        yield os.path.join(root, f)
+        else:
+            yield p
+
+
+def check_choice(value: str, valid: tuple[str, ...], what: str) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise ValueError listing them."""
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """Pillow image in any mode -> HxWx3 uint8 RGB (EXIF orientation already applied)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit (or 32-bit) single channel: scale to 8 bits, never clip.
+        a = np.asarray(im)
+        if im.mode == "F":
+            a8 = np.clip(a, 0, 255).astype(np.uint8)
+        else:
+            a = a.astype(np.int64)
+            a8 = (np.clip(a, 0, 65535) >> 8).astype(np.uint8) if a.max() > 255 else np.clip(a, 0, 255).astype(np.uint8)
+        return np.repeat(a8[:, :, None], 3, axis=2)
+    if im.mode == "P":
+        im = im.convert("RGBA")  # keeps palette transparency without Pillow's warning
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im)
+
+
+_TURNED = (5, 6, 7, 8)  # EXIF orientations with a 90 degree turn
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """EXIF orientation applied; ``im`` itself when it has none (``exif_transpose`` would copy it)."""
+    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+
+
+def load_image(source: ImageLike) -> np.ndarray:
+    """Decode ``source`` to an HxWx3 uint8 RGB array.
+
+    Accepts a path, a Pillow image or a numpy array (HxW gray, HxWx3 RGB, HxWx4 RGBA/RGBX,
+    uint8). Pillow images and files of any mode (grayscale, palette, RGBA, CMYK, 16-bit) are
+    converted; EXIF orientation is applied. A file that is not a regular file is refused unopened,
+    one above the pixel limit before it is decoded. Raises ImageError naming the file.
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(_upright(source))
+    return _decode_file(os.fspath(source), None)
+
+
+def load_image_for(source: ImageLike, height: int, width: int, decode: DecodeMode = DEFAULT_DECODE) -> np.ndarray:
+    """``load_image``, for a model of ``height`` x ``width``: with ``decode="draft"`` a JPEG file
+    is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps it at least that size in
+    both directions (after its EXIF rotation), so that a 640x480 photo for a 224 model decodes
+    as 320x240, about three times faster. Arrays, Pillow images and other formats decode fully."""
+    check_choice(decode, DECODE_MODES, "decode mode")
+    if decode == "full" or isinstance(source, (np.ndarray, Image.Image)):
+        return load_image(source)
+    return _decode_file(os.fspath(source), (width, height))
+
+
+def _decode_file(path: str, draft_to: tuple[int, int] | None) -> np.ndarray:
+    """Decode one image file (at a DCT scale for ``draft_to`` = (width, height), JPEG only)."""
+    limit = MAX_PIXELS.get()
+    fd = open_regular(path, "image", ImageError)  # a FIFO or a device is refused unopened
+    try:
+        with os.fdopen(fd, "rb") as f, warnings.catch_warnings(record=True):
+            # Pillow warns above Image.MAX_IMAGE_PIXELS and goes on decoding: make that this image's
+            # error, unless the user raised our limit above Pillow's on purpose. Its other warnings
+            # (corrupt EXIF, a truncated TIFF strip) come with a decoded image or an OSError: the
+            # outcome says it, the warning is dropped.
+            warnings.simplefilter("always")
+            warnings.simplefilter("error" if limit <= (Image.MAX_IMAGE_PIXELS or limit) else "ignore",
+                                  Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                if draft_to is not None and im.format == "JPEG":
+                    w, h = draft_to
+                    im.draft(None, (h, w) if im.getexif().get(0x0112, 1) in _TURNED else (w, h))
+                _within_pixels(im, path, limit)
+                im.load()
+                return _pil_to_rgb(_upright(im))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: refused as a likely decompression bomb ({e}); {MAX_PIXELS.hint()}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read (jpg, png, bmp, gif, webp, ...)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
+        raise ImageError(f"{path}: cannot decode image ({e}); the file may be truncated or corrupt") from None
+
+
+def _within_pixels(im: Image.Image, path: str, limit: int) -> None:
+    """Refuse an image of more than ``limit`` pixels before it is decoded; a JPEG above it is
+    decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when that brings it within, since
+    no classifier input comes near that size."""
+    w, h = im.size
+    if w * h <= limit:
+        return
+    if im.format == "JPEG":
+        for f in (2, 4, 8):
+            if -(-w // f) * -(-h // f) <= limit:
+                im.draft(im.mode, (w // f, h // f))
+                break
+        if im.size[0] * im.size[1] <= limit:
+            return
+    raise ImageError(f"{path}: {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} (a decompression bomb, "
+                     f"or a picture too large to decode here); {MAX_PIXELS.hint()}")
+
+
+def _array_to_rgb(a: np.ndarray) -> np.ndarray:
+    if a.dtype != np.uint8:
+        raise ImageError(f"frame has dtype {a.dtype}; pass uint8 RGB pixels (0..255)")
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim == 3 and a.shape[2] == 3:
+        return a
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[:, :, :3]
+    if a.ndim == 3 and a.shape[2] == 1:
+        return np.repeat(a, 3, axis=2)
+    raise ImageError(f"frame has shape {a.shape}; pass HxW, HxWx3 (RGB) or HxWx4 (RGBX) uint8")
+
+
+# --- resize --------------------------------------------------------------------------------
+
+
+def center_crop(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The largest centred window of ``img`` with the aspect ratio height:width (a view)."""
+    h, w = img.shape[:2]
+    if h * width > w * height:  # too tall
+        ch = max(1, round(w * height / width))
+        top = (h - ch) // 2
+        return img[top : top + ch]
+    cw = max(1, round(h * width / height))
+    left = (w - cw) // 2
+    return img[:, left : left + cw]
+
+
+def _half_pixel(in_size: int, out_size: int) -> np.ndarray:
+    """Source coordinates of output pixel centres, in float32 as TensorFlow computes them."""
+    scale = np.float32(in_size / out_size)
+    return (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale
+
+
+class _BilinearPlan:
+    """Index tables and buffers for one (input size -> output size) bilinear resize.
+
+    Reproduces TensorFlow 2's ``tf.image.resize(img, size, "bilinear")`` (half-pixel centres,
+    no antialiasing) bit for bit in float32 - same coordinates, same interpolation order (x
+    then y: ``top = tl + (tr - tl) * x_lerp``, likewise ``bottom``, then ``top + (bottom - top)
+    * y_lerp``) - and truncates to uint8. With ``half_pixel=False`` it is TensorFlow 1's
+    ``resize_bilinear`` (and the TFLite op's default), the resize Coral's reference tests use.
+
+    Separable: each source row that some output row needs is interpolated along x once (one
+    gather of its left and right neighbours), then output rows are whole-row lerps of two of
+    those. A row shared by neighbouring output rows (any upscale or mild downscale, e.g. a
+    DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice. Index tables
+    and float buffers are built once per size pair; a call allocates nothing when given ``out``.
+    """
+
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, half_pixel: bool = True):
+        def axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if half_pixel:
+                x = _half_pixel(in_size, out_size) - np.float32(0.5)
+            else:
+                x = np.arange(out_size, dtype=np.float32) * np.float32(in_size / out_size)
+            f = np.floor(x)
+            lo = np.maximum(f, 0).astype(np.intp)
+            hi = np.minimum(np.ceil(x), in_size - 1).astype(np.intp)
+            return lo, hi, (x - f).astype(np.float32)
+
+        y0, y1, yl = axis(in_h, out_h)
+        x0, x1, xl = axis(in_w, out_w)
+        rows = np.unique(np.concatenate([y0, y1]))  # the source rows any output row reads
+        ch = np.arange(3)
+
+        def flat(xs: np.ndarray) -> np.ndarray:
+            return ((rows[:, None, None] * in_w + xs[None, :, None]) * 3 + ch).reshape(-1)
+
+        self._n = rows.size * out_w * 3
+        self._index = np.concatenate([flat(x0), flat(x1)])  # left neighbours, then right ones
+        self._x_lerp = np.repeat(xl, 3)[None, :]
+        self._y0, self._y1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)  # into ``rows``
+        self._y_lerp = yl[:, None]
+        self.shape = (out_h, out_w, 3)
+        self._pixels = np.empty(2 * self._n, np.uint8)
+        self._work = np.empty(2 * self._n, np.float32)
+        self._top = np.empty((out_h, out_w * 3), np.float32)
+        self._bottom = np.empty((out_h, out_w * 3), np.float32)
+        self._lock = threading.Lock()
+
+    def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty(self.shape, np.uint8)
+        with self._lock:
+            # mode="wrap": the indices are in range by construction, and "raise" would buffer ``out``.
+            np.take(img.reshape(-1), self._index, out=self._pixels, mode="wrap")
+            w = self._work
+            w[...] = self._pixels
+            left = w[: self._n].reshape(-1, self._x_lerp.shape[1])
+            right = w[self._n :].reshape(left.shape)
+            np.subtract(right, left, out=right)
+            np.multiply(right, self._x_lerp, out=right)
+            np.add(left, right, out=left)  # every needed row: tl + (tr - tl) * x_lerp
+            top, bottom = self._top, self._bottom
+            np.take(left, self._y0, axis=0, out=top, mode="wrap")
+            np.take(left, self._y1, axis=0, out=bottom, mode="wrap")
+            np.subtract(bottom, top, out=bottom)
+            np.multiply(bottom, self._y_lerp, out=bottom)
+            np.add(top, bottom, out=top)  # top + (bottom - top) * y_lerp
+            np.copyto(out.reshape(top.shape), top, casting="unsafe")  # float -> uint8 truncates
+        return out
+
+
+class _NearestPlan:
+    """TensorFlow 2's ``"nearest"``: half-pixel centres, floor, clamp."""
+
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int):
+        self.rows = np.minimum(np.floor(_half_pixel(in_h, out_h)), in_h - 1).astype(np.intp)
+        self.cols = np.minimum(np.floor(_half_pixel(in_w, out_w)), in_w - 1).astype(np.intp)
+
+    def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return _into(img[self.rows][:, self.cols], out)
+
+
+class _PillowBilinearPlan:
+    """Pillow's ``resize(BILINEAR)``: antialiased when shrinking. Not what TensorFlow does."""
+
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int):
+        self.size = (out_w, out_h)
+
+    def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return _into(np.asarray(Image.fromarray(img).resize(self.size, Image.Resampling.BILINEAR)), out)
+
+
+def _into(pixels: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return pixels
+    out[...] = pixels
+    return out
+
+
+Plan = Callable[..., np.ndarray]  # plan(img, out=None) -> out, or a new array
+_PLANS: dict[str, Callable[[int, int, int, int], Plan]] = {
+    "bilinear": _BilinearPlan,
+    "bilinear-legacy": functools.partial(_BilinearPlan, half_pixel=False),
+    "nearest": _NearestPlan,
+    "pil-bilinear": _PillowBilinearPlan,
+}
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int) -> Plan:
+    return _PLANS[method](in_h, in_w, out_h, out_w)
+
+
+def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFAULT_RESIZE,
+           crop: CropMode = "none", out: np.ndarray | None = None) -> np.ndarray:
+    """Resize an HxWx3 uint8 RGB image to height x width by ``method``.
+
+    ``bilinear`` (the default) equals ``tf.image.resize(img, (height, width), "bilinear")``
+    truncated to uint8; ``bilinear-legacy`` equals TensorFlow 1's ``resize_bilinear`` (no
+    half-pixel centres), which Coral's published models were tested with; ``nearest`` equals TensorFlow 2's ``"nearest"``; ``pil-bilinear`` is
+    Pillow's antialiased bilinear. ``crop="center"`` first takes the largest centred window
+    of the target aspect ratio. Index tables are built once per size pair and reused.
+    ``out`` (height x width x 3 uint8, e.g. a view of an interpreter's input tensor) receives
+    the pixels and is returned; without it the result is a new array (or ``img`` itself when
+    it already has the size).
+    """
+    check_choice(method, RESIZE_METHODS, "resize method")
+    check_choice(crop, CROP_MODES, "crop")
+    if crop == "center":
+        img = center_crop(img, height, width)
+    h, w = img.shape[:2]
+    if (h, w) == (height, width):
+        return _into(img, out)
+    return _plan(method, h, w, height, width)(np.ascontiguousarray(img), out)
+
+
+# --- input conversion ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """What the float model expects: ``(pixel - mean) / std``. The bundle contract is (0, 1)."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+
+class InputConverter:
+    """Turns uint8 RGB pixels into the model's input tensor values, decided once per model.
+
+    Quantized inputs: ``q = round((p - mean) / (std * scale) + zero_point)``, clipped. When that
+    is the identity (uint8, scale 1/std) the frame goes in as it is; when it is ``p - 128``
+    (int8) one XOR flips the sign bit; otherwise one 256-entry lookup table maps every pixel.
+    Float inputs go through a float32 lookup table. ``normalization=None`` on a quantized
+    model means the quantized value is the pixel itself (offset by -128 for int8), which is
+    Coral's convention and the bundle contract's result.
+    """
+
+    def __init__(self, dtype: np.dtype, scale: float, zero_point: int, normalization: Normalization | None):
+        self.dtype = np.dtype(dtype)
+        p = np.arange(256, dtype=np.float64)
+        if self.dtype == np.float32:
+            n = normalization or Normalization(127.5, 127.5)
+            self.table = ((p - n.mean) / n.std).astype(np.float32)
+            self.kind = f"float lookup (x - {n.mean:g}) / {n.std:g}"
+            return
+        if self.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+            raise ValueError(f"unsupported input type {self.dtype}; models take uint8, int8 or float32")
+        info = np.iinfo(self.dtype)
+        if normalization is None:
+            q = p + (0 if self.dtype == np.uint8 else -128)
+        else:
+            if scale == 0:
+                raise ValueError("quantized input without a scale")
+            q = np.round((p - normalization.mean) / (normalization.std * scale) + zero_point)
+        q = np.clip(q, info.min, info.max)
+        self.table = q.astype(self.dtype)
+        if np.array_equal(q, p):
+            self.kind = "identity"
+        elif np.array_equal(q, p - 128):
+            self.kind = "offset -128"
+        else:
+            self.kind = "lookup table"
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        if self.kind == "identity":
+            return pixels
+        if self.kind == "offset -128":
+            return (pixels ^ np.uint8(0x80)).view(np.int8)
+        return np.take(self.table, pixels)
+
+
+# --- the whole path, into a buffer ----------------------------------------------------------
+
+
+class Preprocessor:
+    """Decode, resize and convert to the model's input, by one contract, into a caller's buffer.
+
+    ``into(image, buf)`` writes the input tensor's values into ``buf`` (1 x height x width x 3 of
+    the model's input type: the interpreter's own input tensor) with no intermediate copy where
+    the conversion allows: the resize writes its uint8 pixels straight into ``buf`` (identity),
+    or into ``buf``'s bytes and flips their sign bit in place (int8, offset -128); a lookup
+    table reads a resized frame into ``buf``. ``__call__(image)`` returns a new tensor.
+    """
+
+    def __init__(self, height: int, width: int, converter: InputConverter, method: ResizeMethod = DEFAULT_RESIZE,
+                 crop: CropMode = "none", decode: DecodeMode = DEFAULT_DECODE):
+        self.height, self.width, self.to_input = height, width, converter
+        self.method: ResizeMethod = check_choice(method, RESIZE_METHODS, "resize method")  # type: ignore[assignment]
+        self.crop: CropMode = check_choice(crop, CROP_MODES, "crop")  # type: ignore[assignment]
+        self.decode: DecodeMode = check_choice(decode, DECODE_MODES, "decode mode")  # type: ignore[assignment]
+
+    def decode_image(self, image: ImageLike) -> np.ndarray:
+        return load_image_for(image, self.height, self.width, self.decode)
+
+    def __call__(self, image: ImageLike) -> np.ndarray:
+        rgb = self.decode_image(image)
+        return self.to_input(resize(rgb, self.height, self.width, self.method, self.crop))
+
+    def into(self, image: ImageLike, buf: np.ndarray) -> None:
+        rgb = self.decode_image(image)
+        kind = self.to_input.kind
+        pixels = buf.reshape(self.height, self.width, 3)
+        if kind == "identity":
+            resize(rgb, self.height, self.width, self.method, self.crop, out=pixels)
+        elif kind == "offset -128":
+            raw = pixels.view(np.uint8)
+            resize(rgb, self.height, self.width, self.method, self.crop, out=raw)
+            np.bitwise_xor(raw, np.uint8(0x80), out=raw)
+        else:
+            np.take(self.to_input.table, resize(rgb, self.height, self.width, self.method, self.crop), out=pixels)

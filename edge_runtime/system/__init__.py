@@ -1,0 +1,1 @@
+"""The machine edgecls runs on: board and CPU probes, memory, signals, and bounded file reads."""

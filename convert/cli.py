@@ -100,6 +100,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
             return EXIT_NO_IMX500
         print(f"edgecls: IMX500: {i5['packer']} ({i5['memory']['Memory Usage']} of "
               f"{i5['memory']['Total Memory Available On Chip']} on the chip)", file=sys.stderr)
+        if not i5["metrics"]["gate"]["judged"]:
+            print(f"edgecls: warning: IMX500: {i5['metrics']['gate']['reason']}", file=sys.stderr)
     if a.edgetpu and not r.edgetpu.get("compiled"):
         print(f"edgecls: Edge TPU model not compiled: {r.edgetpu.get('reason')}; the CPU bundle is complete",
               file=sys.stderr)

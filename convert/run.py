@@ -383,7 +383,7 @@ def convert_imx500(model: Any, src: Source, data: _Data, conv: _Converted, work:
                    files: dict[str, Any], opts: Options, progress: Callable[[str], None]) -> dict[str, Any]:
     """Quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py), adding imx500/ to
     ``files``; on failure the CPU bundle is still written and the section says why."""
-    from . import imx500
+    from . import gate as judge, imx500
 
     c = src.contract
     golden_photos = pick_golden(src.test, conv.q_scores)
@@ -393,11 +393,13 @@ def convert_imx500(model: Any, src: Source, data: _Data, conv: _Converted, work:
                                 work / "imx500", progress, name=opts.name or Path(src.model_path).parent.name,
                                 golden_files=[p["file"] for p in golden_meta["photos"]])
         progress(r.table)
-        imx500.gate(r.metrics, opts.max_drop)
+        verdict = imx500.judge(r.preds["float"], r.preds["imx500"], data.y_test, src.labels, opts.max_drop,
+                               opts.alpha, opts.min_agreement)
     except imx500.Imx500Error as e:
         return {"converted": False, "error": str(e)}
+    progress(judge.format_verdict(verdict, "IMX500 gate"))
     files.update(r.files)
-    return r.meta
+    return {**r.meta, "metrics": {**r.meta["metrics"], "gate": verdict.to_json()}}
 
 
 def bundle_meta(src: Source, opts: Options, out: Path, conv: _Converted, n_calib: int, n_ops: int,

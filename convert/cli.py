@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(no edgetpu_compiler on this machine).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="a run directory of edgecls train, or a .keras/.h5 model")
-    p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write (replaced atomically)")
+    p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write: a new or empty "
+                   "folder, or an earlier bundle (replaced atomically); anything else is refused")
     p.add_argument("--io", choices=("uint8", "int8", "float32"), default="uint8",
                    help="input/output type of the int8 model (uint8: what the Edge TPU and MediaPipe accept)")
     p.add_argument("--calibration", type=positive_int, default=300, metavar="N",

@@ -17,7 +17,6 @@ import numpy as np
 
 from edge_runtime import __version__, golden
 from edge_runtime import interpreter as interp
-from edge_runtime.bundle import write_bundle
 from edge_runtime.classifier import Classifier
 from edge_runtime.contract import InputContract, OutputContract, TensorQuant
 from edge_runtime.errors import EdgeclsError
@@ -27,7 +26,7 @@ from edge_runtime.preprocess import Normalization
 from train import data as dataset
 from train.run import log
 
-from . import metadata
+from . import destination, metadata
 from .ladder import DEFAULT_TARGETS
 
 GOLDEN_MAX = 10
@@ -266,7 +265,9 @@ class _Converted:
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: Options,
             progress: Callable[[str], None] = log) -> Result:
     """Convert, evaluate, gate, record golden photos, optionally compile for the Edge TPU, and
-    write the bundle atomically. Nothing is written at ``out`` unless every step passed."""
+    write the bundle atomically. Nothing is written at ``out`` unless every step passed, and
+    nothing but an earlier bundle is ever replaced there (convert/destination.py)."""
+    destination.check_out(out)
     src, model = load_source(Path(source), opts)
     data = decode_photos(src, opts, progress)
     out = Path(out)
@@ -283,7 +284,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
         meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
-        bundle = write_bundle(out, files, meta, tar=opts.tar)
+        bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:
         shutil.rmtree(work, ignore_errors=True)

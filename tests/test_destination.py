@@ -104,8 +104,8 @@ def test_an_earlier_bundle_is_replaced_whole_and_the_command_says_so(photos, tmp
     assert p.returncode == 0, p.stderr
     assert f"edgecls: {out}: replaced the earlier bundle there (the new one was written beside it" in p.stderr
     assert (out / "model.tflite").read_bytes() == CORAL_MODEL.read_bytes()
-    assert not (out / "model_edgetpu.tflite").read_bytes() == (CORAL / "mobilenet_v2_1.0_224_quant_edgetpu.tflite"
-                                                               ).read_bytes()
+    assert (out / "model_edgetpu.tflite").read_bytes() == CORAL_MODEL.with_name(f"{CORAL_MODEL.stem}_edgetpu.tflite"
+                                                                                ).read_bytes()
     assert not (out / "imx500").exists()  # nothing of the earlier bundle survives in the new one
     assert load_bundle(out).meta["name"] == "coral"
     with tarfile.open(f"{out}.tar.gz") as t:  # the archive is the new bundle too

@@ -124,3 +124,18 @@ def test_the_swap_trades_two_folders_in_one_step(tmp_path):
     if not destination._exchange(a, b):
         pytest.skip("no renameat2(RENAME_EXCHANGE) here: the fallback renames twice")
     assert (b / "x").read_text() == "new" and (a / "x").read_text() == "old"
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_an_earlier_bundle_is_replaced_whole_with_or_without_the_exchange(tmp_path, monkeypatch, exchange):
+    if not exchange:
+        monkeypatch.setattr(destination, "_exchange", lambda a, b: False)  # a system without renameat2
+    out = tmp_path / "b"
+    destination.write(out, {"labels.txt": b"old\n", "old.bin": b"x"}, {"name": "b"})
+    said: list[str] = []
+    assert destination.write(out, {"labels.txt": b"new\n"}, {"name": "b"}, progress=said.append) == out
+    assert (out / "labels.txt").read_bytes() == b"new\n" and not (out / "old.bin").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["b"]
+    assert len(said) == 1 and said[0].startswith(f"{out}: replaced the earlier bundle there")
+    assert ("swapped in by one atomic rename" if exchange else "renamed in (this system has no atomic exchange)") \
+        in said[0]

@@ -64,7 +64,7 @@ def test_adopt_other_coral_models_verify(model, tmp_path):
                     "--json")
     assert p.returncode == 0, p.stderr
     (rep,) = json_lines(p.stdout)
-    for _, image, index, k, _, _ in rows:
+    for _, _, index, k, _, _ in rows:
         if k == 1:
             assert rep["per_class"][labels[index]] == {"label": labels[index], "index": index, "photos": 1, "top1": 1.0}
     v = run_edgecls("verify", out, "--json")

@@ -43,7 +43,7 @@ def check_out(out: str | os.PathLike[str], flag: str = "--out") -> bool:
     """Whether writing a bundle at ``out`` replaces a bundle of ours (True) or fills a new or empty
     folder (False). Raises OutError when ``out`` holds anything else."""
     out = Path(out)
-    fix = f"pass a new or empty folder as {flag} (e.g. {flag} bundles/{Path(os.path.abspath(out)).name})"
+    fix = f"pass a new or empty folder as {flag} (e.g. {flag} {_elsewhere(out)})"
     if out.name in ("", ".", ".."):
         raise OutError(f"{out}: {flag} must name the bundle's own folder, not {out}; {fix}")
     if out.is_symlink():
@@ -64,6 +64,13 @@ def check_out(out: str | os.PathLike[str], flag: str = "--out") -> bool:
         raise OutError(f"{out}: an edgecls bundle, but it also holds {extra[0]}{more}, which the bundle does not "
                        f"list; replacing it would delete them - move them out, or {fix}")
     return True
+
+
+def _elsewhere(out: Path) -> Path:
+    """A folder to suggest instead of ``out``: bundles/NAME, as the README writes it."""
+    name = Path(os.path.abspath(out)).name
+    suggestion = Path("bundles") / name
+    return suggestion if os.path.abspath(suggestion) != os.path.abspath(out) else Path("bundles") / f"{name}-2"
 
 
 def _bundle_files(folder: Path) -> set[str] | None:

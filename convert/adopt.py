@@ -33,7 +33,6 @@ import numpy as np
 
 from edge_runtime import __version__, golden
 from edge_runtime.bundle.classifier import Classifier
-from edge_runtime.bundle.format import write_bundle
 from edge_runtime.bundle.inspect import inspect_model
 from edge_runtime.cli.args import positive_float
 from edge_runtime.errors import EdgeclsError
@@ -42,6 +41,8 @@ from edge_runtime.model import metadata as tflite_metadata
 from edge_runtime.model.contract import InputContract, OutputContract, TensorQuant
 from edge_runtime.model.labels import read_labels
 from edge_runtime.model.preprocess import DEFAULT_RESIZE, IMAGE_SUFFIXES, RESIZE_METHODS, Normalization
+
+from . import destination
 
 CONVENTIONS = "0/255 for inputs in [0, 1], 127.5/127.5 for inputs in [-1, 1], 0/1 for raw pixels 0..255"
 
@@ -175,7 +176,9 @@ def pick_golden(folders: dict[str, list[Path]], loose: list[Path], limit: int = 
 
 def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Options,
           progress: Callable[[str], None] = lambda m: print(f"edgecls: {m}", file=sys.stderr)) -> Report:
-    """Check, evaluate, record golden photos, write the bundle atomically, verify it."""
+    """Check, evaluate, record golden photos, write the bundle atomically, verify it. Nothing but
+    an earlier bundle is ever replaced at ``out`` (convert/destination.py)."""
+    destination.check_out(out)
     path = os.fspath(model)
     data, info = _check_model(path, opts)
     meta = tflite_metadata.read(data, path)
@@ -216,7 +219,7 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
         "metrics": {"photos": rep.photos, "top1": rep.top1, "per_class": rep.per_class},
         "golden": golden_meta,
     }
-    rep.bundle = write_bundle(out, files, bundle_meta, tar=opts.tar)
+    rep.bundle = destination.write(out, files, bundle_meta, tar=opts.tar, progress=progress)
     rep.verified = _verify(rep.bundle)
     return rep
 
@@ -296,7 +299,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "sibling joins the bundle)")
     p.add_argument("--photos", required=True, metavar="DIR", help="photos, ideally one sub-folder per class named "
                    "by its label")
-    p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write (replaced atomically)")
+    p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write: a new or empty "
+                   "folder, or an earlier bundle (replaced atomically); anything else is refused")
     p.add_argument("--labels", metavar="FILE", help="label file (default: the one in the model's metadata)")
     p.add_argument("--mean", type=float, default=None, metavar="M", help="the model takes (pixel - M) / S")
     p.add_argument("--std", type=positive_float, default=None, metavar="S", help="see --mean")

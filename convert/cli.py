@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from edge_runtime.cli.args import nonneg_float, positive_int
+from edge_runtime.cli.main.args import nonneg_float, positive_int
 
 from .ladder import DEFAULT_TARGETS, TARGET_RUNTIMES
 
@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(no edgetpu_compiler on this machine).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="a run directory of edgecls train, or a .keras/.h5 model")
-    p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write (replaced atomically)")
+    p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write: a new or empty "
+                   "folder, or an earlier bundle (replaced atomically); anything else is refused")
     p.add_argument("--io", choices=("uint8", "int8", "float32"), default="uint8",
                    help="input/output type of the int8 model (uint8: what the Edge TPU and MediaPipe accept)")
     p.add_argument("--calibration", type=positive_int, default=300, metavar="N",
@@ -100,6 +101,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
             return EXIT_NO_IMX500
         print(f"edgecls: IMX500: {i5['packer']} ({i5['memory']['Memory Usage']} of "
               f"{i5['memory']['Total Memory Available On Chip']} on the chip)", file=sys.stderr)
+        if not i5["metrics"]["gate"]["judged"]:
+            print(f"edgecls: warning: IMX500: {i5['metrics']['gate']['reason']}", file=sys.stderr)
     if a.edgetpu and not r.edgetpu.get("compiled"):
         print(f"edgecls: Edge TPU model not compiled: {r.edgetpu.get('reason')}; the CPU bundle is complete",
               file=sys.stderr)

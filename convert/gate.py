@@ -15,8 +15,14 @@ model makes). The gate fails when
 
 With few test images even the worst flips cannot be told from chance: ``m`` flips all one way
 are significant only from ``m = min_flips(alpha)`` on (6 at 0.05), so the smallest drop the
-test can see is ``100 * m / n`` points. When that exceeds ``JUDGE_LIMIT`` points the gate says
-plainly that it cannot judge and passes, recording that it did not judge.
+test can see is ``100 * m / n`` points (none at all below ``m`` images). When that exceeds
+``JUDGE_LIMIT`` points the gate says plainly that it cannot judge the drop, and records that it
+did not judge. The agreement floor needs no test and holds at any number of images: below it
+the gate fails, judged, whatever the number (with ``n`` images one changed answer costs
+``100 / n`` points of agreement, and the message says so).
+
+``convert --imx500`` judges the IMX500's network against float by the same rule and options
+(``convert.imx500.judge``).
 
 Pure Python (``math.comb``): no scipy on the conversion path.
 """
@@ -107,36 +113,51 @@ class Verdict:
                 "alpha": self.alpha, "min_agreement": self.min_agreement, "test": "exact McNemar, two-sided", **e}
 
 
-def decide(ev: Evidence, max_drop: float = 1.0, alpha: float = ALPHA, min_agreement: float = MIN_AGREEMENT) -> Verdict:
-    """Pass or fail int8 on ``ev`` (see the module docstring for the rule)."""
+def decide(ev: Evidence, max_drop: float = 1.0, alpha: float = ALPHA, min_agreement: float = MIN_AGREEMENT,
+           name: str = "int8") -> Verdict:
+    """Pass or fail the quantized model on ``ev`` (see the module docstring for the rule);
+    ``name`` is what the messages call it (the IMX500's network is judged by the same rule)."""
     b, c, n = ev.float_right_int8_wrong, ev.int8_right_float_wrong, ev.test_images
-    counts = (f"float right/int8 wrong {b}, int8 right/float wrong {c}, p = {ev.p_value:.3g}, "
+    counts = (f"float right/{name} wrong {b}, {name} right/float wrong {c}, p = {ev.p_value:.3g}, "
               f"agreement {ev.agreement:.1%} of {n}")
 
     def verdict(passed: bool, judged: bool, reason: str) -> Verdict:
         return Verdict(passed, judged, f"{reason} ({counts})", ev, max_drop, alpha, min_agreement)
 
-    need = min_images(alpha)
-    if n < need:
-        smallest = 100 * min_flips(alpha) / n if n else math.inf
-        return verdict(True, False, f"too few test images to judge int8: with {n} the test cannot see a drop "
-                       f"smaller than {smallest:.0f} points; not judged - add photos for at least {need} test images")
-    if ev.drop_points > max_drop + 1e-9 and ev.p_value < alpha:
-        return verdict(False, True, f"int8 damage is real: top-1 {ev.drop_points:.2f} points below float "
+    enough = n >= min_images(alpha)
+    if enough and ev.drop_points > max_drop + 1e-9 and ev.p_value < alpha:
+        return verdict(False, True, f"{name} damage is real: top-1 {ev.drop_points:.2f} points below float "
                        f"(--max-drop {max_drop:g}), unlikely to be chance (p < {alpha:g})")
     if ev.agreement < min_agreement:
-        return verdict(False, True, f"int8 changes too many answers: agreement with float {ev.agreement:.1%} is "
-                       f"below the floor {min_agreement:.0%}")
+        few = "" if enough else (f"; with {n} test images one changed answer is {100 / n:.0f} points of agreement: "
+                                 "add photos or lower --min-agreement")
+        return verdict(False, True, f"{name} changes too many answers: agreement with float {ev.agreement:.1%} is "
+                       f"below the floor {min_agreement:.0%}{few}")
+    if not enough:
+        return verdict(True, False, too_few(n, alpha, name))
     if ev.drop_points > max_drop + 1e-9:
-        return verdict(True, True, f"int8 top-1 is {ev.drop_points:.2f} points below float, more than --max-drop "
+        return verdict(True, True, f"{name} top-1 is {ev.drop_points:.2f} points below float, more than --max-drop "
                        f"{max_drop:g}, but within noise (p >= {alpha:g}): passed")
-    return verdict(True, True, f"int8 top-1 {ev.drop_points:.2f} points below float, within --max-drop "
+    return verdict(True, True, f"{name} top-1 {ev.drop_points:.2f} points below float, within --max-drop "
                    f"{max_drop:g}: passed")
 
 
-def format_verdict(v: Verdict) -> str:
+def too_few(n: int, alpha: float = ALPHA, name: str = "int8") -> str:
+    """Why ``n`` test images cannot judge a drop, in true numbers: with fewer images than the
+    flips a significant drop needs, no drop at all can be seen."""
+    m, need = min_flips(alpha), min_images(alpha)
+    if n < m:
+        seen = (f"with {n} test images no drop at all can be told from chance (that takes {m} answers lost and "
+                "none gained)")
+    else:
+        seen = f"with {n} test images only a drop of {100 * m / n:.0f} points or more can be told from chance"
+    return (f"too few test images to judge {name}'s top-1 drop: {seen}; the drop is not judged, the agreement "
+            f"floor held - add photos for at least {need} test images")
+
+
+def format_verdict(v: Verdict, title: str = "int8 gate") -> str:
     """A few lines for the convert report: the verdict, then the classes that flipped."""
-    lines = [f"int8 gate: {v.reason}"]
+    lines = [f"{title}: {v.reason}"]
     for name, f in v.evidence.flipped.items():
         lines.append(f"  class {name}: {f['changed']} of {f['images']} answers changed "
                      f"({f['float_right_int8_wrong']} lost, {f['int8_right_float_wrong']} gained)")

@@ -35,6 +35,8 @@ import numpy as np
 
 from edge_runtime.errors import EdgeclsError
 
+from . import gate
+
 # What ``pip install`` puts into the converter environment (tests/tools/imx500_env.sh installs the
 # same). MCT 2.6 cannot share a venv with the converter (mct-quantizers 1.7 vs the converter's 1.6).
 REQUIREMENTS = ("imx500-converter[tf]==3.19.2", "model-compression-toolkit==2.5.1")
@@ -63,6 +65,7 @@ class Imx500Result:
     seconds: float
     table: str = ""
     stages: dict[str, float] = field(default_factory=dict)
+    preds: dict[str, np.ndarray] = field(default_factory=dict)  # top-1 per test photo: "float", "imx500"
 
 
 # --- the converter environment -------------------------------------------------------------
@@ -199,7 +202,8 @@ def build_imx500(model: Any, calib: np.ndarray, test_x: np.ndarray, test_y: np.n
             "metrics": metrics, "stages_seconds": r["stages"], "convert_seconds": round(seconds, 1),
             "tools": _tool_versions(env)}
     table = format_table(metrics, meta["memory"], seconds)
-    return Imx500Result(files, meta, metrics, seconds, table, r["stages"])
+    preds = {"float": np.array(r["float_pred"]), "imx500": np.array(r["quant_pred"])}
+    return Imx500Result(files, meta, metrics, seconds, table, r["stages"], preds)
 
 
 def _tool_versions(env: Path) -> dict[str, str]:
@@ -228,11 +232,16 @@ def evaluate(float_pred: np.ndarray, chip_float_pred: np.ndarray, quant_pred: np
             "imx500_float_agreement": round(float(np.mean(quant_pred == float_pred)), 4)}
 
 
-def gate(metrics: dict, max_drop: float) -> None:
-    drop = (metrics["float_top1"] - metrics["imx500_top1"]) * 100
-    if drop > max_drop + 1e-9:
-        raise Imx500Error(f"IMX500 top-1 {metrics['imx500_top1']:.2%} is {drop:.2f} points below float "
-                          f"{metrics['float_top1']:.2%} (--max-drop {max_drop:g}); try more calibration photos")
+def judge(float_pred: np.ndarray, imx500_pred: np.ndarray, y: np.ndarray, labels: list[str], max_drop: float = 1.0,
+          alpha: float = gate.ALPHA, min_agreement: float = gate.MIN_AGREEMENT) -> gate.Verdict:
+    """The IMX500 network against the float graph, on the test photos' top-1, by the int8 gate's
+    own rule (convert/gate.py: exact McNemar on the flips, the agreement floor) with convert's
+    --max-drop, --gate-level and --min-agreement. Returns the verdict when it passes (possibly not
+    judged: too few photos); raises Imx500Error with its reason when it fails."""
+    v = gate.decide(gate.compare(float_pred, imx500_pred, y, labels), max_drop, alpha, min_agreement, name="IMX500")
+    if not v.passed:
+        raise Imx500Error(f"IMX500 gate: {v.reason}; try more calibration photos (--calibration)")
+    return v
 
 
 def golden_expectations(scores: np.ndarray, labels: list[str], files: list[str] | None) -> dict:

@@ -17,7 +17,6 @@ import numpy as np
 
 from edge_runtime import __version__, golden
 from edge_runtime.bundle.classifier import Classifier
-from edge_runtime.bundle.format import write_bundle
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.model import interpreter as interp
 from edge_runtime.model.contract import InputContract, OutputContract, TensorQuant
@@ -26,7 +25,7 @@ from edge_runtime.model.preprocess import Normalization
 from train import data as dataset
 from train.run import log
 
-from . import metadata
+from . import destination, metadata
 from .ladder import DEFAULT_TARGETS
 
 GOLDEN_MAX = 10
@@ -266,7 +265,9 @@ class _Converted:
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: Options,
             progress: Callable[[str], None] = log) -> Result:
     """Convert, evaluate, gate, record golden photos, optionally compile for the Edge TPU, and
-    write the bundle atomically. Nothing is written at ``out`` unless every step passed."""
+    write the bundle atomically. Nothing is written at ``out`` unless every step passed, and
+    nothing but an earlier bundle is ever replaced there (convert/destination.py)."""
+    destination.check_out(out)
     src, model = load_source(Path(source), opts)
     data = decode_photos(src, opts, progress)
     out = Path(out)
@@ -283,7 +284,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
         meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
-        bundle = write_bundle(out, files, meta, tar=opts.tar)
+        bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -383,6 +384,7 @@ def convert_imx500(model: Any, src: Source, data: _Data, conv: _Converted, work:
                    files: dict[str, Any], opts: Options, progress: Callable[[str], None]) -> dict[str, Any]:
     """Quantize and convert for the Raspberry Pi AI Camera (convert/imx500.py), adding imx500/ to
     ``files``; on failure the CPU bundle is still written and the section says why."""
+    from . import gate as judge
     from . import imx500
 
     c = src.contract
@@ -393,11 +395,13 @@ def convert_imx500(model: Any, src: Source, data: _Data, conv: _Converted, work:
                                 work / "imx500", progress, name=opts.name or Path(src.model_path).parent.name,
                                 golden_files=[p["file"] for p in golden_meta["photos"]])
         progress(r.table)
-        imx500.gate(r.metrics, opts.max_drop)
+        verdict = imx500.judge(r.preds["float"], r.preds["imx500"], data.y_test, src.labels, opts.max_drop,
+                               opts.alpha, opts.min_agreement)
     except imx500.Imx500Error as e:
         return {"converted": False, "error": str(e)}
+    progress(judge.format_verdict(verdict, "IMX500 gate"))
     files.update(r.files)
-    return r.meta
+    return {**r.meta, "metrics": {**r.meta["metrics"], "gate": verdict.to_json()}}
 
 
 def bundle_meta(src: Source, opts: Options, out: Path, conv: _Converted, n_calib: int, n_ops: int,

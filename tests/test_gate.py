@@ -88,11 +88,36 @@ def test_agreement_floor_fails_a_model_that_changes_many_answers():
 
 
 def test_too_few_images_are_said_to_be_too_few():
-    f, q, y = _preds(40, 3, 0)  # 7.5 points lost, but 40 images cannot tell
+    f, q, y = _preds(40, 2, 0)  # 5 points lost, but 40 images cannot tell (agreement 95 %: above the floor)
     v = gate.decide(gate.compare(f, q, y, list("abcd")), max_drop=1.0)
     assert v.passed and not v.judged
     assert "too few test images to judge" in v.reason and "at least 120 test images" in v.reason
     assert v.to_json()["judged"] is False
+
+
+def test_the_agreement_floor_holds_below_the_images_needed_to_judge_a_drop():
+    """Issue 28 item 23: 50 % agreement on 2 photos printed "not judged" and passed."""
+    f, q, y = _preds(2, 1, 0)
+    v = gate.decide(gate.compare(f, q, y, list("abcd")), max_drop=1.0, min_agreement=0.95)
+    assert not v.passed and "agreement with float 50.0% is below the floor 95%" in v.reason
+    assert "with 2 test images one changed answer is 50 points of agreement" in v.reason
+    f, q, y = _preds(40, 1, 1)  # 95 % agreement on 40: the floor holds, the drop is not judged
+    v = gate.decide(gate.compare(f, q, y, list("abcd")), max_drop=1.0, min_agreement=0.95)
+    assert v.passed and not v.judged
+
+
+def test_too_few_images_are_described_truthfully():
+    """With fewer images than the flips a significant drop needs, no drop can be seen at all; the
+    message once said "cannot see a drop smaller than 300 points" of 2 photos."""
+    f, q, y = _preds(2, 0, 0)
+    v = gate.decide(gate.compare(f, q, y, list("abcd")))
+    assert v.passed and not v.judged
+    assert "with 2 test images no drop at all can be told from chance" in v.reason
+    assert "6 answers lost and none gained" in v.reason and "300" not in v.reason
+    f, q, y = _preds(40, 0, 0)
+    v = gate.decide(gate.compare(f, q, y, list("abcd")))
+    assert "with 40 test images only a drop of 15 points or more can be told from chance" in v.reason
+    assert gate.mcnemar_exact(6, 0) < 0.05 and 100 * 6 / 40 == 15  # 6 of 40 lost, none gained: 15 points
 
 
 def test_the_counts_follow_the_predictions_not_the_accuracies():
@@ -103,6 +128,35 @@ def test_the_counts_follow_the_predictions_not_the_accuracies():
     ev = gate.compare(f, q, y, ["x", "y"])
     assert (ev.float_right_int8_wrong, ev.int8_right_float_wrong, ev.drop_points, ev.agreement) == (50, 50, 0.0, 0.0)
     assert math.isclose(ev.p_value, 1.0)
+
+
+# --- the IMX500 network is judged by the same gate (issue 28 item 11) -----------------------
+
+
+@pytest.mark.parametrize("n,b,c,max_drop,min_agreement,passes", [
+    (200, 3, 0, 1.0, 0.95, True),  # 1.5 points lost, p = 0.25: noise (a plain drop rule failed it)
+    (200, 12, 0, 1.0, 0.95, False),  # 6 points lost, p < 0.001: real damage
+    (200, 20, 20, 1.0, 0.95, False),  # no drop, but 20 % of answers changed (a plain drop rule passed it)
+    (200, 20, 20, 1.0, 0.75, True),  # ... allowed by --min-agreement 0.75
+    (2, 1, 0, 1.0, 0.95, False),  # 50 % agreement on 2 photos
+    (40, 0, 0, 1.0, 0.95, True),  # too few to judge a drop, nothing changed
+])
+def test_the_imx500_network_faces_the_int8_gate(n, b, c, max_drop, min_agreement, passes):
+    """convert --imx500 judges the IMX500 network against float with convert/gate.py's decision:
+    the same counts, McNemar test, agreement floor and options as the CPU's int8 model."""
+    from convert import imx500
+
+    f, q, y = _preds(n, b, c)
+    labels = list("abcd")
+    want = gate.decide(gate.compare(f, q, y, labels), max_drop, 0.05, min_agreement, name="IMX500")
+    assert want.passed is passes
+    if passes:
+        got = imx500.judge(f, q, y, labels, max_drop=max_drop, alpha=0.05, min_agreement=min_agreement)
+        assert got.to_json() == want.to_json()
+    else:
+        with pytest.raises(imx500.Imx500Error) as e:
+            imx500.judge(f, q, y, labels, max_drop=max_drop, alpha=0.05, min_agreement=min_agreement)
+        assert str(e.value).startswith("IMX500 gate: " + want.reason.split(" (")[0]) and "\n" not in str(e.value)
 
 
 # --- on a real conversion: the sign-language bundle of the session fixtures ----------------
@@ -116,7 +170,7 @@ def test_gate_record_of_the_sign_language_bundle_matches_the_runtime(sign_run, s
 
     from conftest import SIGN_DATA
 
-    from edge_runtime.bundle.classifier import Classifier
+    from edge_runtime.bundle.format.classifier import Classifier
     from edge_runtime.model.preprocess import Normalization
 
     meta = json.loads((sign_bundle / "edgecls.json").read_text())

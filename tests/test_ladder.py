@@ -195,3 +195,16 @@ def test_too_few_test_photos_are_said_to_be_too_few(tmp_path):
     assert "edgecls: warning: too few test images to judge int8" in p.stderr and "at least 120 test images" in p.stderr
     g = json.loads((tmp_path / "bundle" / "edgecls.json").read_text())["metrics"]["gate"]
     assert g["judged"] is False and g["passed"] is True and g["test_images"] < 120
+
+
+def test_the_agreement_floor_fails_a_conversion_on_a_handful_of_test_photos(tmp_path):
+    """Issue 28 item 23: with too few test photos to judge a drop, an int8 model that changes many
+    answers was "not judged" and written; the --min-agreement floor holds at any number."""
+    photos = _photos(tmp_path / "data", n=24)
+    model = _model(tmp_path / "activations.keras", "activations")
+    p = run_edgecls("convert", model, "--out", tmp_path / "bundle", "--labels", tmp_path / "labels.txt",
+                    "--calibration-data", photos, "--no-repair", timeout=600)
+    assert_one_line_error(p, "int8 changes too many answers", "below the floor 95%",
+                          "test images one changed answer is", "no bundle written")
+    assert "not judged" not in p.stderr
+    assert not (tmp_path / "bundle").exists()

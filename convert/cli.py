@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from edge_runtime.cli.main.args import nonneg_float, positive_int
+from edge_runtime.cli.args import nonneg_float, positive_int
 
 from .ladder import DEFAULT_TARGETS, TARGET_RUNTIMES
 

@@ -170,7 +170,7 @@ def test_gate_record_of_the_sign_language_bundle_matches_the_runtime(sign_run, s
 
     from conftest import SIGN_DATA
 
-    from edge_runtime.bundle.format.classifier import Classifier
+    from edge_runtime.bundle.classifier import Classifier
     from edge_runtime.model.preprocess import Normalization
 
     meta = json.loads((sign_bundle / "edgecls.json").read_text())

@@ -222,9 +222,25 @@ def _plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     for ep in sorted(eps, key=lambda e: e.name):
         try:
             found.append(ep.load())
-        except ImportError:  # a package of the distribution that this install left out
-            continue
+        except ModuleNotFoundError as e:
+            if e.name == ep.value.split(":")[0].split(".")[0]:
+                continue  # a package of the distribution that this install left out (a Pi has no train/)
+            found.append(_broken_command(ep.name, e))
+        except ImportError as e:
+            found.append(_broken_command(ep.name, e))
     return found
+
+
+def _broken_command(name: str, error: ImportError) -> Callable[[argparse._SubParsersAction], None]:
+    """A workstation command whose module is there but does not import: it stays listed and says why."""
+    def fail(a: argparse.Namespace) -> int:
+        raise EdgeclsError(f"the {name} command cannot load ({error}); reinstall edgecls (pip install -e '.[train]')")
+
+    def register(sub: argparse._SubParsersAction) -> None:
+        p = sub.add_parser(name, help=f"(cannot load: {error})", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=fail)
+    return register
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ import numpy as np
 
 from edge_runtime.errors import BackendUnavailable, ModelError
 from edge_runtime.system.limits import MAX_MODEL_BYTES, read_bounded
-from edge_runtime.system.machine import available_packages, cores
+from edge_runtime.system.machine import cores
 from edge_runtime.model.modelcheck import check_input_size, check_io
 
 PACKAGES = ("ai_edge_litert", "tflite_runtime", "tensorflow")

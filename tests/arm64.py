@@ -54,11 +54,22 @@ def build(cache: Path, work: Path) -> Arm64:
     t = time.perf_counter()
     key = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:12]
     userland = cache / f"arm64-{key}"
+    from conftest import cache_lock
+
+    with cache_lock(userland.name):
+        _build_userland(userland)
+    return _install_runtime(userland, work, t)
+
+
+def _build_userland(userland: Path) -> None:
     if not (userland / ".done").exists():
         env = {**os.environ, "PIP": str(Path(sys.executable).with_name("pip"))}
         p = subprocess.run(["bash", str(SCRIPT), str(userland)], capture_output=True, text=True, env=env, timeout=1200)
         if p.returncode != 0:
             raise RuntimeError(f"building the arm64 userland failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+
+
+def _install_runtime(userland: Path, work: Path, t: float) -> Arm64:
     wheels = work / "wheel"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
                    check=True, capture_output=True, text=True)

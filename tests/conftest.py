@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -156,9 +158,24 @@ def _code_key() -> str:
 
     h = hashlib.sha256()
     for pkg in ("train", "convert", "edge_runtime"):
-        for f in sorted((ROOT / pkg).glob("*.py")):
-            h.update(f.name.encode() + f.read_bytes())
+        for f in sorted((ROOT / pkg).rglob("*.py")):
+            h.update(f.relative_to(ROOT).as_posix().encode() + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Hold .cache/.NAME.lock: a cache entry is built by one process while the others (pytest-xdist
+    workers, other checkouts sharing .cache) wait for it, instead of building it twice."""
+    import fcntl
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -167,6 +184,12 @@ def sign_run() -> Path:
     Cached in .cache/sign-<code key> so that a rerun of unchanged code does not retrain."""
     base = CACHE / f"sign-{_code_key()}"
     run = base / "run"
+    with cache_lock(base.name):
+        _train_sign(base, run)
+    return run
+
+
+def _train_sign(base: Path, run: Path) -> None:
     if not (run / "metrics.json").exists():
         import shutil
 
@@ -178,18 +201,22 @@ def sign_run() -> Path:
         p = run_edgecls("train", SIGN_DATA, "--out", run, *SIGN_TRAIN, timeout=1200)
         assert p.returncode == 0, p.stderr[-4000:]
         (base / "train.log").write_text(p.stderr)
-    return run
 
 
 @pytest.fixture(scope="session")
 def sign_bundle(sign_run) -> Path:
     """The bundle `edgecls convert runs/sign --out ... --edgetpu --tar` writes (no compiler here)."""
     bundle = sign_run.parent / "bundle"
+    with cache_lock(sign_run.parent.name):
+        _convert_sign(sign_run, bundle)
+    return bundle
+
+
+def _convert_sign(sign_run: Path, bundle: Path) -> None:
     if not (bundle / "edgecls.json").exists():
         p = run_edgecls("convert", sign_run, "--out", bundle, "--edgetpu", "--tar", timeout=900)
         assert p.returncode in (0, 3), p.stderr[-4000:]  # 3: bundle written, no edgetpu_compiler here
         (sign_run.parent / "convert.log").write_text(p.stdout + p.stderr)
-    return bundle
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import subprocess
 import venv
 from pathlib import Path
 
-from conftest import CACHE, ROOT
+from conftest import CACHE, ROOT, cache_lock
 
 
 def _pip(python: Path, *args: str) -> None:
@@ -20,6 +20,11 @@ def _pip(python: Path, *args: str) -> None:
 def make_venv(name: str, requirements: list[str]) -> Path:
     """A venv with ``requirements`` (installed once, kept while they do not change) and this
     checkout installed fresh, without dependencies, on every call. Returns its python."""
+    with cache_lock(f"venv-{name}"):
+        return _make_venv(name, requirements)
+
+
+def _make_venv(name: str, requirements: list[str]) -> Path:
     key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
     home = CACHE / f"venv-{name}"
     python = home / "bin" / "python"

@@ -132,7 +132,30 @@ def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: 
                                               "live - `edgecls deploy --rollback` goes back")
         return out
     out.message = _failure(target, o, proc.returncode, stderr.decode(errors="replace"))
+    if proc.returncode == 255 and "connection was lost" in out.message:
+        _after_cut(target, o, out)
     return out
+
+
+def _after_cut(target: ssh.Target, o: ssh.Options, out: Outcome) -> None:
+    """A deploy whose connection was lost may still switch on the device (its script runs on):
+    reconnect, wait for the device's lock, and say what is live."""
+    try:
+        p = ssh.run(target, o, ["sh", "-c", remote.LIVE_AFTER, "edgecls-live", target.dir], timeout=90)
+    except (OSError, subprocess.SubprocessError):
+        p = None
+    if p is None or p.returncode != 0:
+        out.message = out.message.replace(
+            "the previous version stays live", "the previous version stays live unless the cut came at the switch "
+            "(the device could not be asked again: `edgecls deploy --status` says which)")
+        return
+    live = p.stdout.decode().strip()
+    if live == out.version:
+        out.switched = True
+        out.message = (f"{target}: the connection was lost, but the device finished the switch: {live} is live; "
+                       "run the same deploy again to be sure the rest (history, pruning, service) is done")
+    else:
+        out.message += f" (checked after the cut: {live or 'nothing'} is live)"
 
 
 def _device_commands(target: ssh.Target, o: ssh.Options, out: Outcome, verify: bool, remote_edgecls: str | None,
@@ -194,7 +217,7 @@ def _failure(t: ssh.Target, o: ssh.Options, code: int, err: str) -> str:
         return f"{t}: {mine[-1]}; the previous version stays live"
     lost = ("closed by remote host", "broken pipe", "connection reset", "timeout, server", "not responding")
     if code == 255 and any(k in err.lower() for k in lost):
-        return (f"{t}: the connection was lost during the upload ({lines[-1].strip()}); the previous version "
+        return (f"{t}: the connection was lost during the deploy ({lines[-1].strip()}); the previous version "
                 "stays live - run the same deploy again")
     if code == 255:
         return ssh.explain(t, o, code, err) + "; nothing changed"

@@ -123,6 +123,7 @@ def stages(n: int, canary: int, wave_size: int) -> list[tuple[str, list[int]]]:
 
 
 ROLLBACK_FAILED = "ROLLBACK FAILED"
+UNKNOWN = "unknown (the device could not be asked)"
 HEALTH_VERIFIED = ("the golden photos verified on the device before each switch, then the camera service's "
                    "frames, errors and latency during the soak")
 HEALTH_UNVERIFIED = ("no device-side verify (--no-verify): only the camera service's frames, errors and latency "
@@ -180,14 +181,16 @@ def _one(host: Host, r: HostResult, opts: ssh.Options, policy: Policy, deploy: D
     try:
         before = health.probe(host.target, o)
     except (health.ProbeError, OSError, subprocess.SubprocessError) as e:
-        r.result, r.reason, r.seconds = "failed", str(e), round(time.perf_counter() - t0, 2)
+        r.result, r.reason, r.seconds = "failed", f"not deployed: {e}", round(time.perf_counter() - t0, 2)
+        r.after = UNKNOWN
         return r
     r.before = r.after = before["current"]
     try:
         out = deploy(host, o)
     except (EdgeclsError, OSError, subprocess.SubprocessError) as e:
         out = run.Outcome(str(host.target), False, "deploy", version, message=str(e))
-        out.switched = _live_now(host, o, r) == version
+    if not out.ok and not out.switched and out.version and _live_now(host, o, r) == out.version:
+        out.switched = True  # the connection was lost after the device switched
     if not out.ok and not out.switched:
         r.result, r.reason = "failed", out.message
     elif not out.ok:  # switched, then failed (e.g. the --service install): the new version is live, go back
@@ -211,10 +214,12 @@ def _one(host: Host, r: HostResult, opts: ssh.Options, policy: Policy, deploy: D
 
 
 def _live_now(host: Host, o: ssh.Options, r: HostResult) -> str | None:
-    """What the device runs now, after a deploy that raised (it may have switched); None if unknown."""
+    """What the device runs now, after a deploy that failed (it may have switched first); None,
+    and ``r.after`` says so, when the device cannot be asked."""
     try:
         r.after = health.probe(host.target, o)["current"]
     except (health.ProbeError, OSError, subprocess.SubprocessError):
+        r.after = UNKNOWN
         return None
     return r.after
 

@@ -259,7 +259,8 @@ def pull(target: ssh.Target, o: ssh.Options, into: str | os.PathLike[str], delet
         try:
             _receive(proc, wanted, root, ledger, rep, str(target), limit_kbps, progress)
         except LocalWriteError as e:
-            rep.error = f"{e}; {len(rep.copied)} of {len(wanted)} new files were copied and kept - run the same pull again"
+            rep.error = (f"{e}; {len(rep.copied)} of {len(wanted)} new files were copied and kept - run the same "
+                         "pull again")
         finally:
             if proc.poll() is None:
                 proc.kill()

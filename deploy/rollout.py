@@ -84,7 +84,8 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "version": self.version, "started": self.started, "ok": self.ok,
-                "stopped": self.stopped, "verify": self.verify, "seconds": round(self.seconds, 2), "policy": asdict(self.policy),
+                "stopped": self.stopped, "verify": self.verify, "seconds": round(self.seconds, 2),
+                "policy": asdict(self.policy),
                 "hosts": [asdict(h) for h in self.hosts]}
 
     def table(self) -> str:
@@ -145,7 +146,8 @@ def rollout(hosts: list[Host], bundle: str, version: str, opts: ssh.Options, pol
         for i in idx:
             report.hosts[i].stage = name
         with ThreadPoolExecutor(max_workers=max(1, min(policy.parallel, len(idx)))) as pool:
-            done = list(pool.map(lambda i: _guarded(hosts[i], report.hosts[i], opts, policy, deploy, verify, version), idx))
+            done = list(pool.map(lambda i: _guarded(hosts[i], report.hosts[i], opts, policy, deploy, verify, version),
+                                 idx))
         failures += sum(r.result != "healthy" for r in done)
         if failures > policy.max_failures:
             report.stopped = (f"{failures} host(s) failed by the end of the {name} (more than --max-failures "

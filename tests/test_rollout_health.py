@@ -39,7 +39,7 @@ def device(tmp_path_factory):
     units = root / "units"
     units.mkdir()
     srv = sshd.start(root / "sshd", env={"PATH": f"{fake}:/usr/bin:/bin", "EDGECLS_UNIT_DIR": str(units),
-                                         "EDGECLS_SERVICE_SETTLE": "3", "PYTHONPATH": str(ROOT)})
+                                         "EDGECLS_SERVICE_SETTLE": "4", "PYTHONPATH": str(ROOT)})
     yield srv, units
     stop_service(units)
     srv.stop()

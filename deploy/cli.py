@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--soak", type=nonneg_float, default=10.0, metavar="SECONDS",
                    help="where the camera service runs, its frames must advance without errors for this long "
                         "(default 10)")
-    r.add_argument("--max-latency-ratio", type=positive_float, default=1.5, metavar="R",
+    r.add_argument("--max-latency-ratio", type=nonneg_float, default=1.5, metavar="R",
                    help="and its latency stay within R times what it was before (default 1.5; 0: do not check)")
     r.add_argument("--max-failures", type=nonneg_int, default=0, metavar="N",
                    help="when more than N hosts fail, stop and roll back every host this run switched (default 0)")
@@ -171,10 +171,22 @@ def _rollout(a: argparse.Namespace, opts) -> int:
     path.write_text(rep.markdown())
     print(json.dumps(rep.to_dict()) if a.json else rep.table())
     print(f"edgecls: report: {path}", file=sys.stderr)
+    if a.no_verify:
+        print(f"edgecls: note: health: {rollout.HEALTH_UNVERIFIED}", file=sys.stderr)
     if rep.stopped:
-        print(f"edgecls: error: the rollout stopped: {rep.stopped}; every host it switched was rolled back",
-              file=sys.stderr)
+        print(f"edgecls: error: the rollout stopped: {rep.stopped}; {_rolled_back_words(rep)}", file=sys.stderr)
+    elif rep.rollback_failed:
+        print(f"edgecls: error: {_rolled_back_words(rep)}", file=sys.stderr)
     return 0 if rep.ok else 1
+
+
+def _rolled_back_words(rep) -> str:  # type: ignore[no-untyped-def]
+    """What became of the hosts this rollout switched, as it is."""
+    stuck = rep.rollback_failed
+    if not stuck:
+        return "every host it switched was rolled back"
+    return (f"ROLLBACK FAILED on {', '.join(h.host for h in stuck)} (the new version may still be live there: "
+            "`edgecls deploy --status`); every other host it switched was rolled back")
 
 
 def _finish(a: argparse.Namespace, outcomes: list) -> int:

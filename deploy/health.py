@@ -107,7 +107,8 @@ class Soak:
 def soak_problems(t: ssh.Target, o: ssh.Options, before: dict[str, Any] | None, soak: Soak,
                   facts: dict[str, Any]) -> list[str]:
     """Where the camera service runs: it must stay active, its frames must advance without errors
-    for ``soak.seconds`` and its latency stay within ``max_latency_ratio`` of ``before``'s.
+    for ``soak.seconds`` (counted from its first status.json, which a restarted camera gets
+    ``STARTUP_S`` to serve) and its latency stay within ``max_latency_ratio`` of ``before``'s.
     Fills ``facts`` with what it saw; returns the problems (none: healthy)."""
     first = probe(t, o)
     if not first["service"]:
@@ -119,6 +120,7 @@ def soak_problems(t: ssh.Target, o: ssh.Options, before: dict[str, Any] | None, 
     if not first["serve"]:
         facts["note"] = "the camera service has no --serve: frames and latency were not checked"
         return []
+    first = _serving(t, o, first)
     time.sleep(max(0.0, soak.seconds))
     last = probe(t, o)
     facts.update(frames=[_frame(first), _frame(last)], fps=(last["status"] or {}).get("fps"))
@@ -138,6 +140,18 @@ def soak_problems(t: ssh.Target, o: ssh.Options, before: dict[str, Any] | None, 
         problems.append(f"latency {new:.1f} ms is {new / old:.2f}x the {old:.1f} ms before "
                         f"(--max-latency-ratio {soak.max_latency_ratio:g})")
     return problems
+
+
+STARTUP_S = 15.0  # a restarted camera (model load, camera start) may take this long to serve status.json
+
+
+def _serving(t: ssh.Target, o: ssh.Options, first: dict[str, Any]) -> dict[str, Any]:
+    """The first probe whose status.json answered (the soak starts there), waiting up to STARTUP_S."""
+    deadline = time.monotonic() + STARTUP_S
+    while first["status"] is None and first["state"] == "active" and time.monotonic() < deadline:
+        time.sleep(1.0)
+        first = probe(t, o)
+    return first
 
 
 def _frame(p: dict[str, Any]) -> int:

@@ -11,6 +11,11 @@ The protocol, over the same SSH as deploy (batch mode, known host keys only):
    discarded it) come as one tar stream; each file is checked against its listed sha256 and
    written atomically under a new name (never over a local file), then added to the ledger. A
    cut connection loses at most the file in flight, which was never written; run it again.
+   Byte-identical files on the device (a still scene) are sent once; the report names each
+   duplicate and the file it is a copy of. The file list is fed to ssh by its own thread while
+   this one reads the tar (neither side can fill a pipe and wait for the other), and a stream
+   that stalls for ``STALL_S`` is cut. A local write that fails (disk full, no permission) stops
+   the pull with the path and the cause: that is not a lost connection.
 3. ``--delete-after``: the device deletes the files it is sent back, each only if its sha256 still
    matches, and only files that are verified at home (copied now, or already here).
 
@@ -24,6 +29,7 @@ import json
 import os
 import subprocess
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -35,6 +41,8 @@ from edge_runtime.errors import EdgeclsError
 from . import ssh
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+LIST_TIMEOUT_S = 600  # the device hashes every image: tens of thousands on an SD card
+STALL_S = 60  # the tar stream sent nothing for this long: cut it (ssh's keep-alives catch a dead link sooner)
 LEDGER = Path(".edgecls") / "pulled"
 REVIEW = "_review"
 
@@ -72,6 +80,10 @@ class PullError(EdgeclsError):
     """A pull that could not finish; what was copied is kept."""
 
 
+class LocalWriteError(PullError):
+    """A file could not be written at home (disk full, no permission): the connection was fine."""
+
+
 @dataclass(frozen=True)
 class Remote:
     """One image on the device."""
@@ -91,27 +103,47 @@ class Report:
     deleted: int = 0
     bytes: int = 0
     error: str = ""
+    duplicates: dict[str, str] = field(default_factory=dict)  # device path -> the device file it is a copy of
 
     def line(self) -> str:
         photos = sum(1 for c in self.copied if not c.startswith(REVIEW + "/"))
         text = (f"{self.target}: {len(self.copied)} new ({photos} photos into class folders, "
                 f"{len(self.copied) - photos} frames into {REVIEW}/), {self.known} already here"
                 + (f", {self.deleted} deleted on the device" if self.deleted else "")
-                + (f", {len(self.skipped)} skipped" if self.skipped else ""))
+                + (f", {len(self.skipped)} skipped" if self.skipped else "")
+                + (f", {self.duplicates_text()}" if self.duplicates else ""))
         return text
+
+    def duplicates_text(self) -> str:
+        """'4 skipped as byte-identical copies of cat/a.jpg (3), cat/b.jpg (1)'."""
+        of: dict[str, int] = {}
+        for original in self.duplicates.values():
+            of[original] = of.get(original, 0) + 1
+        shown = ", ".join(f"{o} ({n})" for o, n in list(of.items())[:5]) + (", ..." if len(of) > 5 else "")
+        return f"{len(self.duplicates)} skipped as byte-identical copies of {shown}"
 
     def to_dict(self) -> dict:
         return {"target": self.target, "listed": self.listed, "copied": self.copied, "known": self.known,
-                "skipped": self.skipped, "deleted": self.deleted, "bytes": self.bytes, "error": self.error}
+                "skipped": self.skipped, "duplicates": self.duplicates, "deleted": self.deleted, "bytes": self.bytes,
+                "error": self.error}
 
 
 class Ledger:
-    """What DATASET already holds, by sha256: its files and everything pulled before."""
+    """What DATASET already holds, by sha256: its files and everything pulled before.
+
+    A line is added after its photo was written and fsync'd; the ledger itself is fsync'd at
+    most every ``SYNC_S`` seconds and when the pull ends (one fsync a file made a 50,000-file
+    pull twice as slow). A line lost in a crash costs nothing: its photo is in DATASET, and the
+    next pull finds it there by its sha256."""
+
+    SYNC_S = 1.0
 
     def __init__(self, root: Path):
         self.root = root
         self.path = root / LEDGER
         self.hashes: set[str] = set()
+        self._file: IO[str] | None = None
+        self._synced = time.monotonic()
         if self.path.exists():
             self.hashes.update(line.split()[0] for line in self.path.read_text().splitlines() if line.strip())
         for dirpath, dirs, files in os.walk(root):
@@ -121,12 +153,25 @@ class Ledger:
                     self.hashes.add(_sha256(Path(dirpath) / f))
 
     def add(self, digest: str, origin: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(f"{digest} {origin}\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(f"{digest} {origin}\n")
+        self._file.flush()
         self.hashes.add(digest)
+        if time.monotonic() - self._synced > self.SYNC_S:
+            os.fsync(self._file.fileno())
+            self._synced = time.monotonic()
+
+    def close(self) -> None:
+        """fsync and close the ledger (it reopens on the next ``add``)."""
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                os.fsync(f.fileno())
+            finally:
+                f.close()
+            self._synced = time.monotonic()
 
 
 def _sha256(path: Path) -> str:
@@ -169,15 +214,18 @@ def parse_listing(text: str) -> tuple[list[Remote], list[str]]:
 
 
 class _Throttled:
-    """A reader of at most ``kbps`` KiB/s (``--limit``)."""
+    """A reader of at most ``kbps`` KiB/s (``--limit``) that remembers when bytes last came."""
 
     def __init__(self, raw: IO[bytes], kbps: float | None):
         self.raw, self.kbps = raw, kbps
         self.start, self.got = time.perf_counter(), 0
+        self.last = time.monotonic()  # when bytes last came (the stall watchdog reads it)
+        self.stalled = False
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n if n and n > 0 else 1 << 16)
         self.got += len(data)
+        self.last = time.monotonic()
         if self.kbps:
             ahead = self.got / (self.kbps * 1024) - (time.perf_counter() - self.start)
             if ahead > 0:
@@ -188,31 +236,41 @@ class _Throttled:
 def pull(target: ssh.Target, o: ssh.Options, into: str | os.PathLike[str], delete_after: bool = False,
          limit_kbps: float | None = None, ledger: Ledger | None = None,
          progress: Callable[[str], None] | None = None) -> Report:
-    """Copy the new images of ``target``'s DIR into ``into`` (see the module's docstring)."""
+    """Copy the new images of ``target``'s DIR into ``into`` (see the module's docstring). ``into``
+    is made only when there is something to write."""
     root = Path(into)
-    root.mkdir(parents=True, exist_ok=True)
     ledger = ledger or Ledger(root)
     rep = Report(str(target))
-    p = ssh.run(target, o, ["sh", "-c", LIST, "edgecls-pull", target.dir], timeout=300)
-    if p.returncode != 0:
-        err = p.stderr.decode(errors="replace")
-        mine = [l.split("edgecls-remote: ", 1)[1] for l in err.splitlines() if "edgecls-remote: " in l]
-        raise PullError(f"{target}: {mine[-1]}" if mine else ssh.explain(target, o, p.returncode, err))
-    listed, rep.skipped = parse_listing(p.stdout.decode(errors="replace"))
+    listed, rep.skipped = parse_listing(_list(target, o))
     rep.listed = len(listed)
-    wanted = {r.path: r for r in listed if r.sha256 not in ledger.hashes}
-    rep.known = rep.listed - len(wanted)
-    seen: set[str] = set()  # the same bytes twice on the device: copied once
+    wanted: dict[str, Remote] = {}
+    first: dict[str, str] = {}  # sha256 -> the device path that is copied
+    for r in listed:
+        if r.sha256 in ledger.hashes:
+            rep.known += 1
+        elif r.sha256 in first:
+            rep.duplicates[r.path] = first[r.sha256]
+        else:
+            first[r.sha256] = r.path
+            wanted[r.path] = r
     if wanted:
         proc = ssh.popen(target, o, ["sh", "-c", SEND, "edgecls-pull", target.dir])
         try:
-            _receive(proc, wanted, root, ledger, rep, seen, str(target), limit_kbps, progress)
+            _receive(proc, wanted, root, ledger, rep, str(target), limit_kbps, progress)
+        except LocalWriteError as e:
+            rep.error = (f"{e}; {len(rep.copied)} of {len(wanted)} new files were copied and kept - run the same "
+                         "pull again")
         finally:
             if proc.poll() is None:
                 proc.kill()
             _, err = proc.communicate(timeout=60)
+            try:
+                ledger.close()
+            except OSError as e:  # the photos are written: the next pull finds them by their sha256
+                rep.error = rep.error or (f"cannot write {ledger.path}: {e.strerror or e} (at home: free space or fix "
+                                          "the permissions), then run the same pull again")
         missing = [r.path for r in wanted.values() if r.sha256 not in ledger.hashes]
-        if missing or proc.returncode not in (0, None):
+        if not rep.error and (missing or proc.returncode not in (0, None)):
             rep.error = (f"{target}: the transfer stopped after {len(rep.copied)} of {len(wanted)} new files "
                          f"({_last(err) or 'connection lost'}); what was copied is kept and checked - run the same "
                          "pull again for the rest")
@@ -222,29 +280,62 @@ def pull(target: ssh.Target, o: ssh.Options, into: str | os.PathLike[str], delet
     return rep
 
 
+def _list(target: ssh.Target, o: ssh.Options) -> str:
+    """The LIST script's output for ``target``'s DIR."""
+    try:
+        p = ssh.run(target, o, ["sh", "-c", LIST, "edgecls-pull", target.dir], timeout=LIST_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise PullError(f"{target}: listing the images on the device took more than {LIST_TIMEOUT_S} s; nothing was "
+                        "copied - check the connection and run the same pull again") from None
+    if p.returncode != 0:
+        err = p.stderr.decode(errors="replace")
+        mine = [l.split("edgecls-remote: ", 1)[1] for l in err.splitlines() if "edgecls-remote: " in l]
+        raise PullError(f"{target}: {mine[-1]}" if mine else ssh.explain(target, o, p.returncode, err))
+    return p.stdout.decode(errors="replace")
+
+
 def _last(err: bytes) -> str:
     lines = [l.strip() for l in err.decode(errors="replace").splitlines() if l.strip()]
     return lines[-1] if lines else ""
 
 
+def _feed(stdin: IO[bytes], data: bytes) -> None:
+    """Write the file list to the remote tar and close its input (in its own thread: tar starts
+    sending before it has read the whole list, and this side must be reading by then)."""
+    try:
+        stdin.write(data)
+    except OSError:  # the remote side ended (a cut connection): the reader sees the stream end
+        pass
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+
+def _watch(proc: subprocess.Popen[bytes], reader: "_Throttled", done: threading.Event) -> None:
+    """Kill the transfer when it has sent nothing for STALL_S seconds."""
+    while not done.wait(min(5.0, STALL_S / 4)):
+        if time.monotonic() - reader.last > STALL_S and proc.poll() is None:
+            reader.stalled = True
+            proc.kill()
+            return
+
+
 def _receive(proc: subprocess.Popen[bytes], wanted: dict[str, Remote], root: Path, ledger: Ledger, rep: Report,
-             seen: set[str], origin: str, limit_kbps: float | None, progress: Callable[[str], None] | None) -> None:
+             origin: str, limit_kbps: float | None, progress: Callable[[str], None] | None) -> None:
     """Send the wanted paths, read the tar stream back, check and write each file."""
     if proc.stdin is None or proc.stdout is None:
         raise PullError(f"{origin}: the transfer has no pipes")
+    names = b"".join(f"./{p}".encode() + b"\0" for p in wanted)
+    feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True, name="edgecls-pull-list")
+    proc.stdin = None  # the feeder closes it: communicate() only reads
+    reader, done = _Throttled(proc.stdout, limit_kbps), threading.Event()
+    watchdog = threading.Thread(target=_watch, args=(proc, reader, done), daemon=True, name="edgecls-pull-watch")
+    feeder.start()
+    watchdog.start()
     try:
-        proc.stdin.write(b"".join(f"./{p}".encode() + b"\0" for p in wanted))
-        proc.stdin.close()
-    except BrokenPipeError:
-        return
-    finally:
-        try:
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        proc.stdin = None  # closed: communicate() only reads
-    try:
-        with tarfile.open(fileobj=_Throttled(proc.stdout, limit_kbps), mode="r|") as tar:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
             for member in tar:
                 rel = member.name.removeprefix("./")
                 r = wanted.get(rel)
@@ -252,21 +343,46 @@ def _receive(proc: subprocess.Popen[bytes], wanted: dict[str, Remote], root: Pat
                     continue
                 f = tar.extractfile(member)
                 data = f.read() if f is not None else b""
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != r.sha256:  # changed on the device since the listing: the next pull takes it
-                    rep.skipped.append(f"{rel}: changed on the device during the pull")
-                    continue
-                if digest in ledger.hashes:
-                    continue
-                name = PurePosixPath(rel)
-                path = write_new(root / r.dest, name.stem, data, suffix=name.suffix.lower())
-                ledger.add(digest, f"{origin}/{rel}")
-                rep.copied.append(path.relative_to(root).as_posix())
-                rep.bytes += len(data)
-                if progress:
-                    progress(rep.copied[-1])
-    except (tarfile.TarError, EOFError, OSError):
-        return  # a cut stream: the caller counts what is missing
+                _keep(r, data, root, ledger, rep, origin, progress)
+    except (tarfile.TarError, EOFError, ValueError):
+        pass  # a cut stream: the caller counts what is missing
+    except LocalWriteError:
+        raise
+    except OSError:
+        pass  # reading the pipe failed: the connection
+    finally:
+        done.set()
+        feeder.join(timeout=5)
+    if reader.stalled:
+        rep.error = (f"{origin}: the device sent nothing for {STALL_S} s, so the transfer was cut after "
+                     f"{len(rep.copied)} of {len(wanted)} new files; what was copied is kept - run the same pull again")
+
+
+def _keep(r: Remote, data: bytes, root: Path, ledger: Ledger, rep: Report, origin: str,
+          progress: Callable[[str], None] | None) -> None:
+    """Check one received file and write it at home; a local write error names the path."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != r.sha256:  # changed on the device since the listing: the next pull takes it
+        rep.skipped.append(f"{r.path}: changed on the device during the pull")
+        return
+    if digest in ledger.hashes:
+        return
+    name = PurePosixPath(r.path)
+    folder = root / r.dest
+    try:
+        path = write_new(folder, name.stem, data, suffix=name.suffix.lower())
+    except OSError as e:
+        raise LocalWriteError(f"cannot write {e.filename or folder}: {e.strerror or e} (at home, not on the device: "
+                              "free space or fix the permissions)") from None
+    try:
+        ledger.add(digest, f"{origin}/{r.path}")
+    except OSError as e:  # the photo is written: the next pull finds it by its sha256
+        raise LocalWriteError(f"cannot write {e.filename or ledger.path}: {e.strerror or e} (at home, not on the "
+                              "device: free space or fix the permissions)") from None
+    rep.copied.append(path.relative_to(root).as_posix())
+    rep.bytes += len(data)
+    if progress:
+        progress(rep.copied[-1])
 
 
 def _delete(target: ssh.Target, o: ssh.Options, files: list[Remote]) -> int:
@@ -328,8 +444,9 @@ def cmd_pull(a) -> int:  # type: ignore[no-untyped-def]
         t = ssh.Target.parse(a.source, a.port, default_dir="")
         hosts = [(t, opts)]
     root = Path(a.into)
-    root.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(root)
+    if root.exists() and not root.is_dir():
+        raise PullError(f"--into {root}: not a folder; name the dataset folder")
+    ledger = Ledger(root)  # --into is made by the first file written, not before
     failed = 0
     for target, o in hosts:  # one at a time: every device's files go through the one ledger
         try:
@@ -341,7 +458,10 @@ def cmd_pull(a) -> int:  # type: ignore[no-untyped-def]
         else:
             for s in rep.skipped:
                 print(f"edgecls: warning: {target}: skipped {s}", file=sys.stderr)
-            print(rep.line(), flush=True)
+            if not rep.error:
+                print(rep.line(), flush=True)
+            elif rep.copied or rep.known:  # what a pull that then failed did get: kept, and said as such
+                print(f"edgecls: note: before the error: {rep.line()}", file=sys.stderr)
         if rep.error:
             failed += 1
             if not a.json:

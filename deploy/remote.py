@@ -89,6 +89,15 @@ restart_service
 echo "live $prev (was $now)"
 '''
 
+# $1 DIR: the live version once no deploy holds the lock (what a cut deploy's script did, once it ended)
+LIVE_AFTER = r'''
+set -eu
+cd -- "$1" 2>/dev/null || exit 0
+exec 9>>.lock
+flock -w 60 9 || true
+[ -L current ] && basename "$(readlink current)" || true
+'''
+
 # $1 DIR (no lock: reads only)
 STATUS = r'''
 set -eu

@@ -23,6 +23,7 @@ from edge_runtime.errors import EdgeclsError
 from . import remote, ssh
 
 CHUNK = 64 * 1024
+UPLOAD_TIMEOUT_S = 600  # after the last byte is sent: unpack, sha256, verify, switch
 EXIT_LOCKED = 75
 
 
@@ -41,6 +42,8 @@ class Outcome:
     bytes_sent: int = 0
     warnings: list[str] = field(default_factory=list)
     runtime: str | None = None  # what --install-runtime installed
+    switched: bool = False  # current names this version now (a deploy can switch, then fail: --service)
+    host: str | None = None  # the inventory name (two hosts may share one address)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,10 +108,18 @@ def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: 
     proc = ssh.popen(target, o, ["sh", "-c", remote.UPLOAD, "edgecls-deploy", target.dir, version, str(keep),
                                  verify_cmd, "no" if service is not None else "yes"])
     out.bytes_sent = _stream(proc, data, str(target), limit_kbps, progress)
-    stdout, stderr = proc.communicate(timeout=600)
+    try:
+        stdout, stderr = proc.communicate(timeout=UPLOAD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        out.seconds = round(time.perf_counter() - t0, 2)
+        out.message = (f"{target}: the device did not finish within {UPLOAD_TIMEOUT_S} s; see what is live with "
+                       "`edgecls deploy --status`, then run the same deploy again")
+        return out
     out.seconds = round(time.perf_counter() - t0, 2)
     if proc.returncode == 0 and stdout.decode().strip().endswith(f"live {version}"):
-        out.ok, out.message = True, f"live {version}"
+        out.ok, out.switched, out.message = True, True, f"live {version}"
         out.warnings += [l.split("edgecls-remote: note: ", 1)[1] for l in stderr.decode(errors="replace").splitlines()
                          if "edgecls-remote: note: " in l]
         if service is not None:
@@ -116,9 +127,35 @@ def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: 
                 out.message += f"; {install_service(target, o, exe or '', service)}"
             except DeployError as e:
                 out.ok, out.message = False, str(e)
+            except (OSError, subprocess.SubprocessError) as e:  # e.g. the connection hung: the switch stands
+                out.ok, out.message = False, (f"{target}: installing the service failed ({e}); the new version is "
+                                              "live - `edgecls deploy --rollback` goes back")
         return out
     out.message = _failure(target, o, proc.returncode, stderr.decode(errors="replace"))
+    if proc.returncode == 255 and "connection was lost" in out.message:
+        _after_cut(target, o, out)
     return out
+
+
+def _after_cut(target: ssh.Target, o: ssh.Options, out: Outcome) -> None:
+    """A deploy whose connection was lost may still switch on the device (its script runs on):
+    reconnect, wait for the device's lock, and say what is live."""
+    try:
+        p = ssh.run(target, o, ["sh", "-c", remote.LIVE_AFTER, "edgecls-live", target.dir], timeout=90)
+    except (OSError, subprocess.SubprocessError):
+        p = None
+    if p is None or p.returncode != 0:
+        out.message = out.message.replace(
+            "the previous version stays live", "the previous version stays live unless the cut came at the switch "
+            "(the device could not be asked again: `edgecls deploy --status` says which)")
+        return
+    live = p.stdout.decode().strip()
+    if live == out.version:
+        out.switched = True
+        out.message = (f"{target}: the connection was lost, but the device finished the switch: {live} is live; "
+                       "run the same deploy again to be sure the rest (history, pruning, service) is done")
+    else:
+        out.message += f" (checked after the cut: {live or 'nothing'} is live)"
 
 
 def _device_commands(target: ssh.Target, o: ssh.Options, out: Outcome, verify: bool, remote_edgecls: str | None,
@@ -180,7 +217,7 @@ def _failure(t: ssh.Target, o: ssh.Options, code: int, err: str) -> str:
         return f"{t}: {mine[-1]}; the previous version stays live"
     lost = ("closed by remote host", "broken pipe", "connection reset", "timeout, server", "not responding")
     if code == 255 and any(k in err.lower() for k in lost):
-        return (f"{t}: the connection was lost during the upload ({lines[-1].strip()}); the previous version "
+        return (f"{t}: the connection was lost during the deploy ({lines[-1].strip()}); the previous version "
                 "stays live - run the same deploy again")
     if code == 255:
         return ssh.explain(t, o, code, err) + "; nothing changed"
@@ -295,9 +332,12 @@ def install_service(target: ssh.Target, o: ssh.Options, edgecls: str, camera_arg
     return r.stdout.decode().strip().splitlines()[-1]
 
 
+ROLLBACK_TIMEOUT_S = 120  # a switch and a service restart; a host that takes longer is reported, not waited on
+
+
 def rollback(target: ssh.Target, o: ssh.Options) -> Outcome:
     t0 = time.perf_counter()
-    p = ssh.run(target, o, ["sh", "-c", remote.ROLLBACK, "edgecls-rollback", target.dir])
+    p = ssh.run(target, o, ["sh", "-c", remote.ROLLBACK, "edgecls-rollback", target.dir], timeout=ROLLBACK_TIMEOUT_S)
     out = Outcome(str(target), p.returncode == 0, "rollback", seconds=round(time.perf_counter() - t0, 2))
     text = p.stdout.decode().strip()
     if out.ok:
@@ -330,18 +370,21 @@ def many(targets: list[Any], job: Callable[[Any], Outcome], parallel: int = 8) -
     ``parallel`` connections; one host's failure never stops the others."""
     def safe(t: Any) -> Outcome:
         try:
-            return job(t)
+            out = job(t)
         except (EdgeclsError, OSError, subprocess.SubprocessError) as e:
-            return Outcome(str(getattr(t, "target", t)), False, "deploy", message=str(e))
+            out = Outcome(str(getattr(t, "target", t)), False, "deploy", message=str(e))
+        out.host = getattr(t, "name", None)
+        return out
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         return list(pool.map(safe, targets))
 
 
 def format_table(outcomes: list[Outcome]) -> str:
-    rows = [("target", "result", "version", "seconds", "message")]
+    """One row per host, named as the inventory names it (two hosts may share one address)."""
+    rows = [("host", "result", "version", "seconds", "message")]
     for o in outcomes:
-        rows.append((o.target, "ok" if o.ok else "FAILED", o.version or "-", f"{o.seconds:.1f}",
+        rows.append((o.host or o.target, "ok" if o.ok else "FAILED", o.version or "-", f"{o.seconds:.1f}",
                      "; ".join([o.message] + o.warnings)))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]:>{w[3]}}  {r[4]}" for r in rows)

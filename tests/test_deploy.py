@@ -141,9 +141,9 @@ def test_two_hosts_one_down(server, bundles, tmp_path):
     args = ["--identity", str(server.key), "--known-hosts", str(server.known_hosts), "--remote-edgecls", REMOTE_EDGECLS]
     p = run_edgecls("deploy", bundles["v1"], "--hosts", hosts, *args)
     assert p.returncode == 1, p.stdout + p.stderr
-    rows = p.stdout.splitlines()
-    assert any(f":{server.port}:" in r and "  ok  " in r for r in rows), p.stdout
-    assert any(f":{other.port}:" in r and "FAILED" in r and "cannot connect" in r for r in rows), p.stdout
+    rows = p.stdout.splitlines()  # each row named as the hosts file names it
+    assert any(r.startswith(f"ssh://{server.user}@127.0.0.1:{server.port}/") and "  ok  " in r for r in rows), p.stdout
+    assert any(f":{other.port}/" in r and "FAILED" in r and "cannot connect" in r for r in rows), p.stdout
     assert "1 of 2 targets failed" in p.stderr
     assert (tmp_path / "a" / "current" / "model.tflite").exists() and not (tmp_path / "b").exists()
 

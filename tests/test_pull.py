@@ -180,3 +180,42 @@ def test_hosts_file_pulls_the_same_dir_from_every_device(server, tmp_path):
     assert p.returncode == 0, p.stderr
     assert [len(r["copied"]) for r in rows] == [6, 0] and rows[1]["known"] == 6  # the second device: all known
     assert len(local_images(home)) == len(files)
+
+
+def test_a_local_write_error_names_the_path_not_the_connection(server, tmp_path):
+    """Issue 28 item 4: a file that could not be written at home was reported as a lost connection."""
+    dev, home = tmp_path / "device", tmp_path / "photos"
+    device_dir(dev)
+    home.mkdir()
+    (home / "empty").write_text("a file where the class folder would go")
+    p = run_edgecls("pull", server.target(dev), "--into", home, *server.ssh_args())
+    err = assert_one_line_error(p, f"cannot write {home / 'empty'}", "at home, not on the device",
+                                "run the same pull again")
+    assert "connection" not in err and "transfer stopped" not in err
+    (home / "empty").unlink()
+    p = pull(server, dev, home)
+    assert p.returncode == 0 and json.loads(p.stdout)["error"] == "", p.stderr
+    assert sorted(map(sha, local_images(home).values())) == sorted(map(sha, device_dir(tmp_path / "again").values()))
+
+
+def test_identical_photos_are_named_as_duplicates(server, tmp_path):
+    """Issue 28 item 18: five byte-identical photos came home as '1 new' without a word about the other four."""
+    dev, home = tmp_path / "device", tmp_path / "photos"
+    still = jpeg(dev / "cat" / "20250101-000000-000000.jpg", 7)
+    for i in range(1, 5):
+        (dev / "cat" / f"20250101-00000{i}-000000.jpg").write_bytes(still)
+    p = run_edgecls("pull", server.target(dev), "--into", home, *server.ssh_args())
+    assert p.returncode == 0, p.stderr
+    assert "1 new" in p.stdout
+    assert "4 skipped as byte-identical copies of cat/20250101-000000-000000.jpg (4)" in p.stdout
+    r = json.loads(pull(server, dev, tmp_path / "other").stdout)
+    assert len(r["copied"]) == 1 and r["duplicates"] == {f"cat/20250101-00000{i}-000000.jpg":
+                                                          "cat/20250101-000000-000000.jpg" for i in range(1, 5)}
+
+
+def test_a_failed_pull_prints_no_summary_and_makes_no_folder(server, tmp_path):
+    """Issue 28 item 27: a pull that failed printed '0 new ...' first and created --into."""
+    home = tmp_path / "h"
+    p = run_edgecls("pull", server.target(tmp_path / "nothing"), "--into", home, *server.ssh_args())
+    assert_one_line_error(p, "no directory")
+    assert p.stdout == "" and not home.exists()

@@ -241,6 +241,7 @@ def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None
                               daemon=True, name="edgecls-capture")
     if view is not None:
         view.dropped_ref = lambda: box.dropped
+        view.errors_ref = lambda: state["errors"]
         view.actions_ref = actions.stats if actions is not None else None
     thread.start()
     try:

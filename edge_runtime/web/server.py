@@ -49,7 +49,7 @@ class View:
         self.lock = threading.Condition()
         self.info = info or {}  # model, backend, threads, interpreter: shown in the page's header
         self.status: dict[str, Any] = {"frame": None, "t": None, "classes": [], "fps": 0.0, "latency_ms": {},
-                                       "dropped": 0, "info": self.info}
+                                       "dropped": 0, "errors": 0, "info": self.info}
         self.history: deque[tuple[float, int | None, float, float]] = deque()  # (time, label, fps, invoke ms)
         self.leader: int | None = None
         self.names: dict[int, str] = {}  # class index -> label, as frames show them
@@ -60,6 +60,7 @@ class View:
         self.last_jpeg = 0.0
         self.dropped_ref: Any = None
         self.actions_ref: Any = None  # Actions.stats, when the camera acts on labels
+        self.errors_ref: Any = None  # frames the source could not read (the camera loop's count)
 
     def update(self, frame: Any, classes: list, latency_ms: dict, fps: float) -> None:
         now = time.monotonic()
@@ -79,6 +80,7 @@ class View:
                            "classes": [{"index": c.index, "label": c.label, "score": c.score} for c in classes],
                            "label_seconds": wall - self.leader_since,
                            "latency_ms": latency_ms, "dropped": self.dropped_ref() if self.dropped_ref else 0,
+                           "errors": self.errors_ref() if self.errors_ref else 0,
                            "actions": self.actions_ref() if self.actions_ref else {}, "info": self.info}
             if jpeg is not None:
                 self.jpeg = jpeg

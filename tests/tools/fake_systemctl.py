@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Stands in for systemctl (systemd cannot run in this container) in the deploy tests: it keeps
-unit state in $EDGECLS_UNIT_DIR and really runs a unit's ExecStart (parsed as systemd quotes it),
+unit state in $EDGECLS_UNIT_DIR and really runs a unit's ExecStart (parsed as systemd quotes it)
+in its WorkingDirectory,
 so a test sees the generated unit start `edgecls camera` on the live bundle.
 Supports: daemon-reload, enable UNIT, restart UNIT, is-active [--quiet] UNIT, stop UNIT."""
 
@@ -35,8 +36,9 @@ if cmd == "restart":
     text = (units / unit).read_text()
     line = next(l for l in text.splitlines() if l.startswith("ExecStart="))[len("ExecStart="):]
     argv = [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line)]
+    cwd = next((l[len("WorkingDirectory="):] for l in text.splitlines() if l.startswith("WorkingDirectory=")), None)
     with open(units / f"{unit}.out", "ab") as out:
-        p = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+        p = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True, cwd=cwd)
     pidfile.write_text(str(p.pid))
     sys.exit(0)
 if cmd == "is-active":

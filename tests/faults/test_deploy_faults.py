@@ -79,14 +79,14 @@ def wait_unlocked(dev: Path, timeout: float = 30) -> None:
 
 
 def assert_one_complete_live_version(dev: Path, names: set[str], verify: bool) -> str:
-    from edge_runtime.bundle import load_bundle
+    from edge_runtime.bundle.format import load_bundle
 
     current = dev / "current"
     assert current.is_symlink() and os.readlink(current).startswith("versions/")
     b = load_bundle(current)  # every file there, every sha256 right
     assert b.meta["name"] in names
     if verify:  # the golden photos, as `edgecls verify` checks them (in this process: no start-up per check)
-        from edge_runtime.verify import format_report, verify as check
+        from edge_runtime.bundle.verify import format_report, verify as check
 
         rep = check(current, backend="cpu")
         assert rep.ok, format_report(rep)

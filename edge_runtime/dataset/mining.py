@@ -74,11 +74,20 @@ class Stats:
         return (f"{self.saved} uncertain frames saved in {directory} ({self.uncertain} of {self.seen} frames were "
                 f"uncertain; skipped: {self.rate_limited} over the rate, {self.duplicates} near-duplicates, "
                 f"{self.dropped} while busy)" + ("; saving had stopped (see above)" if self.stopped else "")
-                + (f"; saving stopped {self.stops} times and resumed {self.resumed} times" if self.resumed else ""))
+                + (f"; saving stopped and resumed {_times(self.resumed)}" if self.resumed else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {"seen": self.seen, "uncertain": self.uncertain, "saved": self.saved, "rate_limited": self.rate_limited,
                 "duplicates": self.duplicates, "dropped": self.dropped, "stopped": self.stopped, "stops": self.stops, "resumed": self.resumed}
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+def _bytes(n: float) -> str:
+    """A size for a message: ``1.50 GB``, ``0.18 MB``."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.2f} MB"
 
 
 class Miner:
@@ -200,7 +209,7 @@ class Miner:
         usage = shutil.disk_usage(self.dir)
         if usage.free < self.min_free * usage.total:
             self._stop(f"the disk of {self.dir} is less than {self.min_free:.0%} free "
-                       f"({usage.free / 1e9:.2f} of {usage.total / 1e9:.1f} GB); no frames saved until there is "
+                       f"({_bytes(usage.free)} of {_bytes(usage.total)}); no frames saved until there is "
                        "room again", for_room=True)
             return False
         data = jpeg(frame)
@@ -259,8 +268,8 @@ class Miner:
         self.stats.bytes = size
         self.stats.stopped, self.for_room = "", False
         self.stats.resumed += 1
-        self.log(f"saving uncertain frames in {self.dir} resumed ({size / 1e6:.2f} MB there, "
-                 f"{usage.free / 1e9:.2f} GB free on its disk)")
+        self.log(f"saving uncertain frames in {self.dir} resumed ({_bytes(size)} there, {_bytes(usage.free)} free "
+                 "on its disk)")
 
     def _stop(self, why: str, for_room: bool = False) -> None:
         if not self.stats.stopped:

@@ -78,7 +78,8 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         return {"seen": self.seen, "uncertain": self.uncertain, "saved": self.saved, "rate_limited": self.rate_limited,
-                "duplicates": self.duplicates, "dropped": self.dropped, "stopped": self.stopped, "stops": self.stops, "resumed": self.resumed}
+                "duplicates": self.duplicates, "dropped": self.dropped, "stopped": self.stopped, "stops": self.stops,
+                "resumed": self.resumed}
 
 
 def _times(n: int) -> str:

@@ -189,3 +189,36 @@ def test_live_page_score_bars_follow_the_frames_on_desktop_and_phone(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_fps_paces_a_video_file(video):
+    """Issue 28.21: `--fps 8` on a video file played its frames as fast as the model ran."""
+    p = run_edgecls("camera", V2, "--labels", LABELS, "--source", video, "--json", "--top-k", "1", "--backend", "cpu",
+                    "--fps", "8", "--max-frames", "12")
+    assert p.returncode == 0, p.stderr
+    rows = json_lines(p.stdout)
+    frames, summary = rows[:-1], rows[-1]["summary"]
+    assert [r["frame"] for r in frames] == list(range(12))  # paced, still nothing dropped
+    gaps = np.diff([r["t"] for r in frames])
+    assert frames[-1]["t"] - frames[0]["t"] >= 11 / 8 * 0.95 and np.median(gaps) == pytest.approx(0.125, abs=0.02), gaps
+    assert summary["fps"] <= 8.5
+
+
+def test_a_dataset_of_class_folders_is_a_source(tmp_path):
+    """Issue 28.26: `--source DATASET/` (one folder per class) said "no images in this directory";
+    its class folders are walked in name order, skipping '_' and '.' folders as train does."""
+    ds = tmp_path / "dataset"
+    for cls, name in (("cat", "cat.bmp"), ("parrot", "parrot.jpg")):
+        (ds / cls).mkdir(parents=True)
+        Image.fromarray(photo(name)).save(ds / cls / f"{cls}.png")
+    for skipped in ("_review", ".trash"):
+        (ds / skipped).mkdir()
+        (ds / skipped / "x.jpg").write_bytes(b"not a picture: reading it would be an error")
+    p = run_edgecls("camera", V2, "--labels", LABELS, "--source", ds, "--json", "--top-k", "1", "--backend", "cpu")
+    assert p.returncode == 0, p.stderr
+    rows = json_lines(p.stdout)
+    assert [r["classes"][0]["label"] for r in rows[:-1]] == ["Egyptian cat", "macaw"]
+    assert rows[-1]["summary"]["classified"] == 2
+    (ds / "cat" / "cat.png").unlink()
+    (ds / "parrot" / "parrot.png").unlink()
+    assert_one_line_error(run_edgecls("camera", V2, "--labels", LABELS, "--source", ds), "no images", "sub-folders")

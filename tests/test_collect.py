@@ -177,3 +177,50 @@ def test_collect_page_in_headless_chromium(video, tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_the_page_skips_an_unreadable_image_of_a_folder(tmp_path):
+    """Issue 28.7: one unreadable image in a folder source ended the page's reading thread and the
+    page waited for ever; it is skipped and counted, as ``edgecls camera`` does."""
+    from edge_runtime.live.sources import open_source
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pics = frames(3)
+    Image.fromarray(pics[0]).save(folder / "a.png")
+    (folder / "b.jpg").write_bytes(b"not a picture")
+    Image.fromarray(pics[2]).save(folder / "c.png")
+    skipped: list[str] = []
+    source, _ = open_source(str(folder), (W, H))
+    grabber = collect.Grabber(source, file_fps=0, on_error=skipped.append).start()
+    try:
+        assert _until(lambda: grabber.ended is not None, 10), "the reading thread died without a word"
+        f = grabber.latest(timeout=1.0)
+        assert grabber.ended == "end of input" and f is not None and f.n == 2 and np.array_equal(f.rgb, pics[2])
+        assert grabber.errors == 1 and "b.jpg" in grabber.last_error and skipped == [grabber.last_error]
+    finally:
+        grabber.close()
+
+
+def test_collect_fps_paces_a_video_file(video, tmp_path):
+    """Issue 28.21: --fps was ignored for a video file; 10 frames at 20 a second take 0.45 s at least."""
+    ds = tmp_path / "photos"
+    t = time.perf_counter()
+    p = run_edgecls("collect", ds, "--source", video, "--label", "cat", "--count", "10", "--every", "0", "--fps", "20")
+    took = time.perf_counter() - t
+    assert p.returncode == 0, p.stderr
+    times = [f.stat().st_mtime for f in jpgs(ds / "cat")]
+    assert len(times) == 10 and times[-1] - times[0] >= 9 / 20 * 0.9, (times[-1] - times[0], took)
+
+
+def test_collect_from_a_dataset_of_class_folders(tmp_path):
+    """Issue 28.26: `collect --source DATASET/` walks the class folders as `camera` does."""
+    src = tmp_path / "old"
+    for i, cls in enumerate(("a", "b", "_review")):
+        (src / cls).mkdir(parents=True)
+        Image.fromarray(frames(3)[i]).save(src / cls / f"{i}.png")
+    ds = tmp_path / "new"
+    p = run_edgecls("collect", ds, "--source", src, "--label", "x", "--count", "5", "--every", "0")
+    assert p.returncode == 0 and "the input ended before 5" in p.stderr, p.stderr
+    got = [abs(int(np.median(np.asarray(Image.open(f))[:8, :, 2]))) for f in jpgs(ds / "x")]
+    assert len(got) == 2 and all(abs(g - e) <= 2 for g, e in zip(got, [0, 1])), got

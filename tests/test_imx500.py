@@ -144,9 +144,15 @@ def test_auto_prefers_the_imx500_only_with_camera_and_network(tmp_path, coral_bu
     assert not imx500.prefer(make_bundle(tmp_path / "norpk", rpk=False), sysfs)
 
 
-def _env(tmp_path: Path, frames: list) -> dict:
+def _script(tmp_path: Path, frames: list, **more) -> Path:
+    """The stand-in's script (``more``: e.g. fail="start")."""
     script = tmp_path / "script.json"
-    script.write_text(json.dumps({"camera_id": CAMERA_ID, "input_size": [128, 128], "frames": frames}))
+    script.write_text(json.dumps({"camera_id": CAMERA_ID, "input_size": [128, 128], "frames": frames, **more}))
+    return script
+
+
+def _env(tmp_path: Path, frames: list, **more) -> dict:
+    script = _script(tmp_path, frames, **more)
     sysfs = fake_sysfs(tmp_path / "sys", {3: "imx500"})
     return {"PYTHONPATH": os.pathsep.join([str(STANDINS), os.environ.get("PYTHONPATH", "")]),
             "EDGECLS_TEST_IMX500_SCRIPT": str(script), "EDGECLS_TEST_SYSFS": str(sysfs)}
@@ -247,3 +253,83 @@ def test_auto_on_an_ai_camera_feeds_the_one_loop_and_every_sink(broker, tmp_path
     assert index and all(r["label"] == "empty" for r in index)  # only the unsure frames were kept
     assert all((mined / r["file"]).is_file() for r in index)
     assert "IMX500" in err and "frames classified" in err
+
+
+def test_bench_ends_with_a_clear_error_when_no_frame_has_a_dnn_time(tmp_path):
+    """Issue 28.9: frames with an output tensor but no CnnKpiInfo made `bench --backend imx500`
+    read for ever; it gives up after STALL_FRAMES frames (or STALL_S seconds) and says why."""
+    import time
+
+    from edge_runtime.bench import imx500 as bench_imx500
+
+    b = make_bundle(tmp_path / "b")
+    frames = [{"outputs": [[0.1, 0.6, 0.1, 0.1, 0.1]], "shapes": [[5]]}, None]  # a tensor, never a KPI
+    out = tmp_path / "bench.json"
+    t = time.perf_counter()
+    p = run_edgecls("bench", b, "--backend", "imx500", "--runs", "4", "--warmup", "0", "--in-process", "--save", out,
+                    env=_env(tmp_path, frames), timeout=120)
+    took = time.perf_counter() - t
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["status"] == "unavailable", row
+    assert f"{bench_imx500.STALL_FRAMES} frames" in row["reason"] and "no CnnKpiInfo" in row["reason"], row["reason"]
+    assert took < bench_imx500.STALL_S + 60 and "Traceback" not in p.stderr
+
+
+@pytest.fixture
+def standin_picamera2(monkeypatch):
+    """picamera2 importable in this process: the stand-in, taken out of sys.modules again after the test."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(STANDINS))
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name == "picamera2" or name.startswith("picamera2."):
+            del sys.modules[name]
+
+
+@pytest.mark.parametrize("step", ["configure", "start"])
+def test_a_camera_that_fails_to_configure_or_start_is_closed_again(tmp_path, monkeypatch, standin_picamera2, step):
+    """Issue 28.17: Session.open leaked the camera when configure/start raised, so the next open
+    found it busy. The stand-in holds a camera from Picamera2() until close(), as libcamera does."""
+    from edge_runtime.errors import BackendUnavailable
+
+    b = make_bundle(tmp_path / "b")
+    frame = {"outputs": [[0.1, 0.6, 0.1, 0.1, 0.1]], "shapes": [[5]], "kpi": [4000, 800]}
+    env = _env(tmp_path, [frame], fail=step)
+    for k in ("EDGECLS_TEST_IMX500_SCRIPT", "EDGECLS_TEST_SYSFS"):
+        monkeypatch.setenv(k, env[k])
+    net = imx500.network(b)
+    with pytest.raises(BackendUnavailable, match=f"cannot start .*Failed to {step} camera"):
+        imx500.Session(net).open()
+    _script(tmp_path, [frame])  # the same camera, now without the fault
+    session = imx500.Session(net).open()  # would be "Device or resource busy" had the first kept it
+    try:
+        scores, kpi = session.read()
+        assert int(np.argmax(scores)) == 1 and kpi == (4.0, 0.8)
+    finally:
+        session.close()
+
+
+def test_camera_command_closes_the_ai_camera_on_an_early_failure(tmp_path):
+    """Issue 28.17: `camera --backend imx500` releases the camera when it fails after opening it
+    (here --serve on a port that is taken) or while starting it."""
+    import socket
+
+    b = make_bundle(tmp_path / "b")
+    log = tmp_path / "camera.log"
+    frame = {"outputs": [[0.1, 0.6, 0.1, 0.1, 0.1]], "shapes": [[5]], "kpi": [4000, 800]}
+    env = {**_env(tmp_path, [frame]), "EDGECLS_TEST_PICAMERA2_LOG": str(log)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = run_edgecls("camera", b, "--backend", "imx500", "--serve", str(port), "--max-frames", "1", env=env,
+                        timeout=120)
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    assert log.read_text().split("\n")[:-1] == ["acquire 0", "release 0"]
+    log.unlink()
+    _script(tmp_path, [frame], fail="start")
+    p = run_edgecls("camera", b, "--backend", "imx500", "--max-frames", "1", env=env, timeout=120)
+    assert_one_line_error(p, "the AI Camera cannot start", "Failed to start camera")
+    assert log.read_text().split("\n")[:-1] == ["acquire 0", "release 0"]

@@ -113,3 +113,64 @@ def test_observe_does_not_wait_for_the_disk(tmp_path, monkeypatch):
     stats = m.close()
     assert took < 0.5, took
     assert stats.dropped >= 30 - mining.QUEUE - 1 and stats.saved == 30 - stats.dropped
+
+
+def _until(cond, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_a_fault_in_the_saving_thread_never_blocks_the_loop(tmp_path):
+    """Issue 28.5: a frame the saving thread cannot handle (here a float picture Pillow refuses)
+    used to kill it; a file's frames (``wait``) then blocked on the full queue for ever. Now saving
+    stops with one message and every observe and close returns."""
+    import threading
+    import time
+
+    said: list[str] = []
+    m = mining.Miner(tmp_path / "m", per_minute=1000, dup_level=0.0, log=said.append, wait=True)
+    unsure = [Class(1, "a", 0.3), Class(2, "b", 0.2)]
+    bad = Frame(np.zeros((32, 32, 3), np.float64), 0.0, 0)  # not uint8: Image.fromarray raises TypeError
+    frames = [bad] + [Frame(blend(i % 8), float(i), i) for i in range(1, 3 * mining.QUEUE)]
+    feeder = threading.Thread(target=lambda: [m.observe(f, unsure) for f in frames], daemon=True)
+    feeder.start()
+    feeder.join(10)
+    assert not feeder.is_alive(), "observe blocked on a saving thread that was gone"
+    t = time.perf_counter()
+    stats = m.close(timeout=5)
+    assert time.perf_counter() - t < 5
+    assert len(said) == 1 and "saving a frame failed (TypeError" in said[0], said
+    assert stats.saved == 0 and stats.stopped and not list((tmp_path / "m").glob("*.jpg"))
+
+
+def test_saving_resumes_once_the_folder_is_emptied(tmp_path):
+    """Issue 28.6: after --save-max-mb stopped saving, ``edgecls pull --delete-after`` empties the
+    folder; the Miner measures it again and resumes, saying so once each way."""
+    said: list[str] = []
+    out = tmp_path / "m"
+    m = mining.Miner(out, per_minute=1000, dup_level=0.0, max_mb=0.05, log=said.append, wait=True, recheck=0.2)
+    unsure = [Class(1, "a", 0.3), Class(2, "b", 0.2)]
+    n = 0
+    while not said and n < 40:
+        m.observe(Frame(blend(n % 8), float(n), n), unsure)
+        n += 1
+        _until(lambda: m.queue.empty() and m.pending == 0, 5)
+    assert len(said) == 1 and "reached --save-max-mb" in said[0], said
+    before = m.stats.saved
+    assert before >= 2 and not m.observe(Frame(blend(3), 99.0, 99), unsure)  # stopped: nothing queued
+    for f in out.glob("*.jpg"):  # what pull --delete-after does with the pulled pictures
+        f.unlink()
+    (out / mining.INDEX).unlink()
+    assert _until(lambda: len(said) == 2, 5), said
+    assert "resumed" in said[1] and not m.stats.stopped
+    assert m.observe(Frame(blend(5), 100.0, 100), unsure)
+    stats = m.close()
+    assert stats.saved == before + 1 and stats.resumed == 1 and len(said) == 2
+    index = [json.loads(l) for l in (out / mining.INDEX).read_text().splitlines()]
+    assert [r["frame"] for r in index] == [100] and [r["file"] for r in index] == [f.name for f in out.glob("*.jpg")]

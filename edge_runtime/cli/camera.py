@@ -175,7 +175,9 @@ def add_camera(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on-change", action="store_true", help="print a line only when the top label changes")
     p.add_argument("--smooth", type=positive_int, default=1, metavar="K", help="average the scores of the last K frames")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N classified frames")
-    p.add_argument("--fps", type=nonneg_float, default=0.0, help="pace a folder of images at this rate (default 0: no pacing)")
+    p.add_argument("--fps", type=nonneg_float, default=0.0,
+                   help="pace a video file or a folder of images at this rate, like a camera (default 0: no pacing; "
+                        "--backend imx500: the sensor's frame rate, default 30)")
     p.add_argument("--isp-resize", choices=("on", "off"), default="on",
                    help="Pi camera: on = the ISP delivers the model's size (no CPU resize, but not TensorFlow's "
                         "bilinear); off = a larger frame resized in software by the bundle's method, as in training "

@@ -108,14 +108,22 @@ def _count_images(d: Path) -> int:
 
 class Grabber:
     """Reads a source in a thread and keeps the newest frame; a file's frames are paced at
-    ``file_fps`` so the page shows them moving, and its last frame stays when it ends."""
+    ``file_fps`` (unless the source paces itself: ``--fps``) so the page shows them moving, and
+    its last frame stays when it ends. An image of a folder that cannot be read is skipped,
+    counted in ``errors`` (the last message in ``last_error``) and passed to ``on_error``, as
+    ``edgecls camera`` does; any other failure ends the reading with ``ended`` saying why, so
+    nothing waits for a frame that cannot come."""
 
-    def __init__(self, source: Source, on_frame: Callable[[Frame], None] | None = None, file_fps: float = 10.0):
+    def __init__(self, source: Source, on_frame: Callable[[Frame], None] | None = None, file_fps: float = 10.0,
+                 on_error: Callable[[str], None] | None = None):
         self.source = source
         self.on_frame = on_frame
-        self.gap = 0.0 if source.live or not file_fps else 1.0 / file_fps
+        self.on_error = on_error
+        self.gap = 0.0 if source.live or source.fps or not file_fps else 1.0 / file_fps
         self.frame: Frame | None = None
         self.ended: str | None = None
+        self.errors = 0
+        self.last_error = ""
         self.cv = threading.Condition()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="edgecls-collect")
@@ -127,7 +135,9 @@ class Grabber:
     def _run(self) -> None:
         try:
             while not self.stop.is_set():
-                f = self.source.read()
+                f = self._read()
+                if f is False:
+                    continue
                 if f is None:
                     self.ended = "end of input"
                     return
@@ -140,9 +150,28 @@ class Grabber:
                     time.sleep(self.gap)
         except SourceError as e:
             self.ended = str(e)
+        except Exception as e:  # never leave the page waiting on a thread that is gone
+            self.ended = f"reading {self.source.name} failed ({type(e).__name__}: {e})"
         finally:
             with self.cv:
+                if self.ended is None:
+                    self.ended = "stopped"
                 self.cv.notify_all()
+
+    def _read(self) -> Frame | None | bool:
+        """The source's next frame, None at its end, False for an unreadable image that was skipped."""
+        try:
+            return self.source.read()
+        except SourceError:
+            raise
+        except EdgeclsError as e:  # not a SourceError: an image of a folder that cannot be decoded
+            if self.source.live:
+                raise
+            self.errors += 1
+            self.last_error = str(e)
+            if self.on_error:
+                self.on_error(str(e))
+            return False
 
     def latest(self, newer_than: int = -1, timeout: float = 2.0) -> Frame | None:
         """The newest frame; with ``newer_than``, wait up to ``timeout`` for one after that number

@@ -6,18 +6,24 @@ What is kept, in order of the checks:
 2. within the rate: at most ``per_minute`` frames saved in any 60 seconds;
 3. not a near-duplicate of the last saved frame: a 16 x 16 grayscale thumbnail differs from the
    last saved one's by at least ``dup_level`` grey levels on average (a still scene is saved once);
-4. room left: ``DIR`` below ``max_mb`` and the disk at least 10 % free; when either fails saving
-   stops for good and says so once.
+4. room left: ``DIR`` below ``max_mb`` and the disk at least 10 % free. When either fails, or the
+   disk is full, saving stops and says so once; every ``recheck`` seconds (10) the saving thread
+   measures ``DIR`` and the disk again (``edgecls pull --delete-after`` empties ``DIR``) and
+   saving resumes, said once, when ``DIR`` is below 90 % of ``max_mb`` and the disk 2 % above
+   the free floor (the margins keep it from stopping again at the next frame). Any other write
+   error, or a fault in the saving thread, stops saving for good, with a message.
 
 ``observe`` runs on the inference thread and only checks 1 and 2 and queues the frame (a bounded
 queue; a full queue drops the frame); a worker thread does 3 and 4, encodes the JPEG and writes
-it. Layout of ``DIR``, which ``edgecls pull`` reads:
+it (the picture atomically, then its index line, undone if that cannot be written whole), and
+the worker never dies: a frame never waits on a thread that is gone. Layout of ``DIR``, which ``edgecls pull`` reads:
     <UTC time>_<label>_<score>.jpg   the frame's full picture, the predicted label made file-safe
     index.jsonl                      one line per saved frame: file, t, frame, label, score, top_k
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -39,6 +45,10 @@ MIN_FREE = 0.10  # fraction of the disk that must stay free
 THUMB = 16
 DEFAULT_DUP_LEVEL = 4.0  # mean absolute difference of the thumbnails, grey levels 0..255
 QUEUE = 8  # frames waiting to be saved (a place in the rate each, so at most --save-per-minute)
+RECHECK = 10.0  # seconds between measurements of DIR and its disk while saving is stopped for room
+RESUME_SIZE = 0.9  # saving resumes when DIR is below this fraction of max_mb ...
+RESUME_FREE = 0.02  # ... and the disk this fraction of its size above the free floor
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # a write error that more room cures
 
 
 def thumbnail(frame: Any) -> np.ndarray:
@@ -55,17 +65,30 @@ class Stats:
     rate_limited: int = 0
     duplicates: int = 0
     dropped: int = 0  # the queue was full
-    stopped: str = ""  # why saving stopped, if it did
+    stopped: str = ""  # why saving is stopped, while it is
+    stops: int = 0  # how often saving stopped
+    resumed: int = 0  # and resumed
     bytes: int = 0  # in DIR
 
     def describe(self, directory: str) -> str:
         return (f"{self.saved} uncertain frames saved in {directory} ({self.uncertain} of {self.seen} frames were "
                 f"uncertain; skipped: {self.rate_limited} over the rate, {self.duplicates} near-duplicates, "
-                f"{self.dropped} while busy)" + ("; saving had stopped (see above)" if self.stopped else ""))
+                f"{self.dropped} while busy)" + ("; saving had stopped (see above)" if self.stopped else "")
+                + (f"; saving stopped and resumed {_times(self.resumed)}" if self.resumed else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {"seen": self.seen, "uncertain": self.uncertain, "saved": self.saved, "rate_limited": self.rate_limited,
-                "duplicates": self.duplicates, "dropped": self.dropped, "stopped": self.stopped}
+                "duplicates": self.duplicates, "dropped": self.dropped, "stopped": self.stopped, "stops": self.stops,
+                "resumed": self.resumed}
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+def _bytes(n: float) -> str:
+    """A size for a message: ``1.50 GB``, ``0.18 MB``."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.2f} MB"
 
 
 class Miner:
@@ -75,7 +98,7 @@ class Miner:
     def __init__(self, directory: str | os.PathLike[str], score: float = 0.6, margin: float = 0.15,
                  per_minute: int = 6, max_mb: float | None = None, dup_level: float = DEFAULT_DUP_LEVEL,
                  min_free: float = MIN_FREE, log: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, wait: bool = False):
+                 clock: Callable[[], float] = time.monotonic, wait: bool = False, recheck: float = RECHECK):
         for name, v in (("--uncertain-score", score), ("--uncertain-margin", margin)):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be from 0 to 1, got {v}")
@@ -91,7 +114,9 @@ class Miner:
         self.log = log or (lambda m: None)
         self.clock = clock
         self.wait = wait
-        self.stats = Stats(bytes=sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()))
+        self.recheck = recheck
+        self.for_room = False  # saving is stopped until there is room again (else for good)
+        self.stats = Stats(bytes=self._measure())
         self.lock = threading.Lock()
         self.saved_at: deque[float] = deque()  # clock() of each save in the last minute
         self.pending = 0  # queued frames that hold a place in the rate
@@ -125,18 +150,30 @@ class Miner:
                 return False
             self.pending += 1
         top = [{"index": int(c.index), "label": c.label, "score": round(float(c.score), 6)} for c in classes]
-        try:
-            self.queue.put((frame, top, now), block=self.wait)
-        except queue.Full:
+        if not self._put((frame, top, now)):
             with self.lock:
                 self.pending -= 1
             self.stats.dropped += 1
             return False
         return True
 
+    def _put(self, item: Any) -> bool:
+        """Queue ``item``; with ``wait``, wait for room for as long as the saving thread lives."""
+        while True:
+            try:
+                self.queue.put(item, block=self.wait, timeout=0.5 if self.wait else None)
+                return True
+            except queue.Full:
+                if not self.wait or not self.worker.is_alive():
+                    return False
+
     def _work(self) -> None:
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=self.recheck if self.stats.stopped and self.for_room else None)
+            except queue.Empty:
+                self._try_resume()
+                continue
             if item is None:
                 return
             frame, top, now = item
@@ -144,7 +181,13 @@ class Miner:
             try:
                 saved = self._save(frame, top)
             except OSError as e:
-                self._stop(f"cannot write in {self.dir} ({e.strerror or e}); no more frames saved")
+                if e.errno in FULL_ERRNOS:
+                    self._stop(f"the disk of {self.dir} is full ({e.strerror or e}); no frames saved until there "
+                               "is room again", for_room=True)
+                else:
+                    self._stop(f"cannot write in {self.dir} ({e.strerror or e}); no more frames saved")
+            except Exception as e:  # a fault of this thread: say it, keep draining the queue
+                self._stop(f"saving a frame failed ({type(e).__name__}: {e}); no more frames saved")
             finally:
                 with self.lock:
                     self.pending -= 1
@@ -159,32 +202,87 @@ class Miner:
             self.stats.duplicates += 1
             return False
         if self.max_bytes is not None and self.stats.bytes >= self.max_bytes:
-            self._stop(f"{self.dir} has reached --save-max-mb ({self.max_bytes / 1e6:g} MB); no more frames saved")
+            self.stats.bytes = self._measure()  # what DIR holds now: pull may have emptied it
+        if self.max_bytes is not None and self.stats.bytes >= self.max_bytes:
+            self._stop(f"{self.dir} has reached --save-max-mb ({self.max_bytes / 1e6:g} MB); no frames saved until "
+                       "it is emptied (edgecls pull --delete-after)", for_room=True)
             return False
         usage = shutil.disk_usage(self.dir)
         if usage.free < self.min_free * usage.total:
             self._stop(f"the disk of {self.dir} is less than {self.min_free:.0%} free "
-                       f"({usage.free / 1e9:.2f} of {usage.total / 1e9:.1f} GB); no more frames saved")
+                       f"({_bytes(usage.free)} of {_bytes(usage.total)}); no frames saved until there is "
+                       "room again", for_room=True)
             return False
         data = jpeg(frame)
         label, score = (top[0]["label"], top[0]["score"]) if top else ("none", 0.0)
         path = write_new(self.dir, stamp(frame.t), data, tail=f"_{safe_label(label)}_{score:.3f}")
         record = {"file": path.name, "t": round(frame.t, 6), "frame": frame.n, "label": label, "score": score,
                   "top_k": top}
-        with open(self.dir / INDEX, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            self._append_index(record)
+        except BaseException:
+            path.unlink()  # a picture without its index line is not kept
+            raise
         self.last_thumb = thumb
         self.stats.saved += 1
         self.stats.bytes += len(data)
         return True
 
-    def _stop(self, why: str) -> None:
+    def _append_index(self, record: dict[str, Any]) -> None:
+        """One whole line at the end of index.jsonl, or none: a short write is cut off again."""
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.dir / INDEX, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
+
+    def _measure(self) -> int:
+        """Bytes in DIR's files (one directory listing)."""
+        total = 0
+        with os.scandir(self.dir) as it:
+            for e in it:
+                try:
+                    if e.is_file(follow_symlinks=False):
+                        total += e.stat(follow_symlinks=False).st_size
+                except OSError:  # removed while listed
+                    continue
+        return total
+
+    def _try_resume(self) -> None:
+        """While saving is stopped for room: measure DIR and its disk, resume when both have room."""
+        try:
+            size = self._measure()
+            usage = shutil.disk_usage(self.dir)
+        except OSError:
+            return  # DIR is gone or unreadable for now: measure again later
+        if self.max_bytes is not None and size >= RESUME_SIZE * self.max_bytes:
+            return
+        if usage.free < (self.min_free + RESUME_FREE) * usage.total:
+            return
+        self.stats.bytes = size
+        self.stats.stopped, self.for_room = "", False
+        self.stats.resumed += 1
+        self.log(f"saving uncertain frames in {self.dir} resumed ({_bytes(size)} there, {_bytes(usage.free)} free "
+                 "on its disk)")
+
+    def _stop(self, why: str, for_room: bool = False) -> None:
         if not self.stats.stopped:
-            self.stats.stopped = why
+            self.stats.stopped, self.for_room = why, for_room
+            self.stats.stops += 1
             self.log(why)
 
     def close(self, timeout: float = 10.0) -> Stats:
-        """Save what is queued, stop the worker; returns the counts."""
-        self.queue.put(None)
+        """Save what is queued (waiting at most ``timeout`` seconds), stop the worker; returns the counts."""
+        try:
+            self.queue.put(None, timeout=timeout if self.worker.is_alive() else 0.001)
+        except queue.Full:
+            pass  # a worker that is gone or stuck on the disk: its daemon thread ends with the process
         self.worker.join(timeout)
         return self.stats

@@ -54,10 +54,12 @@ class Frame:
 
 
 class Source:
-    """Base class. ``live`` sources (cameras) drop frames when inference is slower; files do not."""
+    """Base class. ``live`` sources (cameras) drop frames when inference is slower; files do not.
+    ``fps`` above 0: a file that paces itself at that rate, like a camera."""
 
     name = "source"
     live = False
+    fps = 0.0
 
     def open(self) -> None:
         pass
@@ -375,13 +377,32 @@ def _cv2() -> Any:
     return cv2
 
 
-class OpenCVSource(Source):
-    """A USB webcam (``opencv:0``, ``/dev/video0``) or a video file, through OpenCV."""
+class Pacer:
+    """Spaces calls ``1 / fps`` seconds apart (0: no wait), as a camera delivers frames."""
 
-    def __init__(self, spec: str | int, live: bool):
+    def __init__(self, fps: float):
+        self.fps = fps
+        self.next_t = 0.0
+
+    def wait(self) -> None:
+        if not self.fps:
+            return
+        delay = self.next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_t = max(self.next_t, time.monotonic()) + 1 / self.fps
+
+
+class OpenCVSource(Source):
+    """A USB webcam (``opencv:0``, ``/dev/video0``) or a video file, through OpenCV; ``fps`` paces
+    a file's frames like a camera (0: as fast as they are asked for)."""
+
+    def __init__(self, spec: str | int, live: bool, fps: float = 0.0):
         self.spec = spec
         self.live = live
         self.name = f"opencv:{spec}" if live else str(spec)
+        self.fps = 0.0 if live else fps  # a camera keeps its own pace
+        self.pacer = Pacer(self.fps)
         self.cap: Any = None
         self.n = 0
 
@@ -393,6 +414,7 @@ class OpenCVSource(Source):
             raise SourceError(f"{self.spec}: cannot open this {what} with OpenCV")
 
     def read(self) -> Frame | None:
+        self.pacer.wait()
         ok, bgr = self.cap.read()
         if not ok:
             if self.live:
@@ -419,19 +441,26 @@ class ImagesSource(Source):
         self.paths = paths
         self.name = name
         self.fps = fps
+        self.pacer = Pacer(fps)
         self.n = 0
-        self.next_t = 0.0
 
     def read(self) -> Frame | None:
         if self.n >= len(self.paths):
             return None
-        if self.fps:
-            delay = self.next_t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self.next_t = max(self.next_t, time.monotonic()) + 1 / self.fps
+        self.pacer.wait()
         self.n += 1  # first: an unreadable image is skipped, not read again
         return Frame(load_image(self.paths[self.n - 1]), time.time(), self.n - 1)
+
+
+def images_in(folder: str | os.PathLike[str]) -> list[str]:
+    """The images in ``folder`` and below (a dataset's class folders), in name order, the folder's
+    own first; folders and files starting with '_' or '.' are skipped, as training skips them."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        out += [os.path.join(root, f) for f in sorted(files)
+                if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return out
 
 
 # --- choosing one --------------------------------------------------------------------------
@@ -476,9 +505,10 @@ def open_source(spec: str, size: tuple[int, int], fps: float = 0.0, isp_resize: 
         return OpenCVSource(int(index), live=True), note
     p = Path(spec)
     if p.is_dir():
-        paths = sorted(str(x) for x in p.iterdir() if x.suffix.lower() in IMAGE_SUFFIXES)
+        paths = images_in(p)
         if not paths:
-            raise SourceError(f"{spec}: no images in this directory")
+            raise SourceError(f"{spec}: no images in this directory or its sub-folders (folders starting with "
+                              "'_' or '.' are skipped)")
         return ImagesSource(paths, spec, fps), note
     if any(c in spec for c in "*?["):
         paths = sorted(x for x in glob.glob(spec) if Path(x).suffix.lower() in IMAGE_SUFFIXES)
@@ -488,7 +518,7 @@ def open_source(spec: str, size: tuple[int, int], fps: float = 0.0, isp_resize: 
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
         return ImagesSource([spec], spec, fps), note
     if p.is_file():
-        return OpenCVSource(spec, live=False), note
+        return OpenCVSource(spec, live=False, fps=fps), note
     have = available()
     raise SourceError(f"{spec}: no such file, directory or camera; cameras found here: {', '.join(have) or 'none'} "
                       "(give a video file, a folder or glob of images, opencv:N, /dev/videoN or picamera2)")

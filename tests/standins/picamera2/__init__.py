@@ -11,7 +11,11 @@ flattened in Fortran order and concatenated), ``CnnOutputTensorInfo`` (the bytes
 The script is a JSON file named by $EDGECLS_TEST_IMX500_SCRIPT:
     {"camera_id": "/base/.../imx500@1a", "input_size": [W, H],
      "frames": [{"outputs": [[...scores...]], "shapes": [[N]], "kpi": [dnn_us, dsp_us]}, null, ...]}
-(frames repeat when the script runs out); the sysfs it looks in is $EDGECLS_TEST_SYSFS.
+(frames repeat when the script runs out); the sysfs it looks in is $EDGECLS_TEST_SYSFS. A script's
+``"fail": "configure"`` or ``"start"`` makes that call raise, as libcamera does for a configuration
+it refuses or a camera that cannot start. As with libcamera, a camera is held from ``Picamera2()``
+until ``close()``: a second ``Picamera2()`` of it fails while it is held. Each acquire and release
+is appended to the file named by $EDGECLS_TEST_PICAMERA2_LOG, when set ("acquire 0", "release 0").
 """
 
 from __future__ import annotations
@@ -23,6 +27,21 @@ import time
 import numpy as np
 
 __all__ = ["Picamera2", "CompletedRequest"]
+
+
+_held: set[int] = set()  # the cameras acquired in this process (libcamera's CameraManager)
+
+
+def _event(what: str) -> None:
+    path = os.environ.get("EDGECLS_TEST_PICAMERA2_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(what + "\n")
+
+
+def _fail(step: str) -> None:
+    if _script().get("fail") == step:
+        raise RuntimeError(f"Failed to {step} camera: Invalid argument")
 
 
 def _script() -> dict:
@@ -67,6 +86,12 @@ class Picamera2:
     def __init__(self, camera_num: int = 0):
         if camera_num != 0:
             raise IndexError("list index out of range")  # what picamera2 raises for a camera it does not have
+        if camera_num in _held:
+            raise RuntimeError("Failed to acquire camera: Device or resource busy")
+        _held.add(camera_num)
+        _event(f"acquire {camera_num}")
+        self.camera_num = camera_num
+        self.is_open = True
         self.started = False
         self.configured = None
         self.n = 0
@@ -78,6 +103,7 @@ class Picamera2:
                 "main": {"format": "XBGR8888", "size": (640, 480)}}
 
     def configure(self, config: dict) -> None:
+        _fail("configure")
         self.configured = config
 
     def start(self, config: dict | None = None, show_preview: bool = False) -> None:
@@ -85,6 +111,7 @@ class Picamera2:
             self.configure(config)
         if self.configured is None:
             raise RuntimeError("Camera has not been configured")
+        _fail("start")
         self.started = True
 
     def camera_configuration(self) -> dict:
@@ -122,3 +149,7 @@ class Picamera2:
 
     def close(self) -> None:
         self.started = False
+        if self.is_open:
+            self.is_open = False
+            _held.discard(self.camera_num)
+            _event(f"release {self.camera_num}")

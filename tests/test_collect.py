@@ -17,7 +17,7 @@ from conftest import assert_one_line_error, run_edgecls
 from PIL import Image
 
 from edge_runtime.dataset import collect, files
-from edge_runtime.live.sources import Frame
+from edge_runtime.live.frames import Frame
 
 W, H = 320, 240
 

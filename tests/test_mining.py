@@ -14,7 +14,7 @@ from PIL import Image
 
 from edge_runtime.dataset import mining
 from edge_runtime.dataset.files import safe_label
-from edge_runtime.live.sources import Frame
+from edge_runtime.live.frames import Frame
 from edge_runtime.model.postprocess import Class
 
 MODEL = CORAL / "mobilenet_v1_0.25_128_quant.tflite"

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_runtime.dataset.files import check_class, class_folders, jpeg, stamp, write_new
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.live.sources import Frame, Source, SourceError
+from edge_runtime.live.frames import Frame, Source, SourceError
 
 RECENT = 12  # photos the page lists (and can undo)
 BURST_FPS = 4.0  # photos a second while a button or key is held (the page paces it)

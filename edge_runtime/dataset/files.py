@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.live.sources import Frame
+from edge_runtime.live.frames import Frame
 from edge_runtime.model.preprocess import IMAGE_SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "check_class", "class_folders", "jpeg", "move_new", "safe_label", "stamp", "write_new"]

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.bundle.format import Bundle, load_bundle
-from edge_runtime.live.loop import Scorer
-from edge_runtime.live.sources import Frame, Source, SourceError, capture_time, picamera2_to_rgb
 from edge_runtime.errors import BackendUnavailable, BundleError
+from edge_runtime.live.frames import Frame, Source, SourceError
+from edge_runtime.live.loop import Scorer
+from edge_runtime.live.picamera2 import capture_time, picamera2_to_rgb
 
 SYS = os.environ.get("EDGECLS_SYSFS", "/sys")  # where the sensor is looked for (another root: a container's)
 RPK_ENV = "EDGECLS_IMX500_RPK"  # another network.rpk than the bundle's imx500/network.rpk

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.errors import EdgeclsError
-from edge_runtime.live.sources import Source, SourceError
+from edge_runtime.live.frames import Source, SourceError
 from edge_runtime.model.postprocess import Class, top_k
 
 

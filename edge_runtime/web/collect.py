@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_runtime.dataset.collect import BURST_FPS, Collector, Grabber
-from edge_runtime.live.sources import Source
+from edge_runtime.live.frames import Source
 from edge_runtime.web import server as webview
 from edge_runtime.web.server import query
 

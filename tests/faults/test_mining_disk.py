@@ -20,7 +20,7 @@ from conftest import CORAL
 from PIL import Image
 
 from edge_runtime.dataset import mining
-from edge_runtime.live.sources import Frame
+from edge_runtime.live.frames import Frame
 from edge_runtime.model.postprocess import Class
 
 pytestmark = pytest.mark.faults

@@ -24,6 +24,7 @@ def command(a: Any) -> int:
         raise ValueError("give --serve [HOST:]PORT for the page, or --label CLASS (with --count, --every) to take "
                          "photos from the command line")
     labels = [x for x in (a.labels or "").split(",") if x.strip()]
+    web = web_options(a, "collect") if a.serve else None  # a refused --public or users file: before the camera
     collector = Collector(a.dataset, labels)
     source, note = sources.open_source(a.source, (a.width, a.height), fps=a.fps)
     source.open()
@@ -41,8 +42,8 @@ def command(a: Any) -> int:
               + ("" if len(saved) == count else f"; the input ended before {count}"), file=sys.stderr)
         return 0 if saved else 1
     try:
-        host, port, web = web_options(a, "collect")
-        server, grabber = serve(collector, source, host, port, **web)
+        host, port, options = web
+        server, grabber = serve(collector, source, host, port, **options)
     except BaseException:
         source.close()
         raise

@@ -207,6 +207,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.request_read(raw)
         super().setup()
 
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self.server.tls is not None:  # socketserver closes the plain socket, which TLS has taken over
+                self.request.close()
+
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the loop's output is the log
         pass
 
@@ -287,10 +294,19 @@ class Handler(BaseHTTPRequestHandler):
                 raise Refused(HTTPStatus.BAD_REQUEST, str(e)) from None
             self.send_json(result)
         except Refused as e:
-            self.close_connection = True  # the body may not have been read
+            self.close_connection = True
+            self._drain()
             self._refuse(e)
         except ClientGone:
             self.close_connection = True
+
+    def _drain(self) -> None:
+        """Read a refused request's body (when it is within the limits) before answering: closing on
+        unread data resets the connection, and the client may lose the answer."""
+        try:
+            self.read_body()
+        except (Refused, ClientGone, ValueError):
+            pass
 
     def _refuse(self, e: Refused) -> None:
         self.send_json({"error": str(e)}, e.status, e.headers)
@@ -451,6 +467,9 @@ class Handler(BaseHTTPRequestHandler):
         n = int(text)
         if n > MAX_BODY:
             raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is over {MAX_BODY // 1024} KiB")
+        if self.body_read:
+            return b""
+        self.body_read = True
         try:
             data = self.rfile.read(n)
         except OSError:  # reset, or cut at the deadline
@@ -473,6 +492,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(path.read_bytes(), "image/png" if path.suffix.lower() == ".png" else "image/jpeg")
 
     def handle_one_request(self) -> None:
+        self.body_read = False
         self.server.expect_request(self.connection)  # the whole request, not each recv, has a deadline
         try:
             super().handle_one_request()

@@ -47,7 +47,7 @@ def request(port: int, method: str, path: str, headers: dict[str, str] | None = 
     conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=tls) if tls else
             http.client.HTTPConnection("127.0.0.1", port, timeout=10))
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
+        conn.putrequest(method, path, skip_accept_encoding=True, skip_host="Host" in (headers or {}))
         for k, v in (headers or {}).items():
             conn.putheader(k, v)
         if body is not None:

@@ -88,13 +88,13 @@ class Collect(SimpleNamespace):
     """The collect page served in this process from three pictures."""
 
 
-def start_collect(tmp_path: Path, users: Path | None, **web) -> Collect:
+def start_collect(tmp_path: Path, users: Path | None, wrap=lambda h: h, **web) -> Collect:
     ds = tmp_path / "photos"
     collector = Collector(ds, ["cat", "empty"])
     view = webview.View(max_fps=1000)
     grabber = Grabber(ImagesSource(pictures(tmp_path / "frames"), "pictures"),
                       on_frame=lambda f: view.update(f, [], {}, 0.0))
-    server = webview.serve(view, "127.0.0.1", 0, collect_page.handler(collector, grabber, view),
+    server = webview.serve(view, "127.0.0.1", 0, wrap(collect_page.handler(collector, grabber, view)),
                            users=auth.Users(users) if users else None, **web)
     grabber.start()
     grabber.latest(timeout=5)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import SimpleNamespace
 
 import browser
@@ -17,7 +16,8 @@ from PIL import Image
 from test_web_security import PASSWORDS, make_users, photos, start_collect, stop
 
 from edge_runtime.dataset.review import Reviewer
-from edge_runtime.web import auth, review as review_page
+from edge_runtime.web import auth
+from edge_runtime.web import review as review_page
 from edge_runtime.web import server as webview
 
 pytestmark = pytest.mark.browser

@@ -25,7 +25,9 @@ from PIL import Image
 from edge_runtime.dataset.collect import Collector, Grabber
 from edge_runtime.dataset.review import Reviewer
 from edge_runtime.live.sources import ImagesSource
-from edge_runtime.web import auth, collect as collect_page, review as review_page
+from edge_runtime.web import auth
+from edge_runtime.web import collect as collect_page
+from edge_runtime.web import review as review_page
 from edge_runtime.web import server as webview
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22"}

@@ -6,7 +6,15 @@ import argparse
 import getpass
 import sys
 
-from edge_runtime.web.auth import ROLES, User, check_name, check_new_password, hash_password, read_users, write_users
+from edge_runtime.web.auth import (
+    ROLES,
+    User,
+    check_name,
+    check_new_password,
+    hash_password,
+    read_users,
+    write_users,
+)
 
 
 def _password(a: argparse.Namespace) -> str:

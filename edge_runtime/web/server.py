@@ -61,9 +61,9 @@ CSRF_HEADER = "X-CSRF-Token"
 # On every response. No inline script or style anywhere, so the policy needs no 'unsafe-inline': a
 # label that got into the markup still could not run.
 SECURITY_HEADERS = (
-    ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                                "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                                "frame-ancestors 'none'"),
+    ("Content-Security-Policy", ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: "
+                                 "blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                 "frame-ancestors 'none'")),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "same-origin"),
@@ -366,7 +366,7 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         if auth[:6].lower() == "basic ":
             try:
-                name, sep, password = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
+                name, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 raise Refused(HTTPStatus.BAD_REQUEST, "malformed Authorization header") from None
             user = self._check_password(name, password)
@@ -407,8 +407,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _set_cookie(self, token: str, max_age: int) -> tuple[str, str]:
         secure = "; Secure" if self.server.tls is not None else ""
-        return ("Set-Cookie", f"{self._cookie_name()}={token}; Path=/; Max-Age={max_age}; HttpOnly; "
-                              f"SameSite=Strict{secure}")
+        value = f"{self._cookie_name()}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+        return "Set-Cookie", value
 
     def _login_page(self, q: dict[str, str]) -> None:
         if self.server.users is None:

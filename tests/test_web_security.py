@@ -578,3 +578,58 @@ def test_scrypt_check_is_remembered_for_basic_polling(users):
     assert again < first / 5, (first, again)
     assert u.authenticate("alice", "wrong-password") is None and u.authenticate("nobody", "x") is None
     assert os.stat(users).st_mode & 0o777 == 0o600
+
+
+def test_users_add_asks_for_the_password_twice_on_a_terminal(tmp_path):
+    """Without --password-stdin: getpass on the terminal, no echo, typed twice."""
+    import pty
+
+    f = tmp_path / "users.txt"
+
+    def run(*answers: str) -> tuple[int, str]:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the terminal is the pty
+            os.execv(sys.executable, [sys.executable, "-m", "edge_runtime.cli", "users", "add", str(f), "carol",
+                                      "--role", "viewer"])
+        out = b""
+        for answer in answers:
+            while b": " not in out.rsplit(b"\n", 1)[-1]:
+                out += os.read(fd, 1024)
+            os.write(fd, answer.encode() + b"\n")
+            out = out.rsplit(b"\n", 1)[0] + b"\n"
+        while True:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(fd)
+        return os.waitpid(pid, 0)[1], out.decode(errors="replace")
+
+    status, out = run("a long password", "a long passw0rd")
+    assert status != 0 and "differ" in out and not f.exists()
+    status, out = run("a long password", "a long password")
+    assert status == 0 and "a long password" not in out, out  # never echoed
+    assert auth.check_password("a long password", auth.read_users(f)["carol"].hash)
+
+
+def test_review_command_serves_with_users(tmp_path, users):
+    mined(tmp_path / "ds")
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "review", str(tmp_path / "ds"), "--serve",
+                             "127.0.0.1:0", "--users", str(users)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert request(port, "GET", "/review.json")[0] == 401
+        status, _, body = request(port, "GET", "/review.json", basic("bob"))
+        assert status == 200 and len(json.loads(body)["pending"]) == 3
+        rel = json.loads(body)["pending"][0]["rel"]
+        assert post_json(port, "/discard", {"rel": rel}, basic("bob"))[0] == 403
+        assert post_json(port, "/discard", {"rel": rel}, basic("alice"))[0] == 200
+        assert (tmp_path / "ds" / "_discarded").is_dir()
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=30)[1]
+    assert "Traceback" not in err

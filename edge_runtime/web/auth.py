@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -177,7 +178,7 @@ class Users:
                     self.users, self.problem = read_users(self.path), None
                 except UsersFileError as e:
                     self.users, self.problem = {}, str(e)
-                    print(f"edgecls: web: {e}; nobody can log in until it is fixed", flush=True)
+                    print(f"edgecls: web: {e}; nobody can log in until it is fixed", file=sys.stderr, flush=True)
                 self.verified.clear()
             return self.users
 

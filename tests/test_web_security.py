@@ -633,3 +633,15 @@ def test_review_command_serves_with_users(tmp_path, users):
         proc.terminate()
         err = proc.communicate(timeout=30)[1]
     assert "Traceback" not in err
+
+
+def test_every_static_file_is_in_the_package_data():
+    """The pages' scripts ship in the wheel (a Pi installs it; a missing edgecls.js is a blank page)."""
+    import fnmatch
+    import tomllib
+
+    root = Path(webview.__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edge_runtime.web"]
+    static = Path(webview.__file__).parent / "static"
+    missing = [p.name for p in static.iterdir() if not any(fnmatch.fnmatch(f"static/{p.name}", g) for g in globs)]
+    assert not missing, missing

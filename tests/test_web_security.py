@@ -355,6 +355,10 @@ def test_users_command_and_file_checks(tmp_path):
     assert_one_line_error(run_edgecls("users", "list", f), f"{f} line 3")
     assert_one_line_error(run_edgecls("review", tmp_path, "--serve", "0", "--users", tmp_path / "none.txt"),
                           "edgecls users add")
+    p = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "users", "add", str(tmp_path / "no" / "u.txt"),
+                        "eve", "--role", "admin", "--password-stdin"], input="long enough\n", capture_output=True,
+                       text=True)
+    assert_one_line_error(p, "cannot write the users file")
 
 
 def test_public_needs_users_and_says_how_to_make_them(tmp_path):

@@ -130,7 +130,11 @@ def write_users(path: str | os.PathLike, users: dict[str, User]) -> None:
     path = Path(path)
     lines = ["# edgecls users: NAME ROLE scrypt-hash (edgecls users add/remove; keep this file mode 600)"]
     lines += [f"{u.name} {u.role} {u.hash}" for u in sorted(users.values(), key=lambda u: u.name)]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-users-", dir=path.parent if str(path.parent) else ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-users-", dir=path.parent)
+    except OSError as e:
+        raise UsersFileError(f"{path}: cannot write the users file there ({e.strerror}); pick a folder you may "
+                             "write to") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")

@@ -155,10 +155,13 @@ def test_host_header_must_name_the_view(view, host_header, status):
         server.server_close()
 
 
-def test_public_view_answers_any_host(view):
-    server, port = _start(view, public=True)
+def test_public_view_answers_any_host(view, tmp_path):
+    from edge_runtime.web import auth
+
+    auth.write_users(tmp_path / "u", {"a": auth.User("a", "viewer", auth.hash_password("a-password"))})
+    server, port = _start(view, public=True, users=auth.Users(tmp_path / "u"))
     try:
-        assert _get("127.0.0.1", port, host_header="camera.lan:80")[0] == 200
+        assert _get("127.0.0.1", port, host_header="camera.lan:80")[0] == 401  # past the Host check, to the login
     finally:
         server.shutdown()
         server.server_close()

@@ -1,12 +1,13 @@
 """Arguments shared by every ``edgecls`` subcommand (the workstation ones too): argparse types, so
 that a count, a rate or a score is checked the same way everywhere and the error names the option,
-and ``serve_address``, the one ``--serve``/``--public`` check of the web pages."""
+and ``serve_address``, the one ``--serve``/``--public`` check of the web pages (``web_args`` and
+``web_options``: the options every ``--serve`` takes)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from edge_runtime.bundle.classifier import BACKENDS
 from edge_runtime.web import server as webview
@@ -76,16 +77,43 @@ def thread_list(text: str) -> list[int]:
     return [threads(x.strip()) for x in parts]
 
 
-def serve_address(text: str, public: bool, what: str) -> tuple[str, int]:
-    """``--serve``'s host and port; an address other machines can reach needs ``--public``."""
+def serve_address(text: str, public: bool, what: str, users: str | None = None, tls: bool = False) -> tuple[str, int]:
+    """``--serve``'s host and port: the one ``--public`` check. An address other machines can reach
+    needs ``--public``, and ``--public`` needs ``--users``."""
     host, port = webview.parse_address(text)
+    if public and not users:
+        raise ValueError("--public needs --users FILE: make one with `edgecls users add FILE NAME --role admin` "
+                         "(or serve on 127.0.0.1 and use an SSH tunnel)")
     if not webview.is_loopback(host):
         if not public:
-            raise ValueError(f"--serve {text} would be reachable from other machines; add --public to say so "
-                             "(or serve on 127.0.0.1 and use an SSH tunnel)")
-        print(f"edgecls: warning: the {what} page on {host}:{port} is reachable by anyone on the network, "
-              "without a password", file=sys.stderr)
+            raise ValueError(f"--serve {text} would be reachable from other machines; add --public --users FILE to "
+                             "say so (or serve on 127.0.0.1 and use an SSH tunnel)")
+        if not tls:
+            print(f"edgecls: warning: the {what} page on {host}:{port} is plain HTTP: passwords and pictures cross "
+                  "the network unencrypted; add --tls-cert/--tls-key, or use an SSH tunnel", file=sys.stderr)
     return host, port
+
+
+def web_args(p: argparse.ArgumentParser) -> None:
+    """``--public``, ``--users``, ``--tls-cert``, ``--tls-key``: who may reach a ``--serve`` page, and how."""
+    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach "
+                   "(needs --users)")
+    p.add_argument("--users", metavar="FILE", help="who may log in (edgecls users add FILE NAME --role admin|viewer); "
+                   "without it, only this machine reaches the page, without a login")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM; with --tls-key)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+
+
+def web_options(a: argparse.Namespace, what: str) -> tuple[str, int, dict[str, Any]]:
+    """(host, port, ``webview.serve``'s keyword options) from ``web_args``' options."""
+    from edge_runtime.web.auth import Users
+
+    if bool(a.tls_cert) != bool(a.tls_key):
+        raise ValueError("give both --tls-cert FILE and --tls-key FILE (or neither)")
+    host, port = serve_address(a.serve, a.public, what, a.users, bool(a.tls_cert))
+    users = Users(a.users) if a.users else None
+    tls = webview.tls_context(a.tls_cert, a.tls_key) if a.tls_cert else None
+    return host, port, {"public": a.public, "users": users, "tls": tls}
 
 
 def model_args(p: argparse.ArgumentParser, backends: Sequence[str] = BACKENDS) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from edge_runtime.bundle.classifier import BACKENDS
 from edge_runtime.errors import LabelError
-from edge_runtime.cli.args import model_args, nonneg_float, positive_float, positive_int, score, serve_address
+from edge_runtime.cli.args import model_args, nonneg_float, positive_float, positive_int, score, web_args, web_options
 
 
 def run_command(a: argparse.Namespace) -> int:
@@ -107,12 +107,12 @@ def _interrupt(*_: object) -> None:
 
 
 def _serve(a: argparse.Namespace, info: dict[str, Any]) -> Any:
-    """The web view on --serve (loopback unless --public says otherwise)."""
+    """The web view on --serve (loopback unless --public --users say otherwise)."""
     from edge_runtime.web import server as webview
 
-    host, port = serve_address(a.serve, a.public, "live")
+    host, port, web = web_options(a, "live")
     view = webview.View(info=info)
-    server = webview.serve(view, host, port, public=a.public)
+    server = webview.serve(view, host, port, **web)
     print(f"edgecls: web view on {webview.url(server)} (JSON: /status.json)", file=sys.stderr, flush=True)
     return view
 
@@ -184,7 +184,7 @@ def add_camera(sub: argparse._SubParsersAction) -> None:
                         "(default on)")
     p.add_argument("--serve", metavar="[HOST:]PORT", help="web view with the live picture and the top-k "
                    "(default host 127.0.0.1)")
-    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    web_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per frame, and a summary at the end")
     g = p.add_argument_group("actions", "act on the current label (see README: Acting on what the camera sees); "
                              "actions run in their own threads and never slow inference")

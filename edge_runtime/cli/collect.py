@@ -7,10 +7,11 @@ import sys
 import time
 from typing import Any
 
-from edge_runtime.cli.args import nonneg_float, positive_int, serve_address
+from edge_runtime.cli.args import nonneg_float, positive_int, web_args, web_options
 from edge_runtime.dataset.collect import Collector, Saved, take
 from edge_runtime.dataset.files import check_class
 from edge_runtime.live import sources
+from edge_runtime.web import server as webview
 from edge_runtime.web.collect import serve
 
 
@@ -23,6 +24,7 @@ def command(a: Any) -> int:
         raise ValueError("give --serve [HOST:]PORT for the page, or --label CLASS (with --count, --every) to take "
                          "photos from the command line")
     labels = [x for x in (a.labels or "").split(",") if x.strip()]
+    web = web_options(a, "collect") if a.serve else None  # a refused --public or users file: before the camera
     collector = Collector(a.dataset, labels)
     source, note = sources.open_source(a.source, (a.width, a.height), fps=a.fps)
     source.open()
@@ -39,10 +41,13 @@ def command(a: Any) -> int:
               f"({collector.counts()[check_class(a.label)]} there now)"
               + ("" if len(saved) == count else f"; the input ended before {count}"), file=sys.stderr)
         return 0 if saved else 1
-    host, port = serve_address(a.serve, a.public, "collect")
-    server, grabber = serve(collector, source, host, port)
-    h, p = server.server_address[:2]
-    print(f"edgecls: collect page on http://{h}:{p}/ - Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        host, port, options = web
+        server, grabber = serve(collector, source, host, port, **options)
+    except BaseException:
+        source.close()
+        raise
+    print(f"edgecls: collect page on {webview.url(server)} - Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -67,7 +72,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="auto", help="auto, picamera2, opencv:N, /dev/videoN, a video file or a folder "
                    "of images (default auto)")
     p.add_argument("--serve", metavar="[HOST:]PORT", help="the collect page (default host 127.0.0.1)")
-    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    web_args(p)
     p.add_argument("--labels", metavar="A,B", help="classes to show as buttons (besides DATASET's folders)")
     p.add_argument("--label", metavar="CLASS", help="without --serve: the class of the photos to take")
     p.add_argument("--count", type=positive_int, default=None, metavar="N", help="without --serve: photos to take "

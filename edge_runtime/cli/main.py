@@ -16,6 +16,7 @@ from edge_runtime.cli.bench import add_bench
 from edge_runtime.cli.camera import add_camera
 from edge_runtime.cli.collect import add_collect
 from edge_runtime.cli.review import add_review
+from edge_runtime.cli.users import add_users
 from edge_runtime.errors import BundleError, EdgeclsError
 from edge_runtime.live import imx500
 from edge_runtime.model.preprocess import CROP_MODES, IMAGE_SUFFIXES, RESIZE_METHODS, iter_images
@@ -100,6 +101,7 @@ COMMAND_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("bench", "edgecls bench bundles/cat --threads 1,4 --plot bench.png"),
         ("inspect", "edgecls inspect model.tflite"),
         ("doctor", "edgecls doctor"),
+        ("users", "edgecls users add users.txt alice --role admin"),
     )),
     ("on the workstation (pip install 'edgecls[train]')", (
         ("train", "edgecls train photos/ --out runs/cat"),
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     sub.required = True
     for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor, _add_inspect, add_collect,
-                add_review):
+                add_review, add_users):
         add(sub)
     for register in _plugin_commands():
         register(sub)

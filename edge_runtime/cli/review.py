@@ -7,18 +7,18 @@ import sys
 import time
 from typing import Any
 
-from edge_runtime.cli.args import serve_address
+from edge_runtime.cli.args import web_args, web_options
 from edge_runtime.dataset.review import REVIEW, Reviewer
+from edge_runtime.web import server as webview
 from edge_runtime.web.review import serve
 
 
 def command(a: Any) -> int:
     """``edgecls review``."""
     reviewer = Reviewer(a.dataset)
-    host, port = serve_address(a.serve, a.public, "review")
-    server = serve(reviewer, host, port)
-    h, p = server.server_address[:2]
-    print(f"edgecls: review page on http://{h}:{p}/ ({len(reviewer.pending())} frames in {reviewer.root / REVIEW}) "
+    host, port, web = web_options(a, "review")
+    server = serve(reviewer, host, port, **web)
+    print(f"edgecls: review page on {webview.url(server)} ({len(reviewer.pending())} frames in {reviewer.root / REVIEW}) "
           "- Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
         while True:
@@ -39,5 +39,5 @@ def add_review(sub: argparse._SubParsersAction) -> None:
                        "one), or discards it (to DATASET/_discarded/). Moves are atomic and never overwrite.")
     p.add_argument("dataset", metavar="DATASET", help="the dataset folder")
     p.add_argument("--serve", metavar="[HOST:]PORT", required=True, help="the review page (default host 127.0.0.1)")
-    p.add_argument("--public", action="store_true", help="allow --serve on an address other machines can reach")
+    web_args(p)
     p.set_defaults(func=command)

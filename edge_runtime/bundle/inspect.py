@@ -123,8 +123,7 @@ def _kind(r: dict, meta: tflite_metadata.ModelMetadata | None) -> str:
     if len(outs) != 1:
         return f"{prefix}{image} model with {len(outs)} outputs (a detector or segmenter, not a classifier)"
     n = int(np.prod(outs[0]["shape"]))
-    what = (meta.name or "") + " " + (meta.description or "") if meta else ""
-    if meta and meta.labels_file is None and any(w in what.lower() for w in ("embed", "feature vector")):
+    if meta and meta.is_embedder:
         return f"{prefix}{image} embedder ({n}-value feature vector, no labels)"
     if r.get("softmax_output") or (meta and meta.labels_file):
         return f"{prefix}{image} classifier ({n} classes)"

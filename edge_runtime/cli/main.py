@@ -29,9 +29,12 @@ def cmd_classify(a: argparse.Namespace) -> int:
     clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter,
                      resize=a.resize, crop=a.crop)
     d = clf.describe()
+    notes = [n for n in d["notes"] if a.backend == "auto" or n.startswith("labels:")]
+    if d["labels_from"] and d["labels_from"].startswith("the model's metadata"):
+        notes.insert(0, f"labels from {d['labels_from']}")
     print(f"edgecls: {d['model']} on {d['backend']} ({d['interpreter']} {d['interpreter_version']}, "
           f"{d['threads']} threads), resize {d['resize']}, input {d['input']['conversion']}"
-          + (f"; {'; '.join(d['notes'])}" if a.backend == "auto" else ""), file=sys.stderr)
+          + "".join(f"; {n}" for n in notes), file=sys.stderr)
     failed = seen = 0
     for path in iter_images(a.images):
         seen += 1

@@ -210,6 +210,13 @@ class Classifier:
 
     def _start_one(self, backend: str, models: _Models, explicit: bool) -> Any:
         if backend == "edgetpu":
+            if explicit and models.edgetpu is None:
+                try:  # the library first: without it no model would run, and installing it is the first step
+                    interp.check_edgetpu_library()
+                except BackendUnavailable as e:
+                    raise BackendUnavailable(f"{e}; this model has no Edge TPU version either (a bundle's "
+                                             "model_edgetpu.tflite, from edgecls convert --edgetpu, or a .tflite "
+                                             "compiled by edgetpu_compiler)") from None
             if models.edgetpu is None:
                 raise BackendUnavailable("no Edge TPU model (model_edgetpu.tflite, or a .tflite compiled by edgetpu_compiler)")
             try:

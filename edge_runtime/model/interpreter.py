@@ -368,17 +368,22 @@ def edgetpu_library() -> str:
         platform.system(), "libedgetpu.so.1")
 
 
-def load_edgetpu_delegate(package: InterpreterPackage, device: str | None = None) -> Any:
-    """Load the Edge TPU delegate, or raise BackendUnavailable saying why."""
+def check_edgetpu_library() -> str:
+    """The Edge TPU library's file name, once it loads; else BackendUnavailable saying what to install."""
     lib = edgetpu_library()
-    options = {"device": device} if device else {}
     try:
-        # Checked first: a failed load_delegate leaves a half-made Delegate whose __del__ raises.
         ctypes.CDLL(lib)
     except OSError:
         raise BackendUnavailable(
             f"Edge TPU library {lib} is not installed; install libedgetpu1-std from Coral's apt "
             "repository (https://coral.ai/software/#debian-packages)") from None
+    return lib
+
+
+def load_edgetpu_delegate(package: InterpreterPackage, device: str | None = None) -> Any:
+    """Load the Edge TPU delegate, or raise BackendUnavailable saying why."""
+    options = {"device": device} if device else {}
+    lib = check_edgetpu_library()  # first: a failed load_delegate leaves a half-made Delegate whose __del__ raises
     with captured_stderr() as log:
         try:
             return package.load_delegate(lib, options)

@@ -7,6 +7,14 @@ replacing an existing file; the temporary name is removed. So a crash leaves eit
 a whole one (a stray ``.tmp-*`` at worst, which training skips as a hidden file), and no photo
 is ever overwritten. Names are the UTC save time to the microsecond (``20250102-153012-123456``),
 so they sort by time; a clash gets ``_1``, ``_2``... which sorts after the first.
+
+On a file system without hard links (FAT or exFAT on a USB stick or an SD card: ``link`` fails
+with EPERM) the final name is claimed with ``open(O_CREAT | O_EXCL)``, which, like ``link``,
+fails where any file of that name exists, and only then is the whole temporary file renamed
+over that empty placeholder, after checking that it is still the one this call created. No
+photo is overwritten there either; a crash in the moment between the claim and the rename
+leaves an empty file under the final name, never a part of a photo. A move to another file
+system (EXDEV) is a copy written the same way, then the source is removed.
 """
 
 from __future__ import annotations
@@ -54,6 +62,41 @@ def stamp(t: float | None = None) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(t)) + f"-{int(t % 1 * 1e6):06d}"
 
 
+NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)  # what link(2) says on FAT
+
+
+def _claim(src: Path | str, final: Path) -> bool:
+    """Give the file ``src`` the name ``final`` unless something already has that name: True when
+    it did (``src`` is then linked, or renamed away), False when ``final`` exists. Raises OSError
+    (EXDEV across file systems, and anything but "no hard links here")."""
+    try:
+        os.link(src, final)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in NO_HARD_LINKS:
+            raise
+    try:  # no hard links: claim the name with an exclusive create, then rename over the claim
+        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        ours = os.fstat(fd)
+    finally:
+        os.close(fd)
+    now = os.stat(final)
+    if (now.st_dev, now.st_ino, now.st_size) != (ours.st_dev, ours.st_ino, 0):
+        return False  # our placeholder was replaced meanwhile: that file is someone else's, leave it
+    os.rename(src, final)
+    return True
+
+
+def _names(directory: Path, stem: str, tail: str, suffix: str):  # type: ignore[no-untyped-def]
+    for i in range(10000):
+        yield directory / f"{stem}{f'_{i}' if i else ''}{tail}{suffix}"
+
+
 def write_new(directory: Path, stem: str, data: bytes, suffix: str = ".jpg", tail: str = "") -> Path:
     """Write ``data`` as ``directory/stem[_N]tail suffix``, atomically and never over an existing
     file (see the module's docstring). Returns the path written."""
@@ -65,44 +108,30 @@ def write_new(directory: Path, stem: str, data: bytes, suffix: str = ".jpg", tai
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        for i in range(10000):
-            final = directory / f"{stem}{f'_{i}' if i else ''}{tail}{suffix}"
-            try:
-                os.link(tmp, final)
-                return final
-            except FileExistsError:
-                continue
-            except OSError as e:  # a file system without hard links (FAT on a USB stick): check, then rename
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                    raise
-                if final.exists():
-                    continue
-                os.rename(tmp, final)
+        for final in _names(directory, stem, tail, suffix):
+            if _claim(tmp, final):
                 return final
         raise EdgeclsError(f"{directory}: cannot find a free name for {stem}{suffix}")
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
 
 
 def move_new(src: Path, directory: Path) -> Path:
     """Move ``src`` into ``directory`` under its own name (``_N`` added on a clash), atomically and
-    never over an existing file: link to the new name, then unlink the old one."""
+    never over an existing file: link to the new name (or, without hard links, claim it and rename),
+    then unlink the old one. Across file systems: a copy written by ``write_new``, then the unlink."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem, suffix = src.stem, src.suffix
-    for i in range(10000):
-        final = directory / f"{stem}{f'_{i}' if i else ''}{suffix}"
-        try:
-            os.link(src, final)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
-                raise
-            if final.exists():
-                continue
-            os.rename(src, final)
-            return final
+    try:
+        for final in _names(directory, src.stem, "", src.suffix):
+            if _claim(src, final):
+                if os.path.lexists(src):
+                    os.unlink(src)  # linked: the old name goes (renamed: it has gone already)
+                return final
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        final = write_new(directory, src.stem, src.read_bytes(), suffix=src.suffix)
         os.unlink(src)
         return final
     raise EdgeclsError(f"{directory}: cannot find a free name for {src.name}")

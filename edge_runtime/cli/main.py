@@ -134,6 +134,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "adopt": ("edgecls adopt model.tflite --photos photos/ --out bundles/theirs",
               "edgecls adopt model.tflite --photos photos/ --out bundles/theirs --labels labels.txt"),
     "demo": ("edgecls demo", "edgecls demo --out /tmp/edgecls-demo --epochs 5"),
+    "users": ("edgecls users add users.json alice --role admin",),
     "bench compare": ("edgecls bench compare pi4.json pi5.json", "edgecls bench compare *.json --markdown table.md"),
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from itertools import groupby
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,10 @@ def test_coral_golden_rows(arm, pi, interpreter):
                     "--top-k", "5", "--resize", CORAL_RESIZE, "--backend", "cpu", pi=pi, interpreter=interpreter)
         _ok(p)
         assert f"{PACKAGE[interpreter]} " in p.stderr, p.stderr
-        for r, result in zip(rows, json_lines(p.stdout)):
+        results = json_lines(p.stdout)
+        assert len(results) == len(rows), p.stdout  # one line per image: zip must not drop a row unseen
+        for r, result in zip(rows, results):
+            assert Path(result["image"]).name == r[1], (r, result["image"])  # the row's own photo
             _, _, index, k, min_score, _ = r
             assert_golden(result["classes"], index, k, min_score)
 
@@ -52,6 +56,7 @@ def test_bundle_classifies_as_on_x86(arm, sign_run, sign_bundle, pi, interpreter
                 interpreter=interpreter)
     _ok(p)  # tflite-runtime 2.14 does not crash: dense layers are per tensor
     mine, theirs = json_lines(p.stdout), json_lines(x86.stdout)
+    assert len(mine) == len(theirs) == len(files), (len(mine), len(theirs), len(files))
     assert [r["classes"][0]["index"] for r in mine] == [r["classes"][0]["index"] for r in theirs]
     v = arm.run("verify", sign_bundle, "--backend", "cpu", "--json", pi=pi, interpreter=interpreter)
     report = json.loads(v.stdout)

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", metavar="DATA_DIR", help="folder with one sub-folder of images per class")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create (e.g. runs/NAME)")
     p.add_argument("--arch", default=d.arch, choices=("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
-                                                      "mobilenet_v3_large"))
+                                                      "mobilenet_v3_large"),
+                   help="the backbone (its ImageNet weights: see --weights)")
     p.add_argument("--alpha", type=positive_float, default=d.alpha, help="width multiplier")
     p.add_argument("--size", type=positive_int, default=d.size, help="input height and width in pixels")
     p.add_argument("--weights", default=d.weights,
@@ -48,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="early stop after this many epochs without a better validation loss")
     p.add_argument("--batch", type=positive_int, default=d.batch, help="batch size")
-    p.add_argument("--dropout", type=_fraction, default=d.dropout)
+    p.add_argument("--dropout", type=_fraction, default=d.dropout,
+                   help="fraction of the features dropped before the classifier head while training")
     p.add_argument("--flip", action="store_true", help="augment with horizontal flips (only where a mirror "
                    "image keeps its class)")
     p.add_argument("--val", type=_fraction, default=d.val, help="fraction of each class for validation")

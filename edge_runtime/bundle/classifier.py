@@ -12,8 +12,9 @@ from typing import Any, Literal, Sequence, get_args
 import numpy as np
 
 from edge_runtime.bundle.format import Bundle, is_bundle, load_bundle
-from edge_runtime.errors import BackendUnavailable, LabelError, ModelError
+from edge_runtime.errors import BackendUnavailable, EdgeclsError, LabelError, ModelError
 from edge_runtime.model import interpreter as interp
+from edge_runtime.model import metadata as tflite_metadata
 from edge_runtime.model.labels import read_labels
 from edge_runtime.model.postprocess import Class, OutputKind, dequantize, softmax, top_k
 from edge_runtime.model.preprocess import (
@@ -128,8 +129,14 @@ class Classifier:
                                        normalization if spec.quantized or spec.dtype == np.float32 else None)
         out = self.output_spec
         self.num_classes = int(np.prod(out.shape))
+        # Where the labels came from, for the user: the bundle's file, --labels, the model's metadata.
+        self.labels_from: str | None = str(self.bundle.path / "labels.txt") if self.bundle else None
         if self.bundle is None:
             self.labels = self._read_labels(labels, self.num_classes)
+            if labels is not None:
+                self.labels_from = os.fspath(labels) if isinstance(labels, (str, os.PathLike)) else "given"
+            else:
+                self.labels, self.labels_from = self._metadata_labels(self.model_path, self.num_classes)
         if self.labels is None:
             self.labels = [str(i) for i in range(self.num_classes)]
         elif len(self.labels) != self.num_classes:
@@ -166,6 +173,28 @@ class Classifier:
             return read_labels(labels, classes)
         return [str(x) for x in labels]
 
+    def _metadata_labels(self, path: str, classes: int) -> tuple[list[str] | None, str | None]:
+        """A bare model's labels from its TFLite metadata (as ``inspect`` and ``adopt`` read them);
+        a model whose metadata says it is an embedder, with no labels, is not run as a classifier."""
+        try:
+            meta = tflite_metadata.read_file(path)
+        except EdgeclsError as e:  # unreadable metadata, or no flatbuffers: numbered classes, and why
+            self.notes.append(f"labels: not read from the model's metadata ({e})")
+            return None, None
+        if meta is None:
+            return None, None
+        if meta.is_embedder:
+            raise ModelError(f"{path}: an image embedder (its metadata: '{meta.name}', a {classes}-value feature "
+                             "vector, no labels), not a classifier: its outputs are not class scores; "
+                             "edgecls runs image classifiers (pass --labels only if it really is one)")
+        if not meta.labels or meta.labels_file is None:
+            return None, None
+        if len(meta.labels) != classes:
+            self.notes.append(f"labels: the model's metadata holds {len(meta.labels)} ({meta.labels_file.name}) "
+                              f"for {classes} classes; not used")
+            return None, None
+        return list(meta.labels), f"the model's metadata ({meta.labels_file.name})"
+
     def _start(self, backend: str, models: _Models) -> Any:
         if backend != "auto":
             return self._start_one(backend, models, explicit=True)
@@ -181,6 +210,13 @@ class Classifier:
 
     def _start_one(self, backend: str, models: _Models, explicit: bool) -> Any:
         if backend == "edgetpu":
+            if explicit and models.edgetpu is None:
+                try:  # the library first: without it no model would run, and installing it is the first step
+                    interp.check_edgetpu_library()
+                except BackendUnavailable as e:
+                    raise BackendUnavailable(f"{e}; this model has no Edge TPU version either (a bundle's "
+                                             "model_edgetpu.tflite, from edgecls convert --edgetpu, or a .tflite "
+                                             "compiled by edgetpu_compiler)") from None
             if models.edgetpu is None:
                 raise BackendUnavailable("no Edge TPU model (model_edgetpu.tflite, or a .tflite compiled by edgetpu_compiler)")
             try:
@@ -199,9 +235,14 @@ class Classifier:
             if not explicit:
                 if is_raspberry_pi():
                     raise BackendUnavailable("skipped on a Raspberry Pi: the int8 model on the CPU is faster")
-                ok, why = interp.vulkan_status()
-                if not ok:
-                    raise BackendUnavailable(why)
+                ok, _ = interp.vulkan_status()
+                if not ok:  # the drivers' own words are edgecls doctor's to show, not every classify's
+                    raise BackendUnavailable(f"{interp.NO_VULKAN_DEVICE} (edgecls doctor says more)")
+                try:
+                    return interp.GpuEngine(target, self.threads)
+                except BackendUnavailable:
+                    raise BackendUnavailable("the GPU accelerator did not start (edgecls doctor, or --backend gpu, "
+                                             "says why)") from None
             return interp.GpuEngine(target, self.threads)
         if models.cpu is None:
             raise ModelError(f"{models.edgetpu}: compiled for the Edge TPU (edgetpu-custom-op), which the CPU cannot run; "
@@ -286,6 +327,7 @@ class Classifier:
                 "output": {"classes": self.num_classes, "kind": self.output_kind,
                            "dtype": self.output_spec.dtype.name},
                 "fully_accelerated": getattr(self._engine, "fully_accelerated", None),
+                "labels_from": self.labels_from,
                 "resize": self.resize_method, "crop": self.crop, "decode": self.decode, "notes": self.notes,
                 "machine": platform.machine()}
 

@@ -217,9 +217,10 @@ def _read_meta(p: Path) -> Metadata:
     meta_path = p / METADATA
     if not p.is_dir():
         raise BundleError(f"{p}: not a bundle (a bundle is a directory or a .tar.gz with {METADATA}); "
-                          "pass a bundle, or a .tflite with --labels")
+                          "pass a bundle (edgecls convert or edgecls adopt makes one)")
     if not os.path.lexists(meta_path):
-        raise BundleError(f"{p}: not a bundle (no {METADATA}); pass a bundle directory or a .tflite with --labels")
+        raise BundleError(f"{p}: not a bundle (no {METADATA}); pass a bundle directory (edgecls convert or "
+                          "edgecls adopt makes one)")
     data = read_bounded(meta_path, "bundle metadata file", BundleError, MAX_META_BYTES.get(), MAX_META_BYTES.hint())
     return parse_meta(data, str(meta_path))
 

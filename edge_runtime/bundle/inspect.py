@@ -43,6 +43,8 @@ def inspect_bundle(path: str, interpreter: str | None = None) -> dict[str, Any]:
         return {"path": path, "kind": "bundle that does not check out", "runs": False, "reason": str(e)}
     models = {kind: inspect_model(str(f), interpreter) for kind in ("cpu", "edgetpu", "float")
               if (f := b.model(kind)) is not None}
+    for m in models.values():
+        m["needs"] = None  # a bundle brings its labels.txt and its input contract: nothing more is needed
     cpu = models["cpu"]
     return {"path": str(b.path), "kind": "edgecls bundle", "name": b.name, "runs": cpu["runs"],
             "reason": cpu.get("reason"), "labels": {"count": len(b.labels), "first": b.labels[:5]},
@@ -123,8 +125,7 @@ def _kind(r: dict, meta: tflite_metadata.ModelMetadata | None) -> str:
     if len(outs) != 1:
         return f"{prefix}{image} model with {len(outs)} outputs (a detector or segmenter, not a classifier)"
     n = int(np.prod(outs[0]["shape"]))
-    what = (meta.name or "") + " " + (meta.description or "") if meta else ""
-    if meta and meta.labels_file is None and any(w in what.lower() for w in ("embed", "feature vector")):
+    if meta and meta.is_embedder:
         return f"{prefix}{image} embedder ({n}-value feature vector, no labels)"
     if r.get("softmax_output") or (meta and meta.labels_file):
         return f"{prefix}{image} classifier ({n} classes)"
@@ -191,12 +192,12 @@ def _short(reason: str, path: str) -> str:
 
 def _needs(r: dict, meta: tflite_metadata.ModelMetadata | None) -> dict[str, Any]:
     """What edgecls needs beyond the file to run it right: labels and the input's normalization."""
-    labels = "from the metadata" if meta and meta.labels is not None else "--labels FILE"
+    labels = "from the metadata" if meta and meta.labels is not None else "a label file (edgecls classify --labels FILE)"
     inp = r["inputs"][0] if r["inputs"] else {}
     if inp.get("dtype") == "float32":
         n = meta.normalization if meta else None
         norm = (f"from the metadata: (pixel - {n.mean:g}) / {n.std:g}" if n else
-                "--mean M --std S (0/255 for [0, 1] inputs, 127.5/127.5 for [-1, 1])")
+                "not in the file (edgecls adopt --mean M --std S: 0/255 for [0, 1] inputs, 127.5/127.5 for [-1, 1])")
     else:
         norm = "none: pixels enter as the quantized input's bytes (uint8 as is, int8 shifted by 128)"
     return {"labels": labels, "normalization": norm}
@@ -208,7 +209,7 @@ def format_report(r: dict[str, Any]) -> str:
         head = [f"{r['path']}: {r['kind']} '{r['name']}', {r['labels']['count']} labels, input "
                 f"{r['input']['height']}x{r['input']['width']} ({r['input']['resize']} resize), "
                 f"{r['golden_photos']} golden photos",
-                f"  TFLite metadata in its models: {_written(r.get('tflite_metadata'))}"]
+                f"  TFLite metadata in its models: {_written(r.get('tflite_metadata'), r['models'])}"]
         return "\n".join(head + [format_report(m) for m in r["models"].values()])
     lines = [f"{r['path']}: {r['kind']}"]
     if "size_bytes" in r:
@@ -244,7 +245,10 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _written(record: dict | None) -> str:
-    if not record:
-        return "not recorded (converted before edgecls wrote metadata)"
-    return "yes" if record.get("written") else f"no ({record.get('reason')})"
+def _written(record: dict | None, models: dict[str, dict]) -> str:
+    """Whether the bundle's models carry TFLite metadata: as edgecls.json records it (convert), else
+    as the model files show it (adopt keeps a model's own metadata and records nothing)."""
+    if record:
+        return "yes" if record.get("written") else f"no ({record.get('reason')})"
+    carry = [f"{os.path.basename(m['path'])} ('{m['metadata']['name']}')" for m in models.values() if m.get("metadata")]
+    return f"yes: {', '.join(carry)}" if carry else "none"

@@ -48,16 +48,17 @@ def verify(bundle_path: str | os.PathLike[str], backend: str = "auto", interpret
     """Check the bundle's golden photos on this machine. ``fault`` ('swap-rb') feeds the photos
     altered, for tests that prove a fault is caught."""
     bundle = load_bundle(bundle_path)
+    named = os.fspath(bundle_path)  # what the user named: a .tar.gz is unpacked into a directory that goes away
     photos = (bundle.meta.get("golden") or {}).get("photos") or []
     if not photos:
-        raise BundleError(f"{bundle.path}: has no golden photos to verify; reconvert it with edgecls convert")
+        raise BundleError(f"{named}: has no golden photos to verify; reconvert it with edgecls convert")
     if fault is not None and fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; valid: {', '.join(FAULTS)}")
     with Classifier(bundle.path, backend=backend, interpreter=interpreter, threads=threads) as clf:
         int8_cpu = clf.backend == "cpu" and Path(clf.model_path).name == "model.tflite"
         recorded_by = str(bundle.meta["golden"].get("interpreter", "")).split(" ")[0]
         exact = int8_cpu and recorded_by == clf.interpreter
-        rep = Report(str(bundle.path), clf.backend, f"{clf.interpreter} {clf.package.version}",
+        rep = Report(named, clf.backend, f"{clf.interpreter} {clf.package.version}",
                      "bit-exact" if exact else
                      (f"same input tensor; top-1 + scores within {SCORE_TOLERANCE} (outputs recorded with "
                       f"{recorded_by or 'another interpreter'})" if int8_cpu

@@ -6,7 +6,9 @@ and ``serve_address``, the one ``--serve``/``--public`` check of the web pages (
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+import textwrap
 from typing import Any, Sequence
 
 from edge_runtime.bundle.classifier import BACKENDS
@@ -129,3 +131,66 @@ def runtime_args(p: argparse.ArgumentParser, backends: Sequence[str] = BACKENDS)
     p.add_argument("--threads", type=threads, default=None, help="CPU threads (default: the machine's cores)")
     p.add_argument("--interpreter", metavar="PKG", default=None,
                    help="force ai_edge_litert, tflite_runtime or tensorflow (also $EDGECLS_INTERPRETER)")
+
+
+# --- every command's --help: its options, each with a description, and examples at the end ----
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps a description's long lines but keeps its line breaks and indented lines, so that an
+    epilog of examples (``examples:`` and one indented command a line) prints as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for line in text.splitlines():
+            if line[:1].isspace() or len(indent + line) <= width:
+                out.append(indent + line)
+            else:
+                out.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent))
+        return "\n".join(out)
+
+
+class DefaultsHelpFormatter(HelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``HelpFormatter`` that adds "(default: X)" where the help does not already say it and X
+    says something (not None, not False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action) or ""
+
+
+def finish_help(p: argparse.ArgumentParser, examples: Sequence[str]) -> None:
+    """Give ``p`` an examples section (unless it has its own epilog) and the line-keeping formatter."""
+    if not p.epilog and examples:
+        p.epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    p.formatter_class = (DefaultsHelpFormatter if issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
+                         else HelpFormatter)
+
+
+def option_strings(p: argparse.ArgumentParser) -> list[str]:
+    """Every option string ``p`` accepts (``--top-k``, ``-h``, ...), hidden ones included."""
+    return [s for a in p._actions for s in a.option_strings]
+
+
+def close_options(p: argparse.ArgumentParser, typed: str) -> list[str]:
+    """``p``'s options closest to ``typed`` (``--top_k`` -> ``--top-k``), best first."""
+    known = [s for s in option_strings(p) if s.startswith("--")]
+    word = typed.split("=", 1)[0]
+    return difflib.get_close_matches(word.replace("_", "-"), known, n=3, cutoff=0.7)
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """The parser of every subcommand: an argument it does not know is an error with this
+    command's own usage (argparse would pass it up to the top-level parser, whose usage lists
+    no options), and a mistyped option is answered with this command's closest options."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras:
+            hints = [f"{x}: did you mean {' or '.join(close)}?" for x in extras if x.startswith("--")
+                     for close in [close_options(self, x)] if close]
+            self.error(f"unrecognized arguments: {' '.join(extras)}; "
+                       + ("; ".join(hints) if hints else f"`{self.prog} --help` lists its options"))
+        return ns, extras

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from edge_runtime.bundle.classifier import BACKENDS
-from edge_runtime.cli.args import nonneg_int, positive_float, positive_int, thread_list
+from edge_runtime.cli.args import SuggestingParser, nonneg_int, positive_float, positive_int, thread_list
 
 BENCH_BACKENDS = (*BACKENDS, "imx500")  # imx500: the AI Camera's rate and DNN time from its metadata
 
@@ -105,7 +105,7 @@ def _bench_output_args(p: argparse.ArgumentParser) -> None:
 
 def compare_parser() -> argparse.ArgumentParser:
     """``edgecls bench compare``: its own parser, because ``bench`` takes model paths."""
-    p = argparse.ArgumentParser(prog="edgecls bench compare", description="Merge results saved with `edgecls "
+    p = SuggestingParser(prog="edgecls bench compare", description="Merge results saved with `edgecls "
                                 "bench --save` on several devices into one table (a model named 'compare' is "
                                 "./compare).")
     p.add_argument("files", nargs="+", metavar="RESULT.json", help="files written by edgecls bench --save")

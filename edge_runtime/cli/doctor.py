@@ -16,7 +16,7 @@ from typing import Literal
 from edge_runtime._version import __version__
 from edge_runtime.live import imx500
 from edge_runtime.model import interpreter as interp
-from edge_runtime.system.machine import FIX_GOVERNOR, board_model, cpu_model, governor, read_sysfs, video_devices
+from edge_runtime.system.machine import FIX_GOVERNOR, available_packages, board_model, cpu_model, governor, read_sysfs, video_devices
 
 Status = Literal["ok", "warn", "missing"]
 
@@ -59,7 +59,7 @@ def checks() -> list[Check]:
     out.append(Check("numpy", "ok", numpy.__version__))
     out.append(Check("pillow", "ok", _version("pillow") or "?"))
 
-    versions = interp.available_packages()
+    versions = available_packages()
     found = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "none"
     try:
         pkg = interp.resolve_package()
@@ -87,8 +87,7 @@ def checks() -> list[Check]:
     if not has_cm:
         out.append(Check("gpu", "missing", "no ai-edge-litert (its CompiledModel API is the GPU path)", "pip install ai-edge-litert"))
     else:
-        out.append(Check("gpu", "ok" if ok else "missing", why + (" (a device is confirmed only when a model starts "
-                         "on it: edgecls classify --backend gpu)" if ok else ""),
+        out.append(Check("gpu", "ok" if ok else "missing", why,
                          "" if ok else "install your GPU's Vulkan driver (and libvulkan1); --backend gpu also runs on "
                          "software Vulkan, for testing only"))
 

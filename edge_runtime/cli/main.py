@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Sequence
 
 from edge_runtime._version import __version__
 from edge_runtime.bundle.classifier import BACKENDS
-from edge_runtime.cli.args import model_args, positive_int, runtime_args, score
+from edge_runtime.cli.args import SuggestingParser, finish_help, model_args, positive_int, runtime_args, score
 from edge_runtime.cli.bench import add_bench
 from edge_runtime.cli.camera import add_camera
 from edge_runtime.cli.collect import add_collect
@@ -30,9 +30,12 @@ def cmd_classify(a: argparse.Namespace) -> int:
     clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter,
                      resize=a.resize, crop=a.crop)
     d = clf.describe()
+    notes = [n for n in d["notes"] if a.backend == "auto" or n.startswith("labels:")]
+    if d["labels_from"] and d["labels_from"].startswith("the model's metadata"):
+        notes.insert(0, f"labels from {d['labels_from']}")
     print(f"edgecls: {d['model']} on {d['backend']} ({d['interpreter']} {d['interpreter_version']}, "
           f"{d['threads']} threads), resize {d['resize']}, input {d['input']['conversion']}"
-          + (f"; {'; '.join(d['notes'])}" if a.backend == "auto" else ""), file=sys.stderr)
+          + "".join(f"; {n}" for n in notes), file=sys.stderr)
     failed = seen = 0
     for path in iter_images(a.images):
         seen += 1
@@ -113,6 +116,38 @@ COMMAND_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("demo", "edgecls demo"),
     )),
 )
+# The "examples:" at the end of `edgecls COMMAND --help` (a command that writes its own epilog keeps it).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "classify": ("edgecls classify bundles/cat photos/", "edgecls classify bundles/cat cat.jpg --top-k 3 --json",
+                 "edgecls classify model.tflite --labels labels.txt photo.jpg --backend cpu"),
+    "bench": ("edgecls bench bundles/cat", "edgecls bench bundles/cat --threads 1,4 --plot bench.png",
+              "edgecls bench bundles/cat --backend cpu,edgetpu --save pi5.json"),
+    "verify": ("edgecls verify bundles/cat", "edgecls verify bundles/cat.tar.gz --backend cpu --json"),
+    "camera": ("edgecls camera bundles/cat", "edgecls camera bundles/cat --serve 8000 --on-change",
+               "edgecls camera bundles/cat --mqtt mqtt://broker.local --save-uncertain mined/"),
+    "doctor": ("edgecls doctor", "edgecls doctor --json"),
+    "inspect": ("edgecls inspect model.tflite", "edgecls inspect bundles/cat --json"),
+    "collect": ("edgecls collect photos/ --serve 8000 --labels cat,empty",
+                "edgecls collect photos/ --label cat --count 20 --every 1"),
+    "review": ("edgecls review photos/ --serve 8000",),
+    "train": ("edgecls train photos/ --out runs/cat", "edgecls train photos/ --out runs/cat --size 160 --epochs 20",
+              "edgecls train photos/ --out runs/cat --resume"),
+    "convert": ("edgecls convert runs/cat --out bundles/cat", "edgecls convert runs/cat --out bundles/cat --edgetpu --tar"),
+    "adopt": ("edgecls adopt model.tflite --photos photos/ --out bundles/theirs",
+              "edgecls adopt model.tflite --photos photos/ --out bundles/theirs --labels labels.txt"),
+    "demo": ("edgecls demo", "edgecls demo --out /tmp/edgecls-demo --epochs 5"),
+    "users": ("edgecls users add users.json alice --role admin",),
+    "bench compare": ("edgecls bench compare pi4.json pi5.json", "edgecls bench compare *.json --markdown table.md"),
+}
+
+
+def examples(name: str) -> tuple[str, ...]:
+    """The examples of ``edgecls NAME --help``: the table above, else the top-level help's one."""
+    if name in EXAMPLES:
+        return EXAMPLES[name]
+    return tuple(e for _, entries in COMMAND_GROUPS for n, e in entries if n == name)
+
+
 LOOP = "collect -> train -> convert -> deploy -> camera (mining uncertain frames) -> pull -> review -> train again"
 
 
@@ -145,7 +180,7 @@ class _TopParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _TopParser(prog="edgecls", description="Image classifiers on a Raspberry Pi.")
     parser.add_argument("--version", action="version", version=f"edgecls {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SuggestingParser)
     sub.required = True
     for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor, _add_inspect, add_collect,
                 add_review, add_users):
@@ -153,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     for register in _plugin_commands():
         register(sub)
     parser.commands = {a.dest: a.help or "" for a in sub._get_subactions()}
+    for name, p in sub.choices.items():
+        finish_help(p, examples(name))
     return parser
 
 
@@ -278,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:2] == ["bench", "compare"]:
         from edge_runtime.cli.bench import compare_parser
 
-        args = compare_parser().parse_args(argv[2:])
+        parser = compare_parser()
+        finish_help(parser, examples("bench compare"))
+        args = parser.parse_args(argv[2:])
     else:
         args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

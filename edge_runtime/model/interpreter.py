@@ -368,17 +368,22 @@ def edgetpu_library() -> str:
         platform.system(), "libedgetpu.so.1")
 
 
-def load_edgetpu_delegate(package: InterpreterPackage, device: str | None = None) -> Any:
-    """Load the Edge TPU delegate, or raise BackendUnavailable saying why."""
+def check_edgetpu_library() -> str:
+    """The Edge TPU library's file name, once it loads; else BackendUnavailable saying what to install."""
     lib = edgetpu_library()
-    options = {"device": device} if device else {}
     try:
-        # Checked first: a failed load_delegate leaves a half-made Delegate whose __del__ raises.
         ctypes.CDLL(lib)
     except OSError:
         raise BackendUnavailable(
             f"Edge TPU library {lib} is not installed; install libedgetpu1-std from Coral's apt "
             "repository (https://coral.ai/software/#debian-packages)") from None
+    return lib
+
+
+def load_edgetpu_delegate(package: InterpreterPackage, device: str | None = None) -> Any:
+    """Load the Edge TPU delegate, or raise BackendUnavailable saying why."""
+    options = {"device": device} if device else {}
+    lib = check_edgetpu_library()  # first: a failed load_delegate leaves a half-made Delegate whose __del__ raises
     with captured_stderr() as log:
         try:
             return package.load_delegate(lib, options)
@@ -484,14 +489,72 @@ def _quantization(path: str) -> tuple[tuple[float, int], tuple[float, int]]:
             (float(o["quantization"][0]), int(o["quantization"][1])))
 
 
+VK_PHYSICAL_DEVICE_TYPE_CPU = 4  # a software rasterizer (Mesa's llvmpipe/lavapipe, SwiftShader)
+
+
+@dataclass(frozen=True)
+class VulkanDevice:
+    """A physical device the Vulkan loader reports."""
+
+    name: str
+    software: bool
+
+
+class _VkInstanceCreateInfo(ctypes.Structure):
+    _fields_ = [("sType", ctypes.c_int), ("pNext", ctypes.c_void_p), ("flags", ctypes.c_uint32),
+                ("pApplicationInfo", ctypes.c_void_p), ("enabledLayerCount", ctypes.c_uint32),
+                ("ppEnabledLayerNames", ctypes.c_void_p), ("enabledExtensionCount", ctypes.c_uint32),
+                ("ppEnabledExtensionNames", ctypes.c_void_p)]
+
+
+def vulkan_devices(loader: str = "libvulkan.so.1") -> list[VulkanDevice] | None:
+    """The devices Vulkan reports, found the way LiteRT's GPU accelerator (through Dawn) finds its
+    adapters: a bare instance, then ``vkEnumeratePhysicalDevices``. None without a loader; [] when
+    no driver answers (ICD files of a GPU that is not there). What the loader and the drivers
+    print goes to a captured stderr: the details are ``edgecls doctor``'s to give."""
+    with captured_stderr():
+        try:
+            vk = ctypes.CDLL(loader)
+        except OSError:
+            return None
+        vk.vkCreateInstance.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
+        vk.vkEnumeratePhysicalDevices.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.c_void_p]
+        vk.vkGetPhysicalDeviceProperties.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        vk.vkDestroyInstance.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        info = _VkInstanceCreateInfo(sType=1)  # VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO
+        instance = ctypes.c_void_p()
+        if vk.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance)) != 0:
+            return []  # VK_ERROR_INCOMPATIBLE_DRIVER: no driver could start
+        try:
+            count = ctypes.c_uint32(0)
+            if vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), None) != 0 or not count.value:
+                return []
+            handles = (ctypes.c_void_p * count.value)()
+            if vk.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), handles) not in (0, 5):  # 5: VK_INCOMPLETE
+                return []
+            found = []
+            for handle in handles[:count.value]:
+                props = ctypes.create_string_buffer(4096)  # VkPhysicalDeviceProperties is 824 bytes
+                vk.vkGetPhysicalDeviceProperties(handle, props)
+                kind = int.from_bytes(props.raw[16:20], sys.byteorder)  # after 4 uint32 (versions, ids)
+                name = props.raw[20:276].split(b"\0", 1)[0].decode("utf-8", "replace")
+                found.append(VulkanDevice(name, kind == VK_PHYSICAL_DEVICE_TYPE_CPU))
+            return found
+        finally:
+            vk.vkDestroyInstance(instance, None)
+
+
+NO_VULKAN_DEVICE = "no Vulkan device"
+
+
 def vulkan_status() -> tuple[bool, str]:
-    """Whether a Vulkan loader and a hardware (non-software) driver are visible, and what was
-    found. ``auto`` only tries the GPU when this is true: a software rasterizer is never a
-    better choice than XNNPACK."""
+    """Whether a hardware (non-software) Vulkan device answers, and what was found (the loader,
+    the drivers installed, the devices they report). ``auto`` only tries the GPU when this is
+    true: a software rasterizer is never a better choice than XNNPACK. ICD files alone prove
+    nothing (a desktop install ships Intel's and AMD's on a machine with neither)."""
     loader = ctypes.util.find_library("vulkan") or "libvulkan.so.1"
-    try:
-        ctypes.CDLL(loader if os.sep in loader else "libvulkan.so.1")
-    except OSError:
+    devices = vulkan_devices(loader if os.sep in loader else "libvulkan.so.1")
+    if devices is None:
         return False, "no Vulkan loader (libvulkan.so.1); install libvulkan1 and your GPU's Vulkan driver"
     files: list[str] = []
     forced = os.environ.get("VK_DRIVER_FILES") or os.environ.get("VK_ICD_FILENAMES")
@@ -503,7 +566,10 @@ def vulkan_status() -> tuple[bool, str]:
                 files += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".json")]
     if not files:
         return False, "Vulkan loader found, but no Vulkan driver (ICD) is installed"
-    hardware = [f for f in files if "lvp_icd" not in os.path.basename(f)]
-    if not hardware:
-        return False, "only Mesa's software Vulkan (lavapipe) is installed: " + ", ".join(files)
-    return True, "Vulkan drivers: " + ", ".join(os.path.basename(f) for f in hardware)
+    drivers = ", ".join(os.path.basename(f) for f in files)
+    hardware = [d.name for d in devices if not d.software]
+    if hardware:
+        return True, f"Vulkan device: {', '.join(hardware)} (drivers: {drivers})"
+    software = [d.name for d in devices if d.software]
+    return False, (f"{NO_VULKAN_DEVICE}: " + (f"only software Vulkan ({', '.join(software)})" if software
+                                            else "no driver found a GPU") + f" (drivers installed: {drivers})")

@@ -150,6 +150,13 @@ class ModelMetadata:
         files = self.outputs[0].files if self.outputs else ()
         return next((f for f in files if f.type == "TENSOR_AXIS_LABELS"), None)
 
+    @property
+    def is_embedder(self) -> bool:
+        """Says it makes feature vectors (MediaPipe's ImageEmbedder: "embed", "feature vector")
+        and carries no labels: its output values are not class scores."""
+        what = f"{self.name or ''} {self.description or ''}".lower()
+        return self.labels_file is None and any(w in what for w in ("embed", "feature vector"))
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["labels"] = None if self.labels is None else {"count": len(self.labels), "first": self.labels[:5]}

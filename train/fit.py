@@ -183,7 +183,7 @@ class _Progress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         steps = self.params.get("steps") or 0
         if self.tty and steps:
-            self._show(f"{batch + 1}/{steps}", logs or {}, self._left(partial=(batch + 1) / steps))
+            self._show(f"batch {batch + 1}/{steps}", logs or {}, self._left(partial=(batch + 1) / steps))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.done += 1

@@ -8,9 +8,9 @@ shuffle of tf.data gets the seed explicitly (fit.dataset). Every run is seeded (
 ``--seed`` says otherwise).
 
 ``enable_op_determinism`` makes TensorFlow pick deterministic kernels and run tf.data's
-parallel maps in a fixed order. It is not free: on the 2-core x86 VM the demo's epochs took
-about 6% more CPU time with it (benchmarks/results/demo_time.md), so it is turned on only when
-the user passes ``--seed`` (``deterministic``). On a GPU some kernels lose much more speed or
+parallel maps in a fixed order. It is not free: on the 2-core x86 VM an epoch of the demo took
+4.4-4.5 CPU-seconds with it and 4.1-4.2 without (about 6%; issue 31), so it is turned on only
+when the user passes ``--seed`` (``deterministic``). On a GPU some kernels lose much more speed or
 have no deterministic version, so it is left off there and the log says so. With it, the same
 seed gives the same metrics on the same machine (same TensorFlow, same CPU features): float
 sums in another order on other hardware may still differ in the last bits.

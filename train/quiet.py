@@ -13,6 +13,9 @@ it), so the command routes descriptor 2 through a pipe for the duration of the c
   prints on every start (``WARNING: All log messages before absl::InitializeLog()``, the
   oneDNN and CPU-feature notes); ``F`` (fatal) lines always pass.
 
+One cost: if TensorFlow aborts the process, a fatal line still in the pipe may be lost with it;
+rerun with ``--verbose`` to see it.
+
 ``--verbose`` turns it off: everything native code writes reaches the terminal, and
 ``TF_CPP_MIN_LOG_LEVEL`` defaults to 0 instead of 2.
 """

@@ -139,6 +139,8 @@ def start_run(out: Path, cfg: TrainConfig) -> None:
 def check_inputs(cfg: TrainConfig) -> data.Dataset:
     """The weights file and the dataset, checked before anything is written: a typo in a path
     leaves no run folder behind."""
+    if cfg.lr_schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {cfg.lr_schedule!r}; valid: {', '.join(SCHEDULES)}")
     if cfg.weights not in (None, "imagenet", "none") and not Path(cfg.weights).is_file():
         raise RunError(f"{cfg.weights}: no such weights file; pass a Keras weights file of the backbone "
                        "without its top, 'imagenet' (downloads) or 'none'")

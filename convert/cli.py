@@ -76,10 +76,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder per class for a bare Keras model (or where a run's dataset moved to)")
     p.add_argument("--name", help="bundle name (default: the directory name)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--verbose", action="store_true", help="also show what TensorFlow's C++ side logs")
     p.set_defaults(func=cmd_convert)
 
 
 def cmd_convert(a: argparse.Namespace) -> int:
+    from train.quiet import native_logs_filtered
+
+    with native_logs_filtered(a.verbose):
+        return _convert(a)
+
+
+def _convert(a: argparse.Namespace) -> int:
     from train import _tf  # noqa: F401  (names the extra on a runtime-only install)
 
     from .run import Options, convert

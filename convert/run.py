@@ -23,7 +23,7 @@ from edge_runtime.model.contract import InputContract, OutputContract, TensorQua
 from edge_runtime.model.labels import read_labels
 from edge_runtime.model.preprocess import Normalization
 from train import data as dataset
-from train.run import log
+from train.run import Clock, log
 
 from . import destination, metadata
 from .ladder import DEFAULT_TARGETS
@@ -70,6 +70,7 @@ class Result:
     metrics: dict
     edgetpu: dict = field(default_factory=dict)
     table: str = ""
+    seconds: dict = field(default_factory=dict)  # wall and CPU seconds per stage (train.run.Clock)
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -177,8 +178,8 @@ def format_table(m: dict, sizes: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def gate(model: Any, src: Source, data: _Data, opts: Options, work: Path, progress: Callable[[str], None]
-         ) -> tuple[list[interp.OpInfo], _Converted, Options, int]:
+def gate(model: Any, src: Source, data: _Data, opts: Options, work: Path, progress: Callable[[str], None],
+         clock: Clock | None = None) -> tuple[list[interp.OpInfo], _Converted, Options, int]:
     """Quantize, evaluate and judge int8 against float (convert/gate.py); when the damage is
     real, climb the repair ladder (convert/ladder.py). Returns the int8 graph's ops, the passing
     evaluation, the options that made it and its number of calibration photos."""
@@ -186,13 +187,17 @@ def gate(model: Any, src: Source, data: _Data, opts: Options, work: Path, progre
     from . import ladder
 
     decoded = {opts.calibration: data}
+    clock = clock or Clock()
 
     def attempt(o: Options) -> tuple[tuple[list[interp.OpInfo], _Converted, int], judge.Evidence]:
         if o.calibration not in decoded:
-            decoded[o.calibration] = replace(data, **_calibration(src, o))
+            with clock("decode photos"):
+                decoded[o.calibration] = replace(data, **_calibration(src, o))
         d = decoded[o.calibration]
-        ops, seconds = quantize_models(model, d, o, work, progress)
-        conv = evaluate_models(model, src, d, work, progress)
+        with clock("quantize"):
+            ops, seconds = quantize_models(model, d, o, work, progress)
+        with clock("evaluate"):
+            conv = evaluate_models(model, src, d, work, progress)
         conv.metrics["convert_seconds"] = round(seconds, 1)
         return (ops, conv, len(d.calib)), judge.compare(conv.preds["float"], conv.preds["int8"], d.y_test, src.labels)
 
@@ -268,24 +273,32 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
     write the bundle atomically. Nothing is written at ``out`` unless every step passed, and
     nothing but an earlier bundle is ever replaced there (convert/destination.py)."""
     destination.check_out(out)
-    src, model = load_source(Path(source), opts)
-    data = decode_photos(src, opts, progress)
+    clock = Clock()
+    with clock("load model"):
+        src, model = load_source(Path(source), opts)
+    with clock("decode photos"):
+        data = decode_photos(src, opts, progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.convert-", dir=out.parent))
     try:
-        ops, conv, opts, n_calib = gate(model, src, data, opts, work, progress)
-        golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, src.contract,
-                                                  pick_golden(src.test, conv.q_scores))
+        ops, conv, opts, n_calib = gate(model, src, data, opts, work, progress, clock)
+        with clock("golden photos"):
+            golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, src.contract,
+                                                      pick_golden(src.test, conv.q_scores))
         files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
-        edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
+        with clock("edge tpu"):
+            edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
         meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)
         if opts.imx500:
-            meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
-        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
-        bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
-        return Result(bundle, conv.metrics, edgetpu_info, conv.table)
+            with clock("imx500"):
+                meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
+        with clock("metadata and write"):
+            meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
+            bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
+        return Result(bundle, conv.metrics, edgetpu_info, conv.table,
+                      {k: v for k, v in clock.to_json().items() if v["wall"] >= 0.005})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

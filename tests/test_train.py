@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -135,6 +136,19 @@ def test_train_on_messy_folder_reports_skipped_files(messy, tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert [(r["phase"], r["epoch"]) for r in history] == [(1, 1), (1, 2), (2, 1)]
     assert "skipped 0/truncated.jpg" in p.stderr
+    # Quiet output: none of TensorFlow's C++ log lines (absl format, start-up notes), and one
+    # plain progress line per epoch (not a terminal) with loss, accuracy and time left.
+    native = [l for l in (p.stdout + p.stderr).splitlines() if NATIVE_LOG.match(l)]
+    assert not native, native
+    epochs = [l for l in p.stderr.splitlines() if l.startswith("Epoch ")]
+    assert [l.split()[1] for l in epochs] == ["1/2", "2/2", "1/1"], p.stderr
+    assert all("loss " in l and "accuracy " in l and " left" in l and "\r" not in l for l in epochs), epochs
+
+
+# What TensorFlow, XLA and absl log from C++ ("E0000 00:00:1796177889.958724    7644 node_def_util.cc:682] ..."),
+# and the notes TensorFlow prints on every start.
+NATIVE_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl|"
+                        r"oneDNN custom operations|To enable the following instructions|This TensorFlow binary)")
 
 
 def test_train_refuses_to_overwrite_a_run_and_explains_resume(tmp_path):
@@ -149,6 +163,44 @@ def test_train_refuses_to_overwrite_a_run_and_explains_resume(tmp_path):
     assert_one_line_error(p, "nope", "sub-folder")
     p = run_edgecls("train", root, "--out", tmp_path / "r3", *SMALL[:-4], "--weights", tmp_path / "missing.h5")
     assert_one_line_error(p, "missing.h5")
+
+
+def test_a_typo_in_a_path_leaves_no_run_behind(tmp_path):
+    """Issue 28 item 24: the failed start left config.json, the corrected command was told to
+    --resume, and --resume reloaded the typo."""
+    root = copy_photos(tmp_path / "photos", per_class=12)
+    out = tmp_path / "run"
+    p = run_edgecls("train", tmp_path / "phtos", "--out", out, *SMALL)
+    assert_one_line_error(p, "phtos", "sub-folder")
+    assert not out.exists()
+    p = run_edgecls("train", root, "--out", out, *SMALL[:-4], "--weights", tmp_path / "mising.h5")
+    assert_one_line_error(p, "mising.h5")
+    assert not out.exists()
+    # A folder an older version poisoned this way (config.json alone) is not a run: the corrected
+    # command starts over it, with its own settings.
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"data": str(tmp_path / "phtos")}))
+    p = run_edgecls("train", root, "--out", out, *SMALL, "--epochs", "1", "--fine-tune-epochs", "0")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((out / "config.json").read_text())["data"] == str(root)
+    assert json.loads((out / "metrics.json").read_text())["test"]["count"] > 0
+
+
+def test_nan_loss_says_at_which_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
+    """Issue 28 item 12: a NaN loss ended in a FileNotFoundError traceback."""
+    root = copy_photos(tmp_path / "d", per_class=12)
+    out = tmp_path / "run"
+    p = run_edgecls("train", root, "--out", out, *SMALL, "--epochs", "2", "--fine-tune-epochs", "2",
+                    "--fine-tune-lr", "1e38", "--patience", "50")
+    assert_one_line_error(p, "the loss became NaN at epoch 1 (phase 2)", "last good checkpoint (phase 1 done)",
+                          "--fine-tune-lr")
+    latest = (out / "checkpoint" / "LATEST").read_text().strip()
+    assert latest == "e-2-0000"  # the end of phase 1, committed before phase 2 diverged
+    from train._tf import keras
+
+    kept = keras.models.load_model(out / "checkpoint" / latest / "model.keras", compile=False)
+    assert all(np.isfinite(w).all() for w in kept.get_weights())
+    assert not (out / "model.keras").exists()
 
 
 def _phase_epochs(history: list[dict]) -> list[tuple[int, int]]:
@@ -183,8 +235,8 @@ def test_killed_run_resumes_with_every_epoch_done_once(tmp_path, sig):
     history = json.loads((out / "history.json").read_text())
     assert _phase_epochs(history) == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3), (2, 4)]
     # The resumed process ran only the epochs that were not finished.
-    ran = [line for line in p.stdout.splitlines() + p.stderr.splitlines() if line.startswith("Epoch ")]
-    assert ran == [f"Epoch {e}/4" for e in range(done["epoch"] + 1, 5)], ran
+    ran = [line.split()[1] for line in p.stdout.splitlines() + p.stderr.splitlines() if line.startswith("Epoch ")]
+    assert ran == [f"{e}/4" for e in range(done["epoch"] + 1, 5)], ran
     assert (out / "model.keras").exists() and json.loads((out / "metrics.json").read_text())["test"]["count"] > 0
 
 

@@ -24,8 +24,9 @@ with captured_stderr() as _lines:
         tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, inside the capture
     except ImportError as e:  # a Pi with only the runtime installed
         raise MissingExtra("training and conversion", "train", "tensorflow") from e
-for _line in _lines:
+for _line in _lines:  # to descriptor 2: under train.quiet its filter sees them like any native line
     if not _NOISE.match(_line):
-        print(_line, file=sys.stderr)
+        sys.stderr.flush()
+        os.write(2, (_line + "\n").encode("utf-8", "replace"))
 
 __all__ = ["tf", "keras"]

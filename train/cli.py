@@ -20,7 +20,7 @@ def _fraction(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .run import TrainConfig  # no TensorFlow at import
+    from .run import SCHEDULES, TrainConfig  # no TensorFlow at import
 
     d = TrainConfig(data="")
     p = sub.add_parser(
@@ -55,24 +55,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "image keeps its class)")
     p.add_argument("--val", type=_fraction, default=d.val, help="fraction of each class for validation")
     p.add_argument("--test", type=_fraction, default=d.test, help="fraction of each class for the test split")
-    p.add_argument("--seed", type=nonneg_int, default=d.seed,
-                   help="seed for data order, augmentation and weight initialisation (same seed, same machine: "
-                        "same metrics)")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default=d.lr_schedule,
+                   help="learning rate over a phase: constant, or cosine (one warm-up epoch, then decay to 1%%)")
+    p.add_argument("--seed", type=nonneg_int, default=None,
+                   help=f"seed for data order, augmentation and weight initialisation, and deterministic TensorFlow "
+                        f"ops (same seed, same machine: same metrics; the deterministic ops cost a few percent of "
+                        f"speed, so without --seed the run uses seed {d.seed} and TensorFlow's faster kernels)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished "
                    "epoch (its stored settings are used)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON at the end")
+    p.add_argument("--verbose", action="store_true", help="also show what TensorFlow's C++ side logs")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from .quiet import native_logs_filtered
+
+    with native_logs_filtered(a.verbose):
+        return _train(a)
+
+
+def _train(a: argparse.Namespace) -> int:
     from . import _tf  # noqa: F401  (fails early, naming the extra, on a runtime-only install)
     from .run import TrainConfig, train
 
+    d = TrainConfig(data="")
     weights = None if a.weights in (None, "none") else a.weights
     cfg = TrainConfig(data=a.data, arch=a.arch, alpha=a.alpha, size=a.size, weights=weights, epochs=a.epochs,
                       fine_tune_epochs=a.fine_tune_epochs, fine_tune_layers=a.fine_tune_layers,
                       learning_rate=a.lr, fine_tune_learning_rate=a.fine_tune_lr, patience=a.patience,
-                      batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test, seed=a.seed)
+                      batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test,
+                      seed=d.seed if a.seed is None else a.seed, deterministic=a.seed is not None,
+                      lr_schedule=a.lr_schedule)
     from .fit import worker_scratch
 
     try:

@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from . import data
 
 PREPROCESSING = "preprocessing.json"
 RESIZE = "bilinear"  # TensorFlow 2's tf.image.resize, bit-exact in the runtime
+SCHEDULES = ("constant", "cosine")  # fit.learning_rate
 DECODE = "draft"  # JPEGs at least twice the model's size decode DCT-scaled, here and on the device
 
 
@@ -57,6 +59,8 @@ class TrainConfig:
     val: float = 0.15
     test: float = 0.15
     seed: int = 0
+    deterministic: bool = False  # TensorFlow's deterministic ops (train/seeding.py); --seed turns them on
+    lr_schedule: str = "constant"  # or "cosine": one warm-up epoch, then cosine decay (fit.learning_rate)
 
     @staticmethod
     def load(path: Path) -> "TrainConfig":
@@ -83,19 +87,68 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def prepare(out: Path, cfg: TrainConfig, resume: bool) -> TrainConfig:
-    """Create or reopen the run directory. Refuses to overwrite a run unless resuming."""
+class Clock:
+    """Wall and CPU seconds per named stage (``with clock("decode"): ...``); a stage entered
+    twice adds up. CPU seconds count every thread of the process, so on a shared machine they
+    say what a stage costs when wall seconds say mostly how busy the machine was."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        w, c = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - w
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - c
+
+    def to_json(self) -> dict[str, dict[str, float]]:
+        return {k: {"wall": round(v, 2), "cpu": round(self.cpu[k], 2)} for k, v in self.wall.items()}
+
+
+def open_run(out: Path, cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """The settings of the run in ``out``: ``cfg``, or on ``resume`` the stored ones. Refuses to
+    overwrite a run unless resuming. Writes nothing (``start_run`` does, once the data checks out)."""
     if resume:
         if not (out / "config.json").exists():
             raise RunError(f"{out}: no run to resume here (no config.json); start it without --resume")
         stored = TrainConfig.load(out / "config.json")
         log(f"resuming {out} ({stored.arch} alpha {stored.alpha:g} at {stored.size} px on {stored.data})")
         return stored
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(out.iterdir()) and not _never_started(out):
         raise RunError(f"{out}: already holds a run; continue it with --resume, or pass another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return cfg
+
+
+def _never_started(out: Path) -> bool:
+    """Only a config.json: what a failed start of older versions left (it refused its dataset
+    after writing the settings); nothing in it is worth keeping."""
+    return [p.name for p in out.iterdir()] == ["config.json"]
+
+
+def start_run(out: Path, cfg: TrainConfig) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".config.json.tmp"
+    tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    os.replace(tmp, out / "config.json")
+
+
+def check_inputs(cfg: TrainConfig) -> data.Dataset:
+    """The weights file and the dataset, checked before anything is written: a typo in a path
+    leaves no run folder behind."""
+    if cfg.lr_schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {cfg.lr_schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if cfg.weights not in (None, "imagenet", "none") and not Path(cfg.weights).is_file():
+        raise RunError(f"{cfg.weights}: no such weights file; pass a Keras weights file of the backbone "
+                       "without its top, 'imagenet' (downloads) or 'none'")
+    ds = data.scan(cfg.data, cfg.val, cfg.test, progress=_progress("checking images"))
+    for name in ("train", "test"):
+        if not ds.split(name):
+            raise RunError(f"{cfg.data}: the {name} split is empty ({len(ds.samples)} usable images); add photos")
+    return ds
 
 
 @dataclass
@@ -110,6 +163,7 @@ class _Session:
     weights: str | None
     state: Any = None  # fit.State
     ckpt_path: Path | None = None
+    clock: Clock = field(default_factory=Clock)
 
     @property
     def ckpt(self) -> Path:
@@ -120,40 +174,45 @@ def train(out: str | os.PathLike[str], cfg: TrainConfig, resume: bool = False, s
     """Train (or resume) the run in ``out``: check and split the dataset, phase 1 (the head on
     cached backbone features), phase 2 (fine-tune), evaluate and report. Returns its metrics."""
     out = Path(out)
-    cfg = prepare(out, cfg, resume)
-    if cfg.weights not in (None, "imagenet") and not Path(cfg.weights).is_file():
-        raise RunError(f"{cfg.weights}: no such weights file; pass a Keras weights file of the backbone "
-                       "without its top, 'imagenet' (downloads) or 'none'")
-    session = load_dataset(out, cfg)
+    cfg = open_run(out, cfg, resume)
+    clock = Clock()
+    with clock("check photos"):
+        ds = check_inputs(cfg)
+    if not resume:
+        start_run(out, cfg)
+    with clock("decode photos"):
+        session = load_dataset(out, cfg, ds)
+    session.clock = clock
 
-    from . import fit  # TensorFlow from here on
-    from . import model as modelmod
-    from .seeding import seed_everything
+    with clock("start TensorFlow"):
+        from . import fit, model as modelmod  # TensorFlow from here on
+        from .seeding import seed_everything
 
-    log(seed_everything(cfg.seed))
-    strategy = strategy or fit.pick_strategy()
+        log(seed_everything(cfg.seed, cfg.deterministic))
+        strategy = strategy or fit.pick_strategy()
     found = fit.read_checkpoint(session.ckpt)
     session.state, session.ckpt_path = found if found else (fit.State(), None)
     if resume and found:
         log(f"resuming after phase {session.state.phase} epoch {session.state.epoch} "
             f"({len(session.state.history)} epochs done)")
     t_start = time.perf_counter()
-    with strategy.scope():
+    with clock("build model"), strategy.scope():
         built = modelmod.build(cfg.arch, len(session.ds.classes), cfg.size, cfg.alpha, session.weights, cfg.dropout)
     if session.weights is None and session.state.phase == 1:
         session.state.phase = 2  # from scratch: nothing frozen to train a head on
     if session.state.phase == 1:
-        train_head(session, built, strategy)
+        with clock("phase 1 (head)"):
+            train_head(session, built, strategy)
     if session.state.phase == 2:
-        fine_tune(session, built, strategy)
+        with clock("phase 2 (fine-tune)"):
+            fine_tune(session, built, strategy)
     else:
         restore(built.model, session.ckpt_path / "model.keras")  # type: ignore[operator]
     return finish(session, built, time.perf_counter() - t_start)
 
 
-def load_dataset(out: Path, cfg: TrainConfig) -> _Session:
-    """Scan and split the photos, write the run's dataset files, decode every split once."""
-    ds = data.scan(cfg.data, cfg.val, cfg.test, progress=_progress("checking images"))
+def load_dataset(out: Path, cfg: TrainConfig, ds: data.Dataset) -> _Session:
+    """Write the run's dataset files for the scanned photos ``ds``, decode every split once."""
     for w in ds.warnings:
         log(f"warning: {w}")
     for rel, why in ds.skipped:
@@ -163,9 +222,6 @@ def load_dataset(out: Path, cfg: TrainConfig) -> _Session:
     (out / "labels.txt").write_text("".join(c + "\n" for c in ds.classes), encoding="utf-8")
     (out / PREPROCESSING).write_text(json.dumps(preprocessing_spec(cfg).to_json(), indent=2) + "\n")
     splits = {name: ds.split(name) for name in data.SPLITS}
-    for name in ("train", "test"):
-        if not splits[name]:
-            raise RunError(f"{cfg.data}: the {name} split is empty ({len(ds.samples)} usable images); add photos")
     log(f"{len(ds.classes)} classes, " + ", ".join(f"{len(v)} {k}" for k, v in splits.items())
         + f" images, {len(ds.skipped)} skipped")
     pixels = {name: data.cached_pixels(s, cfg.size, cfg.size, RESIZE, out / "cache", ds.fingerprint,
@@ -189,7 +245,8 @@ def train_head(s: _Session, built: Any, strategy: Any) -> None:
             head = keras_load(s.ckpt_path / "model.keras")
         else:
             head = modelmod.head(built.feature_dim, len(s.ds.classes), cfg.dropout)
-            fit.compile_model(head, cfg.learning_rate)
+            fit.compile_model(head, fit.learning_rate(cfg.learning_rate, cfg.lr_schedule, cfg.epochs,
+                                                      fit.steps(len(feats["train"]), cfg.batch)))
     log(f"phase 1: training the head on {built.feature_dim} cached features, up to {cfg.epochs} epochs")
     tr = fit.dataset(feats["train"], s.labels["train"], cfg.batch, shuffle=True, seed=cfg.seed)
     va = fit.dataset(feats["val"], s.labels["val"], cfg.batch) if "val" in feats else None
@@ -214,11 +271,13 @@ def fine_tune(s: _Session, built: Any, strategy: Any) -> None:
         if s.weights:
             modelmod.freeze_batchnorm(built)
         lr = cfg.fine_tune_learning_rate if s.weights else cfg.learning_rate
-        fit.compile_model(built.model, lr)
+        fit.compile_model(built.model, fit.learning_rate(lr, cfg.lr_schedule, cfg.fine_tune_epochs,
+                                                         fit.steps(len(s.labels["train"]), cfg.batch)))
         if s.ckpt_path:
             restore(built.model, s.ckpt_path / "model.keras")
     log(f"phase 2: {'fine-tuning' if s.weights else 'training from scratch'} {n} backbone layers at "
-        f"learning rate {lr:g}, up to {cfg.fine_tune_epochs} epochs")
+        f"learning rate {lr:g}{' (cosine schedule)' if cfg.lr_schedule == 'cosine' else ''}, up to "
+        f"{cfg.fine_tune_epochs} epochs")
     tr = fit.dataset(s.pixels["train"], s.labels["train"], cfg.batch, shuffle=True,
                      augment=fit.augmenter(cfg.flip, cfg.seed), seed=cfg.seed)
     va = fit.dataset(s.pixels["val"], s.labels["val"], cfg.batch) if s.pixels["val"] is not None else None
@@ -235,15 +294,18 @@ def finish(s: _Session, built: Any, train_seconds: float) -> dict:
     """Evaluate on test and validation, save the model atomically, write the reports."""
     from . import report  # matplotlib
 
-    metrics = {name: evaluate(built.model, s.pixels[name], s.labels[name], s.ds.classes, s.cfg.batch)
-               for name in ("test", "val") if s.pixels[name] is not None}
+    with s.clock("evaluate"):
+        metrics = {name: evaluate(built.model, s.pixels[name], s.labels[name], s.ds.classes, s.cfg.batch)
+                   for name in ("test", "val") if s.pixels[name] is not None}
     metrics["train_seconds_this_session"] = round(train_seconds, 1)
     metrics["epochs"] = {p: sum(1 for r in s.state.history if r["phase"] == p) for p in (1, 2)}
-    built.model.save(s.out / ".model.keras.tmp.keras")
-    os.replace(s.out / ".model.keras.tmp.keras", s.out / "model.keras")
-    (s.out / "history.json").write_text(json.dumps(s.state.history, indent=1) + "\n")
+    with s.clock("save and report"):
+        built.model.save(s.out / ".model.keras.tmp.keras")
+        os.replace(s.out / ".model.keras.tmp.keras", s.out / "model.keras")
+        (s.out / "history.json").write_text(json.dumps(s.state.history, indent=1) + "\n")
+        report.write(s.out, s.cfg, s.ds, s.state.history, metrics)
+    metrics["seconds_this_session"] = s.clock.to_json()
     (s.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    report.write(s.out, s.cfg, s.ds, s.state.history, metrics)
     return metrics
 
 

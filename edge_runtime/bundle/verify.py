@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle.format import golden
+from edge_runtime.bundle import golden
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.bundle.format import load_bundle
 from edge_runtime.bundle.golden import SCORE_TOLERANCE, PhotoCheck, Transform

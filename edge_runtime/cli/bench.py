@@ -23,7 +23,7 @@ def _backends(text: str) -> list[str]:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from edge_runtime.bench.measure import measure as bench
+    from edge_runtime.bench import measure as bench
 
     if a.runs is not None and a.seconds is not None:
         raise ValueError("give --runs or --seconds, not both")
@@ -38,7 +38,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 def cmd_bench_compare(a: argparse.Namespace) -> int:
-    from edge_runtime.bench.measure import measure as bench
+    from edge_runtime.bench import measure as bench
 
     bench_outputs(a, bench.load_results(a.files))
     return 0
@@ -47,7 +47,7 @@ def cmd_bench_compare(a: argparse.Namespace) -> int:
 def bench_outputs(a: argparse.Namespace, results: list) -> None:
     """The table on stdout (--json: one JSON line per result row instead), the machines on stderr,
     and the Markdown and plot files where asked."""
-    from edge_runtime.bench.measure import measure as bench
+    from edge_runtime.bench import measure as bench
 
     for r in results:
         for line in bench.machine_lines(r):

@@ -52,6 +52,7 @@ class Options:
     min_agreement: float = 0.95  # int8/float top-1 agreement floor
     targets: tuple[str, ...] = DEFAULT_TARGETS  # runtimes the bundle must run on (convert/ladder.py)
     repair: bool = True  # climb convert/ladder.py when the damage is real
+    metadata: bool = True  # TFLite Model Metadata in every model (False: --no-metadata)
 
 
 @dataclass
@@ -268,6 +269,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
     write the bundle atomically. Nothing is written at ``out`` unless every step passed, and
     nothing but an earlier bundle is ever replaced there (convert/destination.py)."""
     destination.check_out(out)
+    if opts.metadata:
+        metadata.metadata_schema()  # fail before the long work, not after, when it cannot be written
     src, model = load_source(Path(source), opts)
     data = decode_photos(src, opts, progress)
     out = Path(out)
@@ -283,7 +286,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
-        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
+        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), opts.metadata)
         bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:

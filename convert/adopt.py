@@ -260,6 +260,8 @@ def _with_metadata(data: bytes, meta: Any, opts: Options, description: Any) -> t
 
     if _keeps_metadata(meta, opts):
         return data, f"kept as written by its maker ('{meta.name}')"
+    if meta is not None and not opts.metadata:
+        return data, f"kept as written by its maker ('{meta.name}'), not rewritten for --labels/--mean (--no-metadata)"
     files = {"model.tflite": data}
     record = metadata.attach(files, description, opts.metadata)
     return files["model.tflite"], "written by edgecls" if record["written"] else f"none ({record['reason']})"

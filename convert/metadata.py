@@ -96,11 +96,14 @@ class Description:
     description: str = ""
     version: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # when made
     author: str = f"edgecls {__version__}"
+    license: str = ""  # written when given
 
 
-def metadata_buffer(d: Description) -> bytes:
-    """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier."""
+def metadata_buffer(d: Description, schema: Any = None) -> bytes:
+    """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier, built with
+    ``schema``'s generated classes (default: ``metadata_schema()``)."""
     fb, _, flatbuffers = _schemas()
+    fb = schema or fb
     n = d.normalization
     image = fb.ImagePropertiesT()
     image.colorSpace = fb.ColorSpaceType.RGB
@@ -144,6 +147,8 @@ def metadata_buffer(d: Description) -> bytes:
     if d.version:
         model.version = d.version
     model.author = d.author
+    if d.license:
+        model.license = d.license
     model.subgraphMetadata = [sub]
     model.minParserVersion = MIN_PARSER_VERSION
     b = flatbuffers.Builder(0)

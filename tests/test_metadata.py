@@ -111,7 +111,7 @@ def _split(model: bytes) -> tuple[bytes, list[tuple[str, int, bytes]]]:
         return model[:start], [(i.filename, i.compress_type, zf.read(i)) for i in zf.infolist()]
 
 
-def test_metadata_bytes_are_what_mediapipes_writer_writes(monkeypatch):
+def test_metadata_bytes_are_what_mediapipes_writer_writes():
     """Our build's generated schema code, MediaPipe's generated code and MediaPipe's populator give
     the same bytes: the metadata buffer (MediaPipe repacks it with the minimum parser version it
     computes), the model's flatbuffer with it, and the zipped label file."""
@@ -122,10 +122,8 @@ def test_metadata_bytes_are_what_mediapipes_writer_writes(monkeypatch):
     ours = importlib.import_module(metadata.GENERATED)  # the module setup.py generates with flatc
     d = metadata.Description("tiny", ["cat", "dog", "Ω bird"], Normalization(127.5, 127.5), "probabilities",
                              version="2026-12-02T00:00:00Z")
-    monkeypatch.setattr(metadata, "metadata_schema", lambda: ours)
-    buffer = metadata.metadata_buffer(d)
-    monkeypatch.setattr(metadata, "metadata_schema", lambda: mp_fb)
-    assert metadata.metadata_buffer(d) == buffer
+    buffer = metadata.metadata_buffer(d, schema=ours)
+    assert metadata.metadata_buffer(d, schema=mp_fb) == buffer
     bare, _ = _split((CORAL / "mobilenet_v1_0.25_128_quant.tflite").read_bytes())  # Coral's, without its zip
     labels = "".join(f"{label}\n" for label in d.labels).encode()
     p = populator.with_model_buffer(bare)

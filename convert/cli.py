@@ -90,7 +90,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
     opts = Options(io=a.io, calibration=a.calibration, max_drop=a.max_drop, per_channel_dense=a.per_channel_dense,
                    edgetpu=a.edgetpu, imx500=a.imx500, tar=a.tar, labels=a.labels, calibration_data=a.calibration_data,
                    name=a.name, alpha=a.gate_level, min_agreement=a.min_agreement, repair=not a.no_repair,
-                   metadata=not a.no_metadata, targets=tuple(dict.fromkeys(getattr(a, "target_runtime", DEFAULT_TARGETS))))
+                   metadata=not a.no_metadata,
+                   targets=tuple(dict.fromkeys(getattr(a, "target_runtime", DEFAULT_TARGETS))))
     r = convert(a.source, a.out, opts)
     if a.json:
         print(json.dumps({"bundle": str(r.bundle), "metrics": r.metrics, "edgetpu": r.edgetpu}))

@@ -75,14 +75,14 @@ def metadata_schema() -> Any:
         "the models without it")
 
 
-def _schemas() -> tuple[Any, Any, Any]:
-    """(the metadata schema's and TFLite's generated classes, flatbuffers), imported when used."""
+def _tflite() -> tuple[Any, Any]:
+    """(TFLite's generated schema classes, flatbuffers), imported when used."""
     try:
         import flatbuffers
         from ai_edge_litert import schema_py_generated as tflite_fb
     except ImportError as e:
         raise MissingExtra("writing TFLite metadata", "train", e.name or "ai_edge_litert") from None
-    return metadata_schema(), tflite_fb, flatbuffers
+    return tflite_fb, flatbuffers
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,8 @@ class Description:
 def metadata_buffer(d: Description, schema: Any = None) -> bytes:
     """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier, built with
     ``schema``'s generated classes (default: ``metadata_schema()``)."""
-    fb, _, flatbuffers = _schemas()
-    fb = schema or fb
+    _, flatbuffers = _tflite()
+    fb = schema or metadata_schema()
     n = d.normalization
     image = fb.ImagePropertiesT()
     image.colorSpace = fb.ColorSpaceType.RGB
@@ -160,7 +160,7 @@ def populate(model: bytes, metadata: bytes, files: Mapping[str, bytes]) -> bytes
     """``model`` with ``metadata`` as its ``TFLITE_METADATA`` buffer and ``files`` zip-appended,
     as ``MetadataPopulator.populate()`` does. Files packed earlier are dropped (a bundle's model
     carries exactly the files its metadata names)."""
-    _, tf, flatbuffers = _schemas()
+    tf, flatbuffers = _tflite()
     root = tf.ModelT.InitFromObj(tf.Model.GetRootAs(model, 0))
     buf = tf.BufferT()
     buf.data = list(metadata)

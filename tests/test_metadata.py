@@ -182,3 +182,23 @@ def test_metadata_schema_is_generated_from_the_shipped_schema():
     assert (ROOT / "edge_runtime" / "model" / "metadata_schema.fbs").is_file()
     tracked = subprocess.run(["git", "ls-files", "edge_runtime/model"], cwd=ROOT, capture_output=True, text=True)
     assert "metadata_schema_generated.py" not in tracked.stdout
+
+
+def test_adopt_writes_name_author_and_license_given(tmp_path):
+    """Where edgecls writes the metadata (here --labels overrides Coral's), it carries the bundle's
+    name and the author and license the user gives, and MediaPipe-readable labels."""
+    from edge_runtime.model import metadata as reader
+
+    photos = tmp_path / "photos"
+    (photos / "Egyptian cat").mkdir(parents=True)
+    shutil.copy(CORAL / "cat.bmp", photos / "Egyptian cat")
+    model = tmp_path / "model.tflite"
+    shutil.copy(CORAL / "mobilenet_v1_0.25_128_quant.tflite", model)
+    p = run_edgecls("adopt", model, "--photos", photos, "--labels", CORAL / "imagenet_labels.txt", "--resize",
+                    "bilinear-legacy", "--out", tmp_path / "b", "--name", "cats", "--author", "Ada Lovelace",
+                    "--license", "Apache-2.0", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json_lines(p.stdout)[0]["metadata"] == "written by edgecls"
+    md = reader.read_file(str(tmp_path / "b" / "model.tflite"))
+    assert (md.name, md.author, md.license) == ("cats", "Ada Lovelace", "Apache-2.0")
+    assert md.labels == (CORAL / "imagenet_labels.txt").read_text().splitlines() and md.packed_files == ("labels.txt",)

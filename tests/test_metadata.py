@@ -101,7 +101,8 @@ def _mediapipe_populator():
         for parent in ("mediapipe.tasks.cc", "mediapipe.tasks.cc.metadata", "mediapipe.tasks.cc.metadata.python"):
             sys.modules.setdefault(parent, types.ModuleType(parent))
         stub = types.ModuleType(name)
-        stub.GetMinimumMetadataParserVersion = lambda buf: fb.ModelMetadata.GetRootAs(buf, 0).MinParserVersion().decode()
+        stub.GetMinimumMetadataParserVersion = (
+            lambda buf: fb.ModelMetadata.GetRootAs(buf, 0).MinParserVersion().decode())
         sys.modules.setdefault(name, stub)
     return importlib.import_module("mediapipe.tasks.python.metadata.metadata").MetadataPopulator, fb
 

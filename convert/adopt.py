@@ -60,6 +60,9 @@ class Options:
     resize: str = DEFAULT_RESIZE
     name: str | None = None
     tar: bool = False
+    metadata: bool = True  # write edgecls's metadata where the model's own is missing or overridden
+    author: str | None = None  # the metadata's author, where edgecls writes it (default: edgecls VERSION)
+    license: str | None = None
 
 
 @dataclass
@@ -185,6 +188,10 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
     spec = info["inputs"][0]
     labels, labels_from = _labels(path, opts, meta)
     norm, norm_from = _normalization(path, opts, spec, meta)
+    if opts.metadata and not _keeps_metadata(meta, opts):
+        from .metadata import metadata_schema
+
+        metadata_schema()  # fail now, not after the photos, where it cannot be written
     folders, loose = scan_photos(opts.photos)
     rep = Report(Path(out), labels_from, norm_from, "")
     with Classifier(path, labels=labels, backend="cpu", resize=opts.resize,  # type: ignore[arg-type]
@@ -199,8 +206,8 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
         golden_meta, golden_files = golden.record(clf, pick_golden(folders, loose))
         qin, qout = clf.input_spec, clf.output_spec
         output_kind = clf.output_kind
-    model_bytes, rep.metadata = _with_metadata(data, meta, opts, metadata_description(opts, out, labels, norm,
-                                                                                     output_kind), progress)
+    model_bytes, rep.metadata = _with_metadata(data, meta, opts,
+                                               metadata_description(opts, out, labels, norm, output_kind))
     contract = InputContract(clf.height, clf.width, resize=opts.resize, normalization=norm,
                              tensor=TensorQuant(qin.dtype.name, qin.scale, qin.zero_point))
     files: dict[str, Any] = {"model.tflite": model_bytes, **golden_files,
@@ -245,20 +252,27 @@ def metadata_description(opts: Options, out: str | os.PathLike[str], labels: lis
                          output_kind: str) -> Any:
     from . import metadata
 
-    return metadata.Description(opts.name or Path(out).name, labels, norm, output_kind)
+    return metadata.describe(opts.name or Path(out).name, labels, author=opts.author, license=opts.license,
+                             normalization=norm, output=output_kind)
 
 
-def _with_metadata(data: bytes, meta: Any, opts: Options, description: Any,
-                   progress: Callable[[str], None]) -> tuple[bytes, str]:
+def _with_metadata(data: bytes, meta: Any, opts: Options, description: Any) -> tuple[bytes, str]:
     """The model's bytes for the bundle and what happened to its metadata: kept when another tool
-    wrote it and nothing was overridden, else written by edgecls (where the writer is installed)."""
+    wrote it and nothing was overridden, else written by edgecls (none with --no-metadata)."""
     from . import metadata
 
-    if meta is not None and not opts.labels and opts.mean is None:
+    if _keeps_metadata(meta, opts):
         return data, f"kept as written by its maker ('{meta.name}')"
+    if meta is not None and not opts.metadata:
+        return data, f"kept as written by its maker ('{meta.name}'), not rewritten for --labels/--mean (--no-metadata)"
     files = {"model.tflite": data}
-    record = metadata.attach(files, description, progress)
+    record = metadata.attach(files, description, opts.metadata)
     return files["model.tflite"], "written by edgecls" if record["written"] else f"none ({record['reason']})"
+
+
+def _keeps_metadata(meta: Any, opts: Options) -> bool:
+    """The model's own metadata stays when nothing it says was overridden."""
+    return meta is not None and not opts.labels and opts.mean is None
 
 
 def _verify(bundle: Path) -> str:
@@ -308,12 +322,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"resize method the model was trained with (default {DEFAULT_RESIZE})")
     p.add_argument("--name", help="bundle name (default: the directory name)")
     p.add_argument("--tar", action="store_true", help="also write BUNDLE_DIR.tar.gz")
+    p.add_argument("--author", metavar="TEXT", help="author in the metadata edgecls writes (default: edgecls VERSION)")
+    p.add_argument("--license", metavar="TEXT", help="license in the metadata edgecls writes (e.g. an SPDX id)")
+    p.add_argument("--no-metadata", action="store_true",
+                   help="where the model has no metadata (or --labels/--mean override it), write it without "
+                        "edgecls's; without this, adopt fails where the metadata cannot be written")
     p.add_argument("--json", action="store_true", help="the report as one JSON line")
     p.set_defaults(func=cmd_adopt)
 
 
 def cmd_adopt(a: argparse.Namespace) -> int:
-    opts = Options(photos=a.photos, labels=a.labels, mean=a.mean, std=a.std, resize=a.resize, name=a.name, tar=a.tar)
+    opts = Options(photos=a.photos, labels=a.labels, mean=a.mean, std=a.std, resize=a.resize, name=a.name, tar=a.tar,
+                   metadata=not a.no_metadata, author=a.author, license=a.license)
     rep = adopt(a.model, a.out, opts)
     print(json.dumps(rep.to_dict()) if a.json else format_report(rep), flush=True)
     for w in rep.warnings:

@@ -75,6 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-data", metavar="DIR",
                    help="folder per class for a bare Keras model (or where a run's dataset moved to)")
     p.add_argument("--name", help="bundle name (default: the directory name)")
+    p.add_argument("--author", metavar="TEXT", help="author in the models' TFLite metadata (default: edgecls VERSION)")
+    p.add_argument("--license", metavar="TEXT", help="license in the models' TFLite metadata (e.g. an SPDX id)")
+    p.add_argument("--no-metadata", action="store_true",
+                   help="write the models without TFLite Model Metadata (labels, normalization) that MediaPipe and "
+                        "LiteRT's tools read; without this, convert fails where the metadata cannot be written")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--verbose", action="store_true", help="also show what TensorFlow's C++ side logs")
     p.set_defaults(func=cmd_convert)
@@ -95,6 +100,7 @@ def _convert(a: argparse.Namespace) -> int:
     opts = Options(io=a.io, calibration=a.calibration, max_drop=a.max_drop, per_channel_dense=a.per_channel_dense,
                    edgetpu=a.edgetpu, imx500=a.imx500, tar=a.tar, labels=a.labels, calibration_data=a.calibration_data,
                    name=a.name, alpha=a.gate_level, min_agreement=a.min_agreement, repair=not a.no_repair,
+                   metadata=not a.no_metadata, author=a.author, license=a.license,
                    targets=tuple(dict.fromkeys(getattr(a, "target_runtime", DEFAULT_TARGETS))))
     r = convert(a.source, a.out, opts)
     if a.json:

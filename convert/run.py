@@ -52,6 +52,9 @@ class Options:
     min_agreement: float = 0.95  # int8/float top-1 agreement floor
     targets: tuple[str, ...] = DEFAULT_TARGETS  # runtimes the bundle must run on (convert/ladder.py)
     repair: bool = True  # climb convert/ladder.py when the damage is real
+    metadata: bool = True  # TFLite Model Metadata in every model (False: --no-metadata)
+    author: str | None = None  # the metadata's author (default: edgecls VERSION)
+    license: str | None = None  # the metadata's license
 
 
 @dataclass
@@ -273,6 +276,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
     write the bundle atomically. Nothing is written at ``out`` unless every step passed, and
     nothing but an earlier bundle is ever replaced there (convert/destination.py)."""
     destination.check_out(out)
+    if opts.metadata:
+        metadata.metadata_schema()  # fail before the long work, not after, when it cannot be written
     clock = Clock()
     with clock("load model"):
         src, model = load_source(Path(source), opts)
@@ -295,7 +300,9 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
             with clock("imx500"):
                 meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
         with clock("metadata and write"):
-            meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
+            meta["tflite_metadata"] = metadata.attach(files, metadata.describe(meta["name"], src.labels,
+                                                                               author=opts.author, license=opts.license),
+                                                      opts.metadata)
             bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table,
                       {k: v for k, v in clock.to_json().items() if v["wall"] >= 0.005})

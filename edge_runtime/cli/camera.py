@@ -186,7 +186,8 @@ def _summary(s: Any, source: str) -> int:
     from edge_runtime import actions
 
     lat = ", ".join(f"{k} {v:.1f}" for k, v in s.latency_ms.items())
-    print(f"edgecls: {s.classified} frames classified of {s.captured} captured, {s.dropped} dropped, "
+    done = "frames taken (zones classified as their trigger says)" if s.zones else "frames classified"
+    print(f"edgecls: {s.classified} {done} of {s.captured} captured, {s.dropped} dropped, "
           f"{s.fps:.1f} FPS over {s.seconds:.1f} s ({s.ended}); mean ms: {lat}", file=sys.stderr)
     if s.zones:
         print("edgecls: zones: " + "; ".join(f"{name} {z['classified']} classified, {z['skipped']} skipped"

@@ -1,0 +1,239 @@
+"""Zones and triggers (issue 34): a synthetic two-zone scene whose zones change at known frames,
+classified by Coral's MobileNet V2 through ``edgecls camera --zone``: every change reported in its
+zone, none invented, and with ``--trigger motion`` almost no inference on a static scene; bad
+specs refused in one line; a topic and a Home Assistant entity per zone on a real broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mosquitto
+import numpy as np
+import pytest
+from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
+from PIL import Image
+
+from edge_runtime.live.zones import Trigger, Zone, ZoneSet, ZoneState, changed_fraction, motion_image, parse_zones
+
+V2 = CORAL / "mobilenet_v2_1.0_224_quant.tflite"
+LABELS = CORAL / "imagenet_labels.txt"
+W, H = 640, 480
+N = 40
+# door: 240x240 pixels at (40, 60); spot: fractions, 256x216 pixels at (320, 240)
+ZONES = ["--zone", "door=40,60,240,240", "--zone", "spot=0.5,0.5,0.4,0.45"]
+BOXES = {"door": (40, 60, 280, 300), "spot": (320, 240, 576, 456)}
+# what each zone shows, from which frame on
+SCRIPT = {"door": [(0, "cat.bmp"), (15, "parrot.jpg"), (30, "cat.bmp")],
+          "spot": [(0, "bird.bmp"), (25, "cat.bmp")]}
+EXPECTED = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "bird.bmp": "chickadee"}
+
+
+def shown(zone: str, n: int) -> str:
+    return [name for start, name in SCRIPT[zone] if start <= n][-1]
+
+
+def scene(n: int) -> np.ndarray:
+    """Frame n: a grey background, a white square moving outside both zones (motion that must not
+    wake them), and each zone's photo of the moment."""
+    img = np.full((H, W, 3), 110, np.uint8)
+    x = 300 + (n * 7) % 240
+    img[20:120, x:x + 80] = 250
+    for zone, (x0, y0, x1, y1) in BOXES.items():
+        photo = Image.open(CORAL / shown(zone, n)).convert("RGB").resize((x1 - x0, y1 - y0), Image.BILINEAR)
+        img[y0:y1, x0:x1] = np.asarray(photo)
+    return img
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    cv2 = pytest.importorskip("cv2")
+    path = tmp_path_factory.mktemp("zones") / "scene.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
+    for n in range(N):
+        w.write(np.ascontiguousarray(scene(n)[:, :, ::-1]))
+    w.release()
+    return path
+
+
+def changes(rows: list[dict], zone: str) -> list[tuple[int, str]]:
+    """(frame, label) each time the zone's top label differs from its previous line's."""
+    out: list[tuple[int, str]] = []
+    for r in rows:
+        if r.get("zone") == zone and (not out or out[-1][1] != r["classes"][0]["label"]):
+            out.append((r["frame"], r["classes"][0]["label"]))
+    return out
+
+
+def truth(zone: str) -> list[tuple[int, str]]:
+    return [(start, EXPECTED[name]) for start, name in SCRIPT[zone]]
+
+
+def camera(video: Path, *args: str):
+    p = run_edgecls("camera", V2, "--labels", LABELS, "--backend", "cpu", "--source", video, "--json",
+                    "--top-k", "1", *ZONES, *args, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = json_lines(p.stdout)
+    return rows[:-1], rows[-1]["summary"], p
+
+
+def assert_found(rows: list[dict], zone: str, within: int = 2) -> None:
+    """Every change of the zone reported within ``within`` frames, with its label; none invented."""
+    found, want = changes(rows, zone), truth(zone)
+    assert [label for _, label in found] == [label for _, label in want], (zone, found)
+    for (seen, _), (start, _) in zip(found, want):
+        assert start <= seen <= start + within, (zone, found, want)
+
+
+def test_always_classifies_each_zone_of_every_frame_from_the_full_frame(video):
+    rows, summary, p = camera(video)
+    assert {(r["frame"], r["zone"]) for r in rows} == {(n, z) for n in range(N) for z in BOXES}
+    for zone in BOXES:
+        assert changes(rows, zone) == truth(zone)  # at the very frame
+    assert summary["zones"]["door"]["classified"] == N and summary["zones"]["door"]["skipped"] == 0
+    assert summary["zones"]["spot"]["latency_ms"]["invoke"] > 0 and summary["classified"] == N
+    assert "zones in the 640x480 frame: door 240x240 at (40, 60), spot 256x216 at (320, 240)" in p.stderr
+    on_change = [r for r in camera(video, "--on-change")[0]]
+    assert sorted((r["frame"], r["zone"], r["classes"][0]["label"]) for r in on_change) == sorted(
+        (start, zone, label) for zone in BOXES for start, label in truth(zone))
+
+
+def test_motion_finds_every_change_and_costs_almost_nothing_on_a_static_scene(video):
+    rows, summary, p = camera(video, "--trigger", "motion")
+    for zone in BOXES:
+        assert_found(rows, zone)
+        classified = sorted(r["frame"] for r in rows if r["zone"] == zone)
+        assert summary["zones"][zone] | {"latency_ms": None} == {
+            "classified": len(classified), "skipped": N - len(classified), "latency_ms": None}
+        # static: from 4 frames after a change (or the start) until the next; the white square keeps
+        # moving outside the zones all the time
+        starts = [s for s, _ in truth(zone)]
+        static = [n for n in range(N) if all(not (s <= n < s + 4) for s in starts)]
+        for i in range(len(static) - 9):
+            window = static[i:i + 10]
+            if window[-1] - window[0] == 9:  # ten consecutive static frames
+                assert sum(window[0] <= n <= window[-1] for n in classified) <= 1, (zone, classified)
+        assert len(classified) <= 4 * len(starts), (zone, classified)
+    assert "door" in p.stderr and "skipped" in p.stderr
+
+
+def test_motion_with_smoothing_and_on_change_reports_each_change_once(video):
+    rows, _, _ = camera(video, "--trigger", "motion", "--smooth", "2", "--on-change")
+    for zone in BOXES:
+        assert [(r["frame"], r["classes"][0]["label"]) for r in rows if r["zone"] == zone] == changes(rows, zone)
+        assert_found(rows, zone)
+
+
+def test_every_seconds_classifies_the_first_frame_then_on_the_timer(video):
+    rows, summary, _ = camera(video, "--trigger", "every:3600")
+    assert [(r["frame"], r["zone"]) for r in rows] == [(0, "door"), (0, "spot")]
+    assert summary["zones"]["door"] == {"classified": 1, "skipped": N - 1, "latency_ms": summary["zones"]["door"]["latency_ms"]}
+
+
+# --- the trigger's own logic, without a model ----------------------------------------------------
+
+
+def test_motion_image_ignores_noise_and_sees_a_change():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    noisy = np.clip(a.astype(int) + rng.integers(-6, 7, a.shape), 0, 255).astype(np.uint8)
+    assert motion_image(a).shape == (37, 50)
+    assert changed_fraction(motion_image(a), motion_image(noisy)) == 0.0
+    b = a.copy()
+    b[:150] = 255 - b[:150]
+    assert changed_fraction(motion_image(a), motion_image(b)) > 0.3
+
+
+def test_motion_trigger_runs_until_the_label_is_stable_then_sleeps():
+    s = ZoneState(Zone("door", 0, 0, 1, 1, True), Trigger("motion"), 0.05, every=10.0)
+    still, moved = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 200, np.uint8)
+    assert s.wants(still, 0.0) == (True, True)  # the first frame: its state is known from the start
+    s.settle(1, True)
+    assert s.wants(still, 0.1) == (True, False)  # the first result is not confirmed yet
+    s.settle(1, False)
+    assert [s.wants(still, 0.2 + i / 10)[0] for i in range(5)] == [False] * 5
+    assert s.wants(moved, 1.0) == (True, True)
+    s.settle(2, True)
+    assert s.wants(moved, 1.1) == (True, False)
+    s.settle(3, False)  # the label still moves: go on
+    assert s.wants(moved, 1.2) == (True, False)
+    s.settle(3, False)
+    assert s.wants(moved, 1.3) == (False, False)
+    assert s.wants(moved, 11.25) == (True, False)  # the heartbeat
+
+
+# --- bad specs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--zone", "door=1,2,3"], ["--zone 'door=1,2,3'", "four numbers X,Y,W,H"]),
+    (["--zone", "=0,0,1,1"], ["no name"]),
+    (["--zone", "front door=0,0,1,1"], ["letters, digits"]),
+    (["--zone", "door=0.5,0,0.6,1"], ["X+W and Y+H must be at most 1"]),
+    (["--zone", "door=0,0,0,1"], ["W and H above 0"]),
+    (["--zone", "door=10,10,20.5,30"], ["whole numbers"]),
+    (["--zone", "door=0,0,1,1", "--zone", "door=0,0,0.5,0.5"], ["--zone door", "two zones with this name"]),
+    (["--zone", "door=600,400,100,100"], ["--zone door=600,400,100,100", "outside the 640x480 frame"]),
+    (["--zone", "door=0,0,0.001,0.5"], ["at least 8x8"]),
+    (["--zone", "door=0,0,1,1", "--trigger", "sometimes"], ["--trigger 'sometimes'", "always, motion or every"]),
+    (["--zone", "door=0,0,1,1", "--trigger", "every:0"], ["every:SECONDS takes a number"]),
+    (["--zone", "door=0,0,1,1", "--every", "5"], ["--every is the heartbeat of --trigger motion"]),
+    (["--trigger", "motion"], ["--trigger", "add --zone"]),
+    (["--zone", "door=0,0,1,1", "--zone", "spot=0,0,1,1", "--gpio", "17=cat"], ["--gpio 17=cat", "door:cat"]),
+    (["--zone", "door=0,0,1,1", "--backend", "imx500"], ["--zone", "imx500"]),
+])
+def test_bad_zone_specs_are_one_line_errors_before_the_camera_starts(video, args, fragments):
+    p = run_edgecls("camera", V2, "--labels", LABELS, "--source", video, *args, timeout=120)
+    assert_one_line_error(p, *fragments)
+    assert p.stdout == ""  # nothing classified
+
+
+def test_a_zone_outside_a_frame_known_only_in_the_loop_fails_at_the_first_frame(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "00.png").write_bytes(b"not a picture")  # the pre-check cannot read it: the loop checks
+    Image.fromarray(scene(0)).save(folder / "01.png")
+    p = run_edgecls("camera", V2, "--labels", LABELS, "--source", folder, "--zone", "door=600,400,100,100",
+                    timeout=120)
+    assert_one_line_error(p, "--zone door=600,400,100,100", "outside the 640x480 frame")
+
+
+def test_zone_parsing_in_pixels_and_fractions():
+    door, spot = parse_zones(["door=40,60,240,240", "spot=0.5,0.5,0.4,0.45"])
+    assert (door.fractions, spot.fractions) == (False, True)
+    assert door.box(W, H) == BOXES["door"] and spot.box(W, H) == BOXES["spot"]
+    zs = ZoneSet([door, spot])
+    assert zs.names() == ["door", "spot"]
+
+
+# --- actions per zone --------------------------------------------------------------------------------
+
+
+@pytest.mark.mqtt
+def test_mqtt_publishes_a_state_topic_and_a_home_assistant_entity_per_zone(broker, video):
+    prefix = "test/garage"
+    sub = mosquitto.Subscriber(broker.port, [f"{prefix}/#", "homeassistant/#"])
+    try:
+        rows, summary, p = camera(video, "--trigger", "motion", "--mqtt", f"{broker.url}/{prefix}",
+                                  "--mqtt-interval", "0", "--ha-binary", "Egyptian cat", "--ha-binary", "spot:chickadee")
+        sub.wait_for(lambda m: any(x.payload == b"offline" for x in m))
+        for zone in BOXES:
+            states = [m.json() for m in sub.on(f"{prefix}/{zone}/state")]
+            assert [(s["zone"], s["label"]) for s in states] == [(zone, label) for _, label in truth(zone)]
+            assert [s["frame"] for s in states] == [f for f, _ in changes(rows, zone)]
+        assert not sub.on(f"{prefix}/state")  # no whole-frame state with zones
+        assert summary["actions"]["changes"] == 5 and summary["actions"]["mqtt"]["sent"] == 5
+        configs = {m.topic: m.json() for m in sub.messages if m.topic.startswith("homeassistant/")}
+        node = "test_garage"
+        assert set(configs) == {f"homeassistant/sensor/{node}/door/config", f"homeassistant/sensor/{node}/spot/config",
+                                f"homeassistant/binary_sensor/{node}/door_Egyptian_cat/config",
+                                f"homeassistant/binary_sensor/{node}/spot_Egyptian_cat/config",
+                                f"homeassistant/binary_sensor/{node}/spot_chickadee/config"}
+        door = configs[f"homeassistant/sensor/{node}/door/config"]
+        assert door["state_topic"] == f"{prefix}/door/state" and door["name"] == "door"
+        assert len({c["unique_id"] for c in configs.values()}) == 5
+        assert len({json.dumps(c["device"]) for c in configs.values()}) == 1  # one device, an entity per zone
+        spot_bird = configs[f"homeassistant/binary_sensor/{node}/spot_chickadee/config"]
+        assert spot_bird["state_topic"] == f"{prefix}/spot/state" and "chickadee" in spot_bird["value_template"]
+    finally:
+        sub.close()

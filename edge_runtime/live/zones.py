@@ -143,12 +143,14 @@ def motion_image(crop: np.ndarray) -> np.ndarray:
     subsample to twice that size, then 2x2 means, which also tames sensor noise. Cheap: it reads
     about 4 * MOTION_SIDE**2 pixels whatever the zone's size."""
     step = max(1, max(crop.shape[:2]) // (2 * MOTION_SIDE))
-    sub = crop[::step, ::step].astype(np.uint16)
-    grey = (sub[..., 0] * 77 + sub[..., 1] * 150 + sub[..., 2] * 29) >> 8
+    sub = crop[::step, ::step]
+    grey = sub[..., 0] * np.uint16(77) + sub[..., 1] * np.uint16(150) + sub[..., 2] * np.uint16(29)
     h, w = grey.shape[0] // 2 * 2, grey.shape[1] // 2 * 2
-    if h and w:
-        grey = grey[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    return grey.astype(np.int16)
+    if h and w:  # 2x2 sums of the 8.8 fixed-point grey: 4 * 256 * level, at most 4 * 65280, fits in int32
+        g = grey.astype(np.int32)
+        grey = (g[0:h:2, 0:w:2] + g[1:h:2, 0:w:2] + g[0:h:2, 1:w:2] + g[1:h:2, 1:w:2]) >> 10
+        return grey.astype(np.int16)
+    return (grey >> 8).astype(np.int16)
 
 
 def changed_fraction(a: np.ndarray, b: np.ndarray) -> float:

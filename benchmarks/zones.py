@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -124,11 +125,12 @@ def main() -> None:
     always_zones = rounds["always"][-1]["zones"]
     motion_zones = rounds["motion"][-1]["zones"]
     batch = batching(CORAL / f"{BATCH_MODEL}.tflite")
+    load = os.getloadavg()[0]
     r = {"model": MODEL, "threads": 1, "frames": a.frames, "rounds": a.rounds, "zones": ZONES,
          "cpu_ms_per_frame": {m: [round(x["cpu_ms_per_frame"], 3) for x in v] for m, v in rounds.items()},
          "fps": {m: [round(x["fps"], 1) for x in v] for m, v in rounds.items()},
          "median_cpu_ms_per_frame": {m: round(v, 3) for m, v in med.items()}, "ratio": round(ratio, 4), "goal": 0.10,
-         "always_zones": always_zones, "motion_zones": motion_zones, "batching": batch,
+         "load_average": round(load, 2), "always_zones": always_zones, "motion_zones": motion_zones, "batching": batch,
          "machine": {"cpu": cpu_model(), "arch": platform.machine(), "interpreter": f"{clf.interpreter} {clf.package.version}",
                      "edgecls": __version__}}
     a.out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +153,11 @@ def main() -> None:
     md += ["", f"**motion / always CPU: {ratio:.1%}** (goal < 10%). With motion each zone is classified on its "
            "first frame and then only when it changes; what remains per frame is cropping and the motion image "
            "(a strided grey subsample of each zone, about 48 px on its longer side).", "",
-           "Per-zone latency with `--trigger always` (mean ms, last round):", "",
+           "The motion rounds' few classifications per zone are the first frame and the frames classified until "
+           "its label is confirmed (the capture thread prepares a frame or two ahead of the loop).", "",
+           f"Per-zone latency with `--trigger always` (mean ms, last round; wall-clock, so it includes waiting for "
+           f"the CPU: the load average was {load:.1f} on {os.cpu_count()} cores during the run, while the CPU "
+           "times above count only this process's work):", "",
            "| zone | preprocess (crop resize) | invoke |", "| --- | --- | --- |"]
     md += [f"| {n} | {v.get('preprocess', 0):.2f} | {v.get('invoke', 0):.2f} |" for n, v in lat.items()]
     md += ["", f"Batching the two zones into one invoke ({BATCH_MODEL}, the same network with a head that takes any "

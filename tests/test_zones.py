@@ -237,3 +237,21 @@ def test_mqtt_publishes_a_state_topic_and_a_home_assistant_entity_per_zone(broke
         assert spot_bird["state_topic"] == f"{prefix}/spot/state" and "chickadee" in spot_bird["value_template"]
     finally:
         sub.close()
+
+
+# --- collect per zone ----------------------------------------------------------------------------------
+
+
+def test_collect_with_a_zone_saves_the_zone_crop_the_camera_will_classify(video, tmp_path):
+    p = run_edgecls("collect", tmp_path / "photos", "--source", video, "--label", "cat", "--count", "3",
+                    "--every", "0", "--zone", "door=40,60,240,240", timeout=120)
+    assert p.returncode == 0, p.stderr
+    saved = sorted((tmp_path / "photos" / "cat").iterdir())
+    assert len(saved) == 3
+    crop = np.asarray(Image.open(saved[0]).convert("RGB"), dtype=np.int16)
+    assert crop.shape == (240, 240, 3)
+    x0, y0, x1, y1 = BOXES["door"]
+    assert np.abs(crop - scene(0)[y0:y1, x0:x1]).mean() < 8  # the zone, not the frame squeezed (JPEG twice)
+    p = run_edgecls("collect", tmp_path / "photos", "--source", video, "--label", "cat", "--count", "1",
+                    "--zone", "door=600,400,100,100", timeout=120)
+    assert_one_line_error(p, "--zone door=600,400,100,100", "outside the 640x480 frame")

@@ -98,6 +98,12 @@ class Zone:
                             f"needs at least {MIN_SIDE}x{MIN_SIDE}")
         return x0, y0, x1, y1
 
+    def crop(self, frame: Frame) -> Frame:
+        """``frame`` cut to this zone (of its full-resolution picture), as a frame of its own."""
+        pic = frame.display if frame.display is not None else frame.rgb
+        x0, y0, x1, y1 = self.box(pic.shape[1], pic.shape[0])
+        return Frame(np.ascontiguousarray(pic[y0:y1, x0:x1]), frame.t, frame.n)
+
     @property
     def spec(self) -> str:
         return f"{self.name}={','.join(f'{v:g}' for v in (self.x, self.y, self.w, self.h))}"

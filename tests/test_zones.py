@@ -6,6 +6,7 @@ specs refused in one line; a topic and a Home Assistant entity per zone on a rea
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import mosquitto
@@ -255,3 +256,63 @@ def test_collect_with_a_zone_saves_the_zone_crop_the_camera_will_classify(video,
     p = run_edgecls("collect", tmp_path / "photos", "--source", video, "--label", "cat", "--count", "1",
                     "--zone", "door=600,400,100,100", timeout=120)
     assert_one_line_error(p, "--zone door=600,400,100,100", "outside the 640x480 frame")
+
+
+def test_gpio_follows_the_zone_its_rule_names():
+    gpiozero = pytest.importorskip("gpiozero")
+    from gpiozero.pins.mock import MockFactory
+
+    from edge_runtime.actions import ActionOptions, Actions
+    from edge_runtime.model.postprocess import Class
+
+    labels = ["open", "closed", "car", "empty"]
+    old, gpiozero.Device.pin_factory = gpiozero.Device.pin_factory, MockFactory()
+    try:
+        pin = gpiozero.Device.pin_factory.pin
+        acts = Actions(ActionOptions(gpio=["17=door:open", "27=spot:car"]), labels, zones=["door", "spot"]).start()
+
+        def levels(expect: tuple[bool, bool]) -> tuple[bool, ...]:
+            end = time.monotonic() + 5
+            while (got := tuple(bool(pin(n).state) for n in (17, 27))) != expect and time.monotonic() < end:
+                time.sleep(0.01)
+            return got
+
+        acts.observe(0, 0.0, [Class(0, "open", 0.9)], zone="door")
+        assert levels((True, False)) == (True, False)
+        acts.observe(0, 0.0, [Class(3, "empty", 0.9)], zone="spot")  # another zone leaves pin 17 alone
+        assert levels((True, False)) == (True, False)
+        acts.observe(1, 0.1, [Class(2, "car", 0.9)], zone="spot")
+        assert levels((True, True)) == (True, True)
+        acts.observe(2, 0.2, [Class(1, "closed", 0.9)], zone="door")
+        assert levels((False, True)) == (False, True)
+        assert acts.close()["changes"] == 4
+    finally:
+        gpiozero.Device.pin_factory = old
+
+
+def test_status_json_and_mining_carry_each_zone(video, tmp_path):
+    from edge_runtime import Classifier
+    from edge_runtime.dataset.mining import Miner
+    from edge_runtime.live import loop, sources
+    from edge_runtime.web import server as webview
+
+    view = webview.View()
+    miner = Miner(tmp_path / "mined", score=1.0, margin=1.0, per_minute=100, wait=True)  # keep every classification
+    zones = ZoneSet(parse_zones(["door=40,60,240,240", "spot=0.5,0.5,0.4,0.45"]), Trigger.parse("motion"))
+    with Classifier(V2, labels=LABELS, backend="cpu") as clf:
+        src, _ = sources.open_source(str(video), (clf.width, clf.height))
+        src.open()
+        s = loop.run(clf, src, lambda d: None, loop.Options(top=2), view=view, miner=miner, zones=zones)
+    miner.close()
+    status = json.loads(json.dumps(view.status))  # what /status.json serves
+    assert set(status["zones"]) == {"door", "spot"}
+    assert status["zones"]["door"]["box"] == list(BOXES["door"])
+    assert status["zones"]["door"]["classes"][0]["label"] == "Egyptian cat"  # the newest: cat again from frame 30
+    assert status["zones"]["spot"]["classified"] + status["zones"]["spot"]["skipped"] == N
+    assert s.to_dict()["summary"]["zones"]["spot"]["classified"] == status["zones"]["spot"]["classified"]
+    index = [json.loads(line) for line in (tmp_path / "mined" / "index.jsonl").read_text().splitlines()]
+    assert {r["zone"] for r in index} == {"door", "spot"}
+    for r in index:
+        crop = Image.open(tmp_path / "mined" / r["file"])
+        x0, y0, x1, y1 = BOXES[r["zone"]]
+        assert crop.size == (x1 - x0, y1 - y0) and f"_{r['zone']}_" in r["file"]

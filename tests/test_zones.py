@@ -313,6 +313,7 @@ def test_status_json_and_mining_carry_each_zone(video, tmp_path):
     index = [json.loads(line) for line in (tmp_path / "mined" / "index.jsonl").read_text().splitlines()]
     assert {r["zone"] for r in index} == {"door", "spot"}
     for r in index:
-        crop = Image.open(tmp_path / "mined" / r["file"])
+        with Image.open(tmp_path / "mined" / r["file"]) as crop:
+            size = crop.size
         x0, y0, x1, y1 = BOXES[r["zone"]]
-        assert crop.size == (x1 - x0, y1 - y0) and f"_{r['zone']}_" in r["file"]
+        assert size == (x1 - x0, y1 - y0) and f"_{r['zone']}_" in r["file"]

@@ -6,13 +6,18 @@ specs refused in one line; a topic and a Home Assistant entity per zone on a rea
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import mosquitto
 import numpy as np
 import pytest
-from conftest import CORAL, assert_one_line_error, json_lines, run_edgecls
+from conftest import CORAL, ROOT, assert_one_line_error, json_lines, run_edgecls
 from PIL import Image
 
 from edge_runtime.live.zones import Trigger, Zone, ZoneSet, ZoneState, changed_fraction, motion_image, parse_zones
@@ -317,3 +322,48 @@ def test_status_json_and_mining_carry_each_zone(video, tmp_path):
             size = crop.size
         x0, y0, x1, y1 = BOXES[r["zone"]]
         assert size == (x1 - x0, y1 - y0) and f"_{r['zone']}_" in r["file"]
+
+
+# --- the live page ------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_live_page_draws_each_zone_with_its_label_and_score(tmp_path):
+    """Screenshot: EDGECLS_DOCS_SCREENSHOTS=1 writes docs/live-page-zones.png for the README."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for n in range(0, N, 2):
+        Image.fromarray(scene(n)).save(folder / f"{n:02d}.png")
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "camera", str(V2), "--labels", str(LABELS), "--source",
+           str(folder), "--fps", "2", "--top-k", "1", *ZONES, "--trigger", "motion", "--serve", "127.0.0.1:0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.time() + 60
+        while time.time() < deadline and url is None:
+            line = proc.stderr.readline()
+            m = re.search(r"web view on (http://\S+/)", line)
+            url = m.group(1) if m else url
+            if not line and proc.poll() is not None:
+                break
+        assert url, "no web view"
+        time.sleep(1.5)
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000",
+                              "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        boxes = dict(re.findall(r'class="zone" data-zone="(\w+)" style="([^"]+)"', dom))
+        assert set(boxes) == {"door", "spot"}, dom[-3000:]
+        assert "left:6.25%;top:12.50%;width:37.50%;height:50.00%" in boxes["door"]  # 40,60,240,240 of 640x480
+        assert re.search(r"door: (Egyptian cat|macaw) [01]\.\d\d</span>", dom) and re.search(r"spot: \w+", dom), \
+            re.search(r'id="zones">(.*?)</div></div></section>', dom, re.S).group(1)[:1500]
+        docs = ROOT / "docs" if os.environ.get("EDGECLS_DOCS_SCREENSHOTS") else tmp_path
+        docs.mkdir(exist_ok=True)
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1280,800", "--virtual-time-budget=1500", f"--screenshot={docs / 'live-page-zones.png'}",
+                        url], capture_output=True, timeout=120)
+        assert (docs / "live-page-zones.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -248,17 +248,19 @@ class _ZoneLoop(_Loop):
             view.zones_ref = self.status
 
     def step(self, f: Any, planned: list[Planned], prep_ms: float) -> bool:
+        frame_lat: dict[str, float] = {}  # this frame's work, all zones together (the web view's charts)
         for p in planned:
             if p.x is None:
                 p.state.skipped += 1
             else:
-                self._classify(f, p)
+                for k, v in self._classify(f, p).items():
+                    frame_lat[k] = max(frame_lat.get(k, 0.0), v) if k == "age" else frame_lat.get(k, 0.0) + v
         self.summary.classified += 1  # frames: --max-frames counts frames, zones count classifications
         if self.view is not None:
-            self.view.update(f, [], {}, self.summary.classified / max(time.perf_counter() - self.t0, 1e-9))
+            self.view.update(f, [], frame_lat, self.summary.classified / max(time.perf_counter() - self.t0, 1e-9))
         return not (self.opts.max_frames and self.summary.classified >= self.opts.max_frames)
 
-    def _classify(self, f: Any, p: Planned) -> None:
+    def _classify(self, f: Any, p: Planned) -> dict[str, float]:
         name = p.state.zone.name
         raw_scores, stages = self.scorer.score(f, p.x)
         t2 = time.perf_counter()
@@ -285,12 +287,14 @@ class _ZoneLoop(_Loop):
                        "classes": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in classes],
                        "latency_ms": {k: round(v, 3) for k, v in lat.items()}})
         self.last_labels[name] = label
+        return lat
 
     def status(self) -> dict[str, Any]:
         """Per zone, for the web view: its box, counts and newest result."""
         out = {}
         for s in self.zones.states:
-            out[s.zone.name] = {"box": list(s.box) if s.box else None, **s.counts(), **s.last}
+            out[s.zone.name] = {"box": list(s.box) if s.box else None, "picture": list(self.zones.size or ()),
+                                **s.counts(), **s.last}
         return out
 
     def report(self) -> dict[str, dict[str, Any]]:

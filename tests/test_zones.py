@@ -367,3 +367,20 @@ def test_live_page_draws_each_zone_with_its_label_and_score(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+# --- bench ----------------------------------------------------------------------------------------------
+
+
+def test_bench_times_each_zone_of_the_image(tmp_path):
+    image = tmp_path / "scene.png"
+    Image.fromarray(scene(0)).save(image)
+    p = run_edgecls("bench", V2, "--labels", LABELS, "--input", image, "--runs", "5", "--threads", "1", "--json",
+                    "--in-process", *ZONES, timeout=300)
+    assert p.returncode == 0, p.stderr
+    row = json_lines(p.stdout)[0]
+    z = row["zones_ms"]
+    assert set(z) == {"door", "spot", "all"} and z["door"]["infer"] > 0 and z["door"]["crop_resize"] > 0
+    assert z["all"]["total"] == pytest.approx(z["door"]["total"] + z["spot"]["total"])
+    assert "bench: zones of" in p.stderr and "all zones" in p.stderr
+    assert_one_line_error(run_edgecls("bench", V2, "--labels", LABELS, "--zone", "door=1,2"), "four numbers")

@@ -8,6 +8,11 @@ when it has led for ``hold`` seconds (frame time) with a score of at least ``min
 ``stop``) runs in its own thread, drops the oldest queued change when it falls behind, and counts
 what it sent, what failed and what it dropped: ``stats()``.
 
+With zones (``Actions(..., zones=["door", "spot"])``) the loop calls ``observe(..., zone=NAME)`` for
+each zone it classified; every zone has its own current label, hold and changes, and each change it
+hands the sinks is a ``State`` with its ``zone`` (MQTT: one state topic and one Home Assistant
+entity per zone; GPIO: ``PIN=ZONE:LABEL``; webhook JSON and ``EDGECLS_ZONE`` for exec).
+
     acts = Actions(ActionOptions(mqtt="mqtt://broker/kitchen", ha_binary=["cat"]), labels).start()
     ... acts.observe(frame.n, frame.t, classes) ...
     acts.close()

@@ -8,6 +8,11 @@ when it has led for ``hold`` seconds (frame time) with a score of at least ``min
 ``stop``) runs in its own thread, drops the oldest queued change when it falls behind, and counts
 what it sent, what failed and what it dropped: ``stats()``.
 
+With zones (``Actions(..., zones=["door", "spot"])``) the loop calls ``observe(..., zone=NAME)`` for
+each zone it classified; every zone has its own current label, hold and changes, and each change it
+hands the sinks is a ``State`` with its ``zone`` (MQTT: one state topic and one Home Assistant
+entity per zone; GPIO: ``PIN=ZONE:LABEL``; webhook JSON and ``EDGECLS_ZONE`` for exec).
+
     acts = Actions(ActionOptions(mqtt="mqtt://broker/kitchen", ha_binary=["cat"]), labels).start()
     ... acts.observe(frame.n, frame.t, classes) ...
     acts.close()
@@ -20,7 +25,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
-from edge_runtime.actions.base import Log, Sink, State, stderr_log
+from edge_runtime.actions.base import Log, Sink, State, binary_rules, stderr_log
 from edge_runtime.model.postprocess import Class
 
 __all__ = ["ActionOptions", "Actions", "Sink", "State", "format_stats"]
@@ -64,7 +69,7 @@ class Actions:
     """The sinks that ``options`` ask for, fed by ``observe`` from the camera loop."""
 
     def __init__(self, options: ActionOptions, labels: Sequence[str], *, model: str = "classifier",
-                 log: Log = stderr_log):
+                 log: Log = stderr_log, zones: Sequence[str] = ()):
         o = self.options = options
         if o.hold < 0:
             raise ValueError("--hold must be 0 seconds or more")
@@ -74,24 +79,30 @@ class Actions:
             raise ValueError("--mqtt-interval must be 0 (only on changes) or more seconds")
         if o.ha_binary and not o.mqtt:
             raise ValueError("--ha-binary needs --mqtt (Home Assistant discovers its sensors through MQTT)")
-        for label in o.ha_binary:
+        for _, label in binary_rules(o.ha_binary, zones):
             _check_label("--ha-binary", label, labels)
         self.log = log
         self.sinks: list[Sink] = []
-        self.current: str | None = None
-        self.changes = 0
-        self._state: State | None = None  # the current label with the newest frame (one assignment a frame)
-        self._pending: tuple[str | None, float] | None = None  # a challenger and when it took the lead
+        self.zones = list(zones)
+        self._by_zone: dict[str | None, _Tracker] = {}
+        self._trackers: list[_Tracker] = []  # replaced, never mutated: the sinks' threads read it
+        for z in self.zones:
+            self._by_zone[z] = _Tracker(z, o.min_score, o.hold)
+        self._trackers = list(self._by_zone.values())
         self._closed = False
         self._lock = threading.Lock()
         from edge_runtime.actions import gpio  # no optional import at module level: gpiozero loads in GpioSink.open
-        pins = [gpio.parse(spec) for spec in o.gpio]
-        for _, label in pins:
+        pins = []
+        for spec in o.gpio:
+            pin, rule = gpio.parse(spec)
+            zone, label = zoned(rule, self.zones, f"--gpio {pin}=")
             _check_label("--gpio", label, labels)
+            pins.append((pin, label, zone))
         if o.mqtt:
             from edge_runtime.actions.mqtt import MqttSink
-            self.sinks.append(MqttSink(o.mqtt, snapshot=self.snapshot, ca=o.mqtt_ca, interval=o.mqtt_interval,
-                                       ha_prefix=o.ha_prefix, ha_binary=o.ha_binary, model=model, log=log))
+            self.sinks.append(MqttSink(o.mqtt, snapshot=self.snapshots, ca=o.mqtt_ca, interval=o.mqtt_interval,
+                                       ha_prefix=o.ha_prefix, ha_binary=o.ha_binary, model=model, log=log,
+                                       zones=self.zones))
         if o.webhook:
             from edge_runtime.actions.webhook import WebhookSink
             self.sinks.append(WebhookSink(o.webhook, timeout=o.webhook_timeout, log=log))
@@ -114,25 +125,31 @@ class Actions:
         return self
 
     def snapshot(self) -> State | None:
-        return self._state
+        """The current state of the whole frame (no zones), or of the first zone."""
+        return self._trackers[0].state if self._trackers else None
 
-    def observe(self, frame: int, t: float, classes: Sequence[Class]) -> None:
-        """One classified frame (``t``: capture time, seconds). Never blocks."""
-        top = classes[0] if classes else None
-        lead = top.label if top is not None and top.score >= self.options.min_score else None
-        if lead == self.current:
-            self._pending = None
-        else:
-            if self._pending is None or self._pending[0] != lead:
-                self._pending = (lead, t)
-            if t - self._pending[1] >= self.options.hold:
-                previous, self.current, self._pending = self.current, lead, None
-                self.changes += 1
-                self._state = change = State(lead, frame, t, classes, previous)
-                for s in self.sinks:
-                    s.offer(change)
-                return
-        self._state = State(self.current, frame, t, classes)
+    def snapshots(self) -> list[State]:
+        """The current state of every zone (or of the whole frame) that has seen a frame."""
+        return [t.state for t in self._trackers if t.state is not None]
+
+    @property
+    def current(self) -> str | None:
+        return self._trackers[0].current if self._trackers else None
+
+    @property
+    def changes(self) -> int:
+        return sum(t.changes for t in self._trackers)
+
+    def observe(self, frame: int, t: float, classes: Sequence[Class], zone: str | None = None) -> None:
+        """One classified frame (``t``: capture time, seconds), or one zone of it. Never blocks."""
+        tracker = self._by_zone.get(zone)
+        if tracker is None:
+            tracker = self._by_zone[zone] = _Tracker(zone, self.options.min_score, self.options.hold)
+            self._trackers = [*self._trackers, tracker]
+        change = tracker.observe(frame, t, classes)
+        if change is not None:
+            for s in self.sinks:
+                s.offer(change)
 
     def stats(self) -> dict[str, Any]:
         """``{"changes": N, SINK: {"sent", "failed", "dropped", ...}, ...}``"""
@@ -156,6 +173,49 @@ class Actions:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _Tracker:
+    """One zone's (or the whole frame's) debounced label: a label becomes current when it has led
+    for ``hold`` seconds with at least ``min_score``."""
+
+    def __init__(self, zone: str | None, min_score: float, hold: float):
+        self.zone, self.min_score, self.hold = zone, min_score, hold
+        self.current: str | None = None
+        self.changes = 0
+        self.state: State | None = None  # the current label with the newest frame (one assignment a frame)
+        self._pending: tuple[str | None, float] | None = None  # a challenger and when it took the lead
+
+    def observe(self, frame: int, t: float, classes: Sequence[Class]) -> State | None:
+        """The new state when the current label changes with this frame, else None."""
+        top = classes[0] if classes else None
+        lead = top.label if top is not None and top.score >= self.min_score else None
+        if lead == self.current:
+            self._pending = None
+        else:
+            if self._pending is None or self._pending[0] != lead:
+                self._pending = (lead, t)
+            if t - self._pending[1] >= self.hold:
+                previous, self.current, self._pending = self.current, lead, None
+                self.changes += 1
+                self.state = change = State(lead, frame, t, classes, previous, self.zone)
+                return change
+        self.state = State(self.current, frame, t, classes, zone=self.zone)
+        return None
+
+
+def zoned(rule: str, zones: Sequence[str], option: str) -> tuple[str | None, str]:
+    """``ZONE:LABEL`` or ``LABEL`` -> (zone, label). Without zones, the rule is a label (colons
+    included). With one zone, a bare label means that zone; with several, naming one is required."""
+    if not zones:
+        return None, rule
+    zone, sep, label = rule.partition(":")
+    if sep and zone in zones:
+        return zone, label
+    if len(zones) == 1:
+        return zones[0], rule
+    raise ValueError(f"{option}{rule}: several zones ({', '.join(zones)}); say which one, as ZONE:LABEL "
+                     f"(e.g. {option}{zones[0]}:{rule})")
 
 
 def format_stats(stats: dict[str, Any]) -> str:

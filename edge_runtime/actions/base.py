@@ -36,6 +36,7 @@ class State:
     t: float  # time.time() when the frame was captured
     classes: Sequence[Class]
     previous: str | None = None
+    zone: str | None = None  # the zone (--zone NAME=...) this state is of; None: the whole frame
 
     @property
     def score(self) -> float | None:
@@ -48,7 +49,8 @@ class State:
     def to_json(self) -> dict[str, Any]:
         """The state message: what MQTT publishes and a webhook posts."""
         s = self.score
-        return {"label": self.label, "score": None if s is None else round(s, 6), "frame": self.frame,
+        return {**({"zone": self.zone} if self.zone is not None else {}),
+                "label": self.label, "score": None if s is None else round(s, 6), "frame": self.frame,
                 "time": round(self.t, 3), "top_k": [{"label": c.label, "score": round(c.score, 6)} for c in self.classes]}
 
 
@@ -145,3 +147,16 @@ class Sink:
 
     def stats(self) -> dict[str, Any]:
         return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped, **self.extra_stats()}
+
+
+def binary_rules(specs: Sequence[str], zones: Sequence[str]) -> list[tuple[str | None, str]]:
+    """``--ha-binary`` rules as (zone, label): ``ZONE:LABEL`` names one zone, a bare LABEL means
+    every zone (or the whole frame without zones)."""
+    out: list[tuple[str | None, str]] = []
+    for spec in dict.fromkeys(specs):
+        zone, sep, label = spec.partition(":")
+        if zones and sep and zone in zones:
+            out.append((zone, label))
+        else:
+            out += [(z, spec) for z in zones] if zones else [(None, spec)]
+    return list(dict.fromkeys(out))

@@ -1,8 +1,8 @@
 """``--exec CMD``: run a command on a label change, without a shell.
 
 CMD is split like a shell would (``shlex.split``) and run directly; it gets ``EDGECLS_LABEL`` (empty
-when no label leads), ``EDGECLS_SCORE``, ``EDGECLS_FRAME`` and ``EDGECLS_PREVIOUS_LABEL`` in its
-environment, its output goes to edgecls's stderr (so ``--json`` on stdout stays clean). One runs
+when no label leads), ``EDGECLS_SCORE``, ``EDGECLS_FRAME``, ``EDGECLS_PREVIOUS_LABEL`` and
+``EDGECLS_ZONE`` (empty without zones) in its environment, its output goes to edgecls's stderr (so ``--json`` on stdout stays clean). One runs
 at a time; a command still running after ``--exec-timeout`` seconds is killed. A failure (not
 found, non-zero exit, timeout) is logged and counted, never fatal. Four changes wait at most."""
 
@@ -46,7 +46,8 @@ class ExecSink(Sink):
     def handle(self, state: State) -> None:
         score = state.score
         env = {**os.environ, "EDGECLS_LABEL": state.label or "", "EDGECLS_SCORE": "" if score is None else f"{score:.6f}",
-               "EDGECLS_FRAME": str(state.frame), "EDGECLS_PREVIOUS_LABEL": state.previous or ""}
+               "EDGECLS_FRAME": str(state.frame), "EDGECLS_PREVIOUS_LABEL": state.previous or "",
+               "EDGECLS_ZONE": state.zone or ""}
         try:
             out = sys.stderr.fileno()
         except (AttributeError, OSError, ValueError):

@@ -1,4 +1,5 @@
-"""``--gpio PIN=LABEL``: an output pin that is high while LABEL is the current label.
+"""``--gpio PIN=LABEL``: an output pin that is high while LABEL is the current label; with zones,
+``--gpio PIN=ZONE:LABEL``: while LABEL is the current label of that zone.
 
 gpiozero (shipped by Raspberry Pi OS) drives the pins; PIN is anything gpiozero accepts (``17``,
 ``GPIO17``, ``BOARD11``). Several pins may follow one label. Every pin goes low when edgecls ends."""
@@ -22,30 +23,31 @@ def parse(spec: str) -> tuple[Any, str]:
 class GpioSink(Sink):
     name = "gpio"
 
-    def __init__(self, pins: list[tuple[Any, str]], *, log: Log = stderr_log):
+    def __init__(self, pins: list[tuple[Any, str, str | None]], *, log: Log = stderr_log):
         super().__init__(log, maxlen=4)
         self.pins = pins
-        self.devices: list[tuple[Any, str]] = []
+        self.devices: list[tuple[Any, str, str | None]] = []  # (device, label, zone)
 
     def open(self) -> None:
         try:
             from gpiozero import DigitalOutputDevice
         except ImportError:
             raise MissingExtra("--gpio", "gpio", "gpiozero") from None
-        for pin, label in self.pins:
+        for pin, label, zone in self.pins:
             try:
-                self.devices.append((DigitalOutputDevice(pin, initial_value=False), label))
+                self.devices.append((DigitalOutputDevice(pin, initial_value=False), label, zone))
             except Exception as e:  # gpiozero's errors: a bad pin name, a pin in use, no pin factory
                 self.close()
                 raise EdgeclsError(f"--gpio {pin}={label}: {type(e).__name__}: {e}") from None
 
     def handle(self, state: State) -> None:
-        for dev, label in self.devices:
-            dev.value = label == state.label
+        for dev, label, zone in self.devices:
+            if zone == state.zone:
+                dev.value = label == state.label
         self.sent += 1
 
     def close(self) -> None:
-        for dev, _ in self.devices:
+        for dev, *_ in self.devices:
             try:
                 dev.off()
             finally:

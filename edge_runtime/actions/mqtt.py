@@ -13,6 +13,11 @@ Topics, for ``--mqtt mqtt://host/PREFIX`` (PREFIX defaults to ``edgecls/HOSTNAME
   and binary sensor pages document. One sensor whose state is the label (score, frame and top-k as
   attributes) and one binary sensor per ``--ha-binary LABEL``, ``ON`` while LABEL is current.
 
+With zones (``--zone NAME=...``) each zone has its own state topic, ``PREFIX/NAME/state``, and its
+own sensor (``HA/sensor/NODE/NAME/config``, named after the zone); ``--ha-binary LABEL`` makes a
+binary sensor per zone (``ZONE:LABEL``: in that zone only), object id ``NAME_LABEL``. Zone names are
+already ``[A-Za-z0-9_-]``, so they are topic levels and object ids as they are.
+
 paho-mqtt's network thread reconnects with a growing delay (1 s doubling to 30 s) when the broker
 goes away; each (re)connect republishes availability, discovery and the current state. Home
 Assistant's own birth message (``online`` on ``HA/status``) also triggers a republish, so a
@@ -31,7 +36,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from edge_runtime._version import __version__
-from edge_runtime.actions.base import Log, Sink, State, stderr_log
+from edge_runtime.actions.base import Log, Sink, State, binary_rules, stderr_log
 from edge_runtime.errors import MissingExtra
 
 URL_HELP = "give --mqtt as mqtt://[USER:PASSWORD@]HOST[:PORT][/PREFIX] (mqtts:// for TLS)"
@@ -67,10 +72,26 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "_", text).strip("_") or "x"
 
 
-def discovery(b: Broker, ha_prefix: str, binary: list[str], model: str) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery configs by topic: one sensor (the label), one binary sensor per label."""
+def state_topic(prefix: str, zone: str | None) -> str:
+    return f"{prefix}/state" if zone is None else f"{prefix}/{zone}/state"
+
+
+def discovery(b: Broker, ha_prefix: str, binary: list[str], model: str,
+              zones: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery configs by topic: one sensor (the label), one binary sensor per label;
+    with ``zones``, one sensor per zone and the binary sensors of each zone."""
+    if zones:
+        configs: dict[str, dict[str, Any]] = {}
+        rules = binary_rules(binary, zones)
+        for zone in zones:
+            configs.update(_discovery(b, ha_prefix, [lb for z, lb in rules if z == zone], model, zone))
+        return configs
+    return _discovery(b, ha_prefix, binary, model, None)
+
+
+def _discovery(b: Broker, ha_prefix: str, binary: list[str], model: str, zone: str | None) -> dict[str, dict[str, Any]]:
     node = slug(b.prefix)
-    state, avail = f"{b.prefix}/state", f"{b.prefix}/availability"
+    state, avail = state_topic(b.prefix, zone), f"{b.prefix}/availability"
     common = {
         "state_topic": state,
         "availability_topic": avail, "payload_available": "online", "payload_not_available": "offline",
@@ -78,8 +99,9 @@ def discovery(b: Broker, ha_prefix: str, binary: list[str], model: str) -> dict[
                    "manufacturer": "edgecls", "model": model, "sw_version": __version__},
         "origin": {"name": "edgecls", "sw_version": __version__},
     }
-    configs = {f"{ha_prefix}/sensor/{node}/label/config": {
-        "name": "Label", "unique_id": f"edgecls_{node}_label", "icon": "mdi:cctv",
+    sensor = "label" if zone is None else zone
+    configs = {f"{ha_prefix}/sensor/{node}/{sensor}/config": {
+        "name": "Label" if zone is None else zone, "unique_id": f"edgecls_{node}_{sensor}", "icon": "mdi:cctv",
         "value_template": "{{ value_json.label if value_json.label is not none else 'none' }}",
         "json_attributes_topic": state,
         "json_attributes_template": "{{ {'score': value_json.score, 'frame': value_json.frame, "
@@ -87,12 +109,12 @@ def discovery(b: Broker, ha_prefix: str, binary: list[str], model: str) -> dict[
         **common}}
     used: set[str] = set()
     for label in binary:
-        obj = slug(label)
+        obj = slug(label) if zone is None else f"{zone}_{slug(label)}"
         while obj in used or obj == "label":
             obj += "_"
         used.add(obj)
         configs[f"{ha_prefix}/binary_sensor/{node}/{obj}/config"] = {
-            "name": label, "unique_id": f"edgecls_{node}_{obj}", "device_class": "occupancy",
+            "name": label if zone is None else f"{zone} {label}", "unique_id": f"edgecls_{node}_{obj}", "device_class": "occupancy",
             "value_template": "{{ 'ON' if value_json.label == %s else 'OFF' }}" % json.dumps(label),
             "payload_on": "ON", "payload_off": "OFF", **common}
     return configs
@@ -101,10 +123,10 @@ def discovery(b: Broker, ha_prefix: str, binary: list[str], model: str) -> dict[
 class MqttSink(Sink):
     name = "mqtt"
 
-    def __init__(self, url: str, *, snapshot: Callable[[], State | None], ca: str | None = None,
+    def __init__(self, url: str, *, snapshot: Callable[[], list[State]], ca: str | None = None,
                  interval: float = 30.0, ha_prefix: str = "homeassistant", ha_binary: list[str] | None = None,
                  model: str = "classifier", log: Log = stderr_log, reconnect: tuple[int, int] = (1, 30),
-                 connect_wait: float = 3.0):
+                 connect_wait: float = 3.0, zones: list[str] | None = None):
         super().__init__(log, maxlen=8, interval=interval if interval > 0 else None)
         self.broker = b = Broker.parse(url)
         if ha_prefix and (any(ch in ha_prefix for ch in "+#") or ha_prefix.strip("/") != ha_prefix):
@@ -122,7 +144,7 @@ class MqttSink(Sink):
         self.snapshot = snapshot
         self.state_topic, self.avail_topic = f"{b.prefix}/state", f"{b.prefix}/availability"
         self.ha_prefix = ha_prefix
-        self.configs = discovery(b, ha_prefix, list(dict.fromkeys(ha_binary or [])), model) if ha_prefix else {}
+        self.configs = discovery(b, ha_prefix, list(dict.fromkeys(ha_binary or [])), model, zones) if ha_prefix else {}
         self.connected = False
         self.connects = 0
         self._lock = threading.Lock()
@@ -178,13 +200,13 @@ class MqttSink(Sink):
         self.client.publish(self.avail_topic, "online", qos=1, retain=True)
         for topic, config in self.configs.items():
             self.client.publish(topic, json.dumps(config), qos=1, retain=True)
-        s = self.snapshot()
-        if s is not None:
+        for s in self.snapshot():
             self.publish(s)
 
     # -- the sink's thread -------------------------------------------------------------------------
     def publish(self, s: State) -> None:
-        ok = self.connected and self.client.publish(self.state_topic, json.dumps(s.to_json()), qos=0,
+        topic = state_topic(self.broker.prefix, s.zone)
+        ok = self.connected and self.client.publish(topic, json.dumps(s.to_json()), qos=0,
                                                     retain=True).rc == self.paho.MQTT_ERR_SUCCESS
         with self._lock:
             if ok:
@@ -196,8 +218,7 @@ class MqttSink(Sink):
         self.publish(state)
 
     def tick(self) -> None:
-        s = self.snapshot()
-        if s is not None:
+        for s in self.snapshot():
             self.publish(s)
 
     def open(self) -> None:

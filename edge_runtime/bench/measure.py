@@ -29,6 +29,7 @@ from edge_runtime.bench.imx500 import bench_row
 from edge_runtime.bench.stats import latency_stats
 from edge_runtime.bundle.format import is_bundle
 from edge_runtime.errors import EdgeclsError
+from edge_runtime.live.zones import Zone, parse_zones
 from edge_runtime.model.postprocess import top_k
 from edge_runtime.model.preprocess import iter_images, resize
 from edge_runtime.system import machine as _machine
@@ -54,6 +55,7 @@ class Config:
     input: str = "random"  # random, an image file, or a directory of images
     labels: str | None = None
     interpreter: str | None = None
+    zones: tuple[str, ...] = ()  # --zone NAME=X,Y,W,H: each zone of the image, cropped and classified on its own
 
 
 def _images(spec: str) -> list[str]:
@@ -81,6 +83,7 @@ def measure(cfg: Config) -> dict[str, Any]:
     if cfg.backend == "imx500":  # the network runs on the AI Camera's sensor: its own measurement
         return bench_row(cfg.model, cfg.runs, cfg.seconds, cfg.warmup)
     images = _images(cfg.input)
+    zones = parse_zones(cfg.zones)  # a bad spec is refused before the model loads
     rss0 = rss_mb()
     t0 = time.perf_counter()
     labels = None if is_bundle(cfg.model) else cfg.labels  # --labels is for the bare models among them
@@ -122,6 +125,8 @@ def measure(cfg: Config) -> dict[str, Any]:
     row["end_to_end_ms"] = end_to_end(clf, image, max(5, min(50, len(lat) // 4)))
     row["end_to_end_image"] = image if image != sample_jpeg() else SAMPLE_JPEG_NAME
     row["decode"] = clf.decode
+    if zones:
+        row["zones_ms"] = zones_end_to_end(clf, image, zones, max(5, min(50, len(lat) // 4)))
     clf.close()
     return row
 
@@ -188,6 +193,33 @@ def end_to_end(clf: Any, image: str, repeats: int) -> dict[str, float]:
     return out
 
 
+def zones_end_to_end(clf: Any, image: str, zones: Sequence[Zone], repeats: int) -> dict[str, dict[str, float]]:
+    """p50 per zone of ``image`` (decoded once, as a camera hands over its frame): ``crop_resize``
+    (the crop and ``Classifier.prepare``), ``infer``, ``postprocess`` and their ``total``; and
+    ``all`` the zones of one frame together, what ``--trigger always`` costs a frame."""
+    pic = clf.preprocessor.decode_image(image)
+    h, w = pic.shape[:2]
+    boxes = [(z.name, z.box(w, h)) for z in zones]
+    stages: dict[str, dict[str, list[float]]] = {n: {"crop_resize": [], "infer": [], "postprocess": []} for n, _ in boxes}
+    for _ in range(repeats):
+        for name, (x0, y0, x1, y1) in boxes:
+            t0 = time.perf_counter()
+            x = clf.prepare(np.ascontiguousarray(pic[y0:y1, x0:x1]))
+            t1 = time.perf_counter()
+            raw = clf.infer(x)
+            t2 = time.perf_counter()
+            top_k(clf.scores(raw), clf.labels, 5)
+            t3 = time.perf_counter()
+            for k, a, b in (("crop_resize", t0, t1), ("infer", t1, t2), ("postprocess", t2, t3)):
+                stages[name][k].append(b - a)
+    out: dict[str, dict[str, float]] = {}
+    for name, st in stages.items():
+        p50 = {k: float(np.median(v)) * 1e3 for k, v in st.items()}
+        out[name] = {**p50, "total": sum(p50.values())}
+    out["all"] = {"total": sum(z["total"] for z in out.values())}
+    return out
+
+
 # --- sweeps --------------------------------------------------------------------------------
 
 
@@ -216,14 +248,14 @@ def _in_subprocess(cfg: Config, timeout: float) -> dict[str, Any]:
 def sweep(models: Sequence[str], backends: Sequence[str], threads: Sequence[int | None], *, runs: int | None = 50,
           seconds: float | None = None, warmup: int = 5, input: str = "random", labels: str | None = None,
           interpreter: str | None = None, isolate: bool = True, timeout: float = 600,
-          progress: Any = None) -> dict[str, Any]:
+          progress: Any = None, zones: Sequence[str] = ()) -> dict[str, Any]:
     """Every model x backend x threads; a configuration that cannot run gets a row saying why."""
     before = board_state()
     rows = []
     for model in models:
         for backend in backends:
             for n in threads:
-                cfg = Config(model, backend, n, runs, seconds, warmup, input, labels, interpreter)
+                cfg = Config(model, backend, n, runs, seconds, warmup, input, labels, interpreter, tuple(zones))
                 if progress:
                     progress(f"bench: {Path(model).name} on {backend}, {n or 'all'} threads")
                 row = _in_subprocess(cfg, timeout) if isolate else _measure_here(cfg)
@@ -248,7 +280,8 @@ def _measure_here(cfg: Config) -> dict[str, Any]:
 
 
 def _worker(arg: str) -> int:
-    sys.stdout.write(json.dumps(_measure_here(Config(**json.loads(arg)))) + "\n")
+    d = json.loads(arg)
+    sys.stdout.write(json.dumps(_measure_here(Config(**{**d, "zones": tuple(d.get("zones") or ())}))) + "\n")
     return 0
 
 

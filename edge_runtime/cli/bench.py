@@ -28,13 +28,29 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.runs is not None and a.seconds is not None:
         raise ValueError("give --runs or --seconds, not both")
     runs = a.runs if a.runs is not None or a.seconds is not None else 50
+    from edge_runtime.live.zones import parse_zones
+
+    parse_zones(a.zone)  # a bad --zone: one line before any model loads
     result = bench.sweep(a.models, a.backend, a.threads or [None], runs=runs, seconds=a.seconds, warmup=a.warmup,
                          input=a.input, labels=a.labels, interpreter=a.interpreter, isolate=not a.in_process,
-                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+                         progress=lambda m: print(m, file=sys.stderr, flush=True), zones=a.zone)
     if a.save:
         Path(a.save).write_text(json.dumps(result, indent=2) + "\n")
     bench_outputs(a, [result])
+    _zone_lines(result)
     return 0 if any(r.get("status") == "ok" for r in result["results"]) else 1
+
+
+def _zone_lines(result: dict) -> None:
+    """With --zone: per row, each zone's p50 from crop to labels, and all zones of a frame."""
+    for r in result["results"]:
+        z = r.get("zones_ms")
+        if z:
+            parts = [f"{n} {v['total']:.2f} ms (crop+resize {v['crop_resize']:.2f}, infer {v['infer']:.2f})"
+                     for n, v in z.items() if n != "all"]
+            print(f"bench: zones of {r.get('end_to_end_image')}, {Path(r['model']).name} on {r['backend']}, "
+                  f"{r.get('threads') or 'all'} threads: {'; '.join(parts)}; all zones {z['all']['total']:.2f} ms a frame",
+                  file=sys.stderr)
 
 
 def cmd_bench_compare(a: argparse.Namespace) -> int:
@@ -92,6 +108,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interpreter", metavar="PKG", default=None, help="force an interpreter package")
     p.add_argument("--save", metavar="OUT.json", default=None, help="write the whole result (for bench compare)")
     p.add_argument("--in-process", action="store_true", help="run every configuration in this process")
+    p.add_argument("--zone", action="append", default=[], metavar="NAME=X,Y,W,H",
+                   help="also time each zone of the end-to-end image, cropped and classified on its own, as `edgecls "
+                        "camera --zone` does (repeatable; pixels, or fractions when every value is <= 1)")
     _bench_output_args(p)
     p.set_defaults(func=cmd_bench)
 

@@ -22,10 +22,14 @@ def run_command(a: argparse.Namespace) -> int:
     from edge_runtime.live import loop
 
     signal.signal(signal.SIGTERM, _interrupt)  # systemd stops a service with SIGTERM: end like Ctrl-C
+    zones = _zones(a)  # a bad --zone is refused before the camera starts
     scorer, source, info = _on_sensor(a) if _wants_sensor(a) else _on_model(a)
     try:
+        if zones is not None:
+            source = _check_zones(zones, source)
         view = _serve(a, info) if a.serve else None
-        acts = actions.Actions(actions.ActionOptions.from_namespace(a), scorer.labels, model=info["model"])
+        acts = actions.Actions(actions.ActionOptions.from_namespace(a), scorer.labels, model=info["model"],
+                               zones=zones.names() if zones is not None else ())
         miner = _miner(a, lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True), source.live)
     except BaseException:
         source.close()  # an early failure never leaves the camera open
@@ -33,7 +37,7 @@ def run_command(a: argparse.Namespace) -> int:
     opts = loop.Options(top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
                         max_frames=a.max_frames)
     s = loop.run(scorer, source, _emitter(a.json), opts, view=view, actions=acts.start() if acts.sinks else None,
-                 miner=miner, on_error=_skipped(a.json))
+                 miner=miner, on_error=_skipped(a.json), zones=zones)
     if miner is not None:
         print(f"edgecls: {miner.close().describe(a.save_uncertain)}", file=sys.stderr, flush=True)
     if a.json:
@@ -52,7 +56,7 @@ def _wants_sensor(a: argparse.Namespace) -> bool:
     a model run here (auto then says why it took the CPU path)."""
     from edge_runtime.live import imx500
 
-    given = [flag for key, default, flag in HOST_ONLY if getattr(a, key) != default]
+    given = [flag for key, default, flag in HOST_ONLY if getattr(a, key) != default] + (["--zone"] if a.zone else [])
     if a.backend == "imx500":
         if given:
             raise ValueError(f"{', '.join(given)}: the imx500 backend runs the network on the AI Camera's sensor, "
@@ -65,6 +69,40 @@ def _wants_sensor(a: argparse.Namespace) -> bool:
               "applies only to a model run on this machine: running it here", file=sys.stderr)
         return False
     return True
+
+
+def _zones(a: argparse.Namespace) -> Any:
+    """The ``ZoneSet`` that --zone, --trigger, --motion-threshold and --every ask for, or None."""
+    from edge_runtime.live.zones import Trigger, ZoneSet, parse_zones
+
+    trigger = Trigger.parse(a.trigger)
+    if not a.zone:
+        given = [flag for flag, on in (("--trigger", trigger.kind != "always"), ("--every", a.every),
+                                       ("--motion-threshold", a.motion_threshold is not None)) if on]
+        if given:
+            raise ValueError(f"{', '.join(given)} decides when zones are classified; add --zone NAME=X,Y,W,H "
+                             "(--zone all=0,0,1,1 for the whole frame)")
+        return None
+    if a.motion_threshold is not None and trigger.kind != "motion":
+        raise ValueError("--motion-threshold applies to --trigger motion")
+    threshold = 0.05 if a.motion_threshold is None else a.motion_threshold
+    return ZoneSet(parse_zones(a.zone), trigger, threshold, a.every, settle_after=a.smooth)
+
+
+def _check_zones(zones: Any, source: Any) -> Any:
+    """Read the first frame now, so that a zone outside it is refused before the loop starts; the
+    frame is then the loop's first. A source that fails here fails in the loop as it would have."""
+    from edge_runtime.live.zones import Peeked
+
+    peeked = Peeked(source)
+    first = peeked.peek()
+    if first is not None:
+        pic = zones.picture(first)
+        zones.check(pic.shape[1], pic.shape[0])
+        print(f"edgecls: zones in the {pic.shape[1]}x{pic.shape[0]} frame: "
+              + ", ".join(f"{s.zone.name} {s.box[2] - s.box[0]}x{s.box[3] - s.box[1]} at ({s.box[0]}, {s.box[1]})"
+                          for s in zones.states) + f"; trigger {zones.trigger.describe()}", file=sys.stderr)
+    return peeked
 
 
 def _on_model(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
@@ -123,7 +161,8 @@ def _emitter(as_json: bool) -> Callable[[dict], None]:
             print(json.dumps(d), flush=True)
         else:
             top = ", ".join(f"{c['label']} ({c['score']:.3f})" for c in d["classes"]) or "(below the threshold)"
-            print(f"frame {d['frame']}: {top}  [{d['latency_ms'].get('invoke', 0.0):.1f} ms]", flush=True)
+            zone = f" {d['zone']}" if "zone" in d else ""
+            print(f"frame {d['frame']}{zone}: {top}  [{d['latency_ms'].get('invoke', 0.0):.1f} ms]", flush=True)
     return emit
 
 
@@ -147,8 +186,14 @@ def _summary(s: Any, source: str) -> int:
     from edge_runtime import actions
 
     lat = ", ".join(f"{k} {v:.1f}" for k, v in s.latency_ms.items())
-    print(f"edgecls: {s.classified} frames classified of {s.captured} captured, {s.dropped} dropped, "
+    done = "frames taken (zones classified as their trigger says)" if s.zones else "frames classified"
+    print(f"edgecls: {s.classified} {done} of {s.captured} captured, {s.dropped} dropped, "
           f"{s.fps:.1f} FPS over {s.seconds:.1f} s ({s.ended}); mean ms: {lat}", file=sys.stderr)
+    if s.zones:
+        print("edgecls: zones: " + "; ".join(f"{name} {z['classified']} classified, {z['skipped']} skipped"
+                                             + (f" ({z['latency_ms'].get('invoke', 0.0):.1f} ms invoke)"
+                                                if z["latency_ms"] else "") for name, z in s.zones.items()),
+              file=sys.stderr)
     if s.actions:
         print(f"edgecls: actions: {actions.format_stats(s.actions)}", file=sys.stderr)
     if s.failed:
@@ -186,6 +231,7 @@ def add_camera(sub: argparse._SubParsersAction) -> None:
                    "(default host 127.0.0.1)")
     web_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per frame, and a summary at the end")
+    _zone_options(p)
     g = p.add_argument_group("actions", "act on the current label (see README: Acting on what the camera sees); "
                              "actions run in their own threads and never slow inference")
     g.add_argument("--mqtt", metavar="URL", help="publish to an MQTT broker: mqtt://[USER:PASSWORD@]HOST[:PORT][/PREFIX] "
@@ -197,20 +243,39 @@ def add_camera(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ha-prefix", default="homeassistant", metavar="PREFIX",
                    help="Home Assistant's discovery prefix (default homeassistant; '' for no discovery)")
     g.add_argument("--ha-binary", action="append", default=[], metavar="LABEL",
-                   help="also a Home Assistant binary sensor, on while LABEL is current (repeatable)")
+                   help="also a Home Assistant binary sensor, on while LABEL is current (repeatable); with zones one "
+                        "per zone, or ZONE:LABEL for one zone")
     g.add_argument("--webhook", metavar="URL", help="POST the state JSON to URL on every label change")
     g.add_argument("--webhook-timeout", type=positive_float, default=2.0, metavar="S", help="per POST (default 2; 3 tries)")
     g.add_argument("--exec", metavar="CMD", help="run CMD (no shell) on every label change, with EDGECLS_LABEL, "
                    "EDGECLS_SCORE, EDGECLS_FRAME and EDGECLS_PREVIOUS_LABEL set; one at a time")
     g.add_argument("--exec-timeout", type=positive_float, default=10.0, metavar="S", help="kill CMD after S seconds (default 10)")
     g.add_argument("--gpio", action="append", default=[], metavar="PIN=LABEL",
-                   help="drive PIN high while LABEL is current, e.g. 17=cat (repeatable; gpiozero)")
+                   help="drive PIN high while LABEL is current, e.g. 17=cat; with zones PIN=ZONE:LABEL, e.g. "
+                        "17=door:open (repeatable; gpiozero)")
     g.add_argument("--hold", type=nonneg_float, default=0.0, metavar="S",
                    help="a new label must lead for S seconds before the actions hear of it (default 0)")
     g.add_argument("--min-score", type=score, default=0.0, metavar="T",
                    help="below T the current label is none (default 0)")
     _mining_options(p)  # --save-uncertain and its limits
     p.set_defaults(func=run_command)
+
+
+def _zone_options(p: argparse.ArgumentParser) -> None:
+    """``edgecls camera``'s zones and triggers (see README: Watch a door)."""
+    g = p.add_argument_group("zones and triggers", "classify named regions of the frame, each on its own, and only "
+                             "when they change")
+    g.add_argument("--zone", action="append", default=[], metavar="NAME=X,Y,W,H",
+                   help="a region of the full-resolution frame, in pixels, or in fractions of the frame when every "
+                        "value is <= 1, e.g. door=0.6,0.1,0.3,0.8 (repeatable); each zone is classified on its own, "
+                        "its JSON lines carry \"zone\": NAME, MQTT publishes it on PREFIX/NAME/state")
+    g.add_argument("--trigger", default="always", metavar="always|motion|every:S",
+                   help="when a zone is classified: every frame (always, the default); motion: its first frame, "
+                        "then when its pixels change and until its label is stable again; every:S: every S seconds")
+    g.add_argument("--motion-threshold", type=score, default=None, metavar="F",
+                   help="--trigger motion: the fraction of a zone's pixels that must change (default 0.05)")
+    g.add_argument("--every", type=nonneg_float, default=0.0, metavar="S",
+                   help="--trigger motion: also classify each zone every S seconds, a heartbeat (default 0: none)")
 
 
 def _mining_options(p: argparse.ArgumentParser) -> None:

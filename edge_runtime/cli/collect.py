@@ -11,6 +11,7 @@ from edge_runtime.cli.args import nonneg_float, positive_int, web_args, web_opti
 from edge_runtime.dataset.collect import Collector, Saved, take
 from edge_runtime.dataset.files import check_class
 from edge_runtime.live import sources
+from edge_runtime.live.zones import Zone
 from edge_runtime.web import server as webview
 from edge_runtime.web.collect import serve
 
@@ -25,7 +26,7 @@ def command(a: Any) -> int:
                          "photos from the command line")
     labels = [x for x in (a.labels or "").split(",") if x.strip()]
     web = web_options(a, "collect") if a.serve else None  # a refused --public or users file: before the camera
-    collector = Collector(a.dataset, labels)
+    collector = Collector(a.dataset, labels, zone=Zone.parse(a.zone) if a.zone else None)
     source, note = sources.open_source(a.source, (a.width, a.height), fps=a.fps)
     source.open()
     print(f"edgecls: collecting from {source.name} into {collector.root}" + (f"; {note}" if note else ""),
@@ -80,6 +81,8 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", type=nonneg_float, default=0.5, metavar="S", help="without --serve: seconds between "
                    "photos (a file's frames are taken in order; default 0.5)")
     p.add_argument("--fps", type=nonneg_float, default=0.0, help="pace a folder of images at this rate")
+    p.add_argument("--zone", metavar="NAME=X,Y,W,H", help="save only this zone of the full picture, as `edgecls "
+                   "camera --zone` will classify it (pixels, or fractions when every value is <= 1)")
     p.add_argument("--width", type=positive_int, default=224, help=argparse.SUPPRESS)  # the Pi camera's lores size
     p.add_argument("--height", type=positive_int, default=224, help=argparse.SUPPRESS)
     p.set_defaults(func=command)

@@ -18,6 +18,7 @@ import numpy as np
 from edge_runtime.dataset.files import check_class, class_folders, jpeg, stamp, write_new
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.live.frames import Frame, Source, SourceError
+from edge_runtime.live.zones import Zone
 
 RECENT = 12  # photos the page lists (and can undo)
 BURST_FPS = 4.0  # photos a second while a button or key is held (the page paces it)
@@ -35,8 +36,10 @@ class Collector:
     """Class folders under ``root``: save frames, count, undo. Thread-safe (the page's requests
     arrive on several threads)."""
 
-    def __init__(self, root: str | os.PathLike[str], labels: list[str] | tuple[str, ...] = ()):
+    def __init__(self, root: str | os.PathLike[str], labels: list[str] | tuple[str, ...] = (),
+                 zone: Zone | None = None):
         self.root = Path(root)
+        self.zone = zone  # --zone: save the zone's crop, what the camera's classifier will see
         if self.root.exists() and not self.root.is_dir():
             raise EdgeclsError(f"{self.root}: not a directory; give the dataset folder (one sub-folder per class)")
         self.lock = threading.Lock()
@@ -66,6 +69,8 @@ class Collector:
 
     def save(self, label: str, frame: Frame) -> Saved:
         label = self.add_class(label)
+        if self.zone is not None:
+            frame = self.zone.crop(frame)
         path = write_new(self.root / label, stamp(), jpeg(frame))
         s = Saved(path, label, f"{label}/{path.name}", frame.n)
         with self.lock:

@@ -18,7 +18,8 @@ queue; a full queue drops the frame); a worker thread does 3 and 4, encodes the 
 it (the picture atomically, then its index line, undone if that cannot be written whole), and
 the worker never dies: a frame never waits on a thread that is gone. Layout of ``DIR``, which ``edgecls pull`` reads:
     <UTC time>_<label>_<score>.jpg   the frame's full picture, the predicted label made file-safe
-    index.jsonl                      one line per saved frame: file, t, frame, label, score, top_k
+    <UTC time>_<zone>_<label>_<score>.jpg  with --zone: the zone's crop (what the classifier saw)
+    index.jsonl                      one line per saved frame: file, t, frame, [zone,] label, score, top_k
 """
 
 from __future__ import annotations
@@ -132,11 +133,11 @@ class Miner:
         second = classes[1].score if len(classes) > 1 else 0.0
         return classes[0].score < self.score or classes[0].score - second < self.margin
 
-    def observe(self, frame: Any, classes: Sequence[Any]) -> bool:
+    def observe(self, frame: Any, classes: Sequence[Any], zone: str | None = None) -> bool:
         """Called for every classified frame (``classes``: best first, at least two where the model
         has them). Never blocks unless the Miner was made with ``wait`` (a file's frames: they wait
         their turn, as in ``camera.run``); a full queue drops the frame. Returns whether the frame
-        was queued for saving."""
+        was queued for saving. With ``zone`` (a --zone's crop as ``frame``), its index line says so."""
         self.stats.seen += 1
         if self.stats.stopped or not self.uncertain(classes):
             return False
@@ -150,7 +151,7 @@ class Miner:
                 return False
             self.pending += 1
         top = [{"index": int(c.index), "label": c.label, "score": round(float(c.score), 6)} for c in classes]
-        if not self._put((frame, top, now)):
+        if not self._put((frame, top, now, zone)):
             with self.lock:
                 self.pending -= 1
             self.stats.dropped += 1
@@ -176,10 +177,10 @@ class Miner:
                 continue
             if item is None:
                 return
-            frame, top, now = item
+            frame, top, now, zone = item
             saved = False
             try:
-                saved = self._save(frame, top)
+                saved = self._save(frame, top, zone)
             except OSError as e:
                 if e.errno in FULL_ERRNOS:
                     self._stop(f"the disk of {self.dir} is full ({e.strerror or e}); no frames saved until there "
@@ -194,7 +195,7 @@ class Miner:
                     if saved:
                         self.saved_at.append(now)
 
-    def _save(self, frame: Any, top: list[dict]) -> bool:
+    def _save(self, frame: Any, top: list[dict], zone: str | None = None) -> bool:
         if self.stats.stopped:
             return False
         thumb = thumbnail(frame)
@@ -215,9 +216,10 @@ class Miner:
             return False
         data = jpeg(frame)
         label, score = (top[0]["label"], top[0]["score"]) if top else ("none", 0.0)
-        path = write_new(self.dir, stamp(frame.t), data, tail=f"_{safe_label(label)}_{score:.3f}")
-        record = {"file": path.name, "t": round(frame.t, 6), "frame": frame.n, "label": label, "score": score,
-                  "top_k": top}
+        path = write_new(self.dir, stamp(frame.t), data,
+                         tail=(f"_{zone}" if zone else "") + f"_{safe_label(label)}_{score:.3f}")
+        record = {"file": path.name, "t": round(frame.t, 6), "frame": frame.n, **({"zone": zone} if zone else {}),
+                  "label": label, "score": score, "top_k": top}
         try:
             self._append_index(record)
         except BaseException:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.live.frames import Source, SourceError
+from edge_runtime.live.zones import Planned, ZoneSet
 from edge_runtime.model.postprocess import Class, top_k
 
 
@@ -99,6 +100,7 @@ class Summary:
     errors: int = 0  # files of a folder source that could not be read (skipped)
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
     actions: dict[str, Any] = field(default_factory=dict)  # Actions.stats(): sent, failed, dropped per sink
+    zones: dict[str, dict[str, Any]] = field(default_factory=dict)  # per zone: classified, skipped, latency_ms
 
     @property
     def fps(self) -> float:
@@ -109,7 +111,8 @@ class Summary:
                             **({"without_scores": self.without_scores} if self.without_scores else {}),
                             "dropped": self.dropped, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
                             "ended": self.ended, "errors": self.errors, "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
-                            **({"actions": self.actions} if self.actions else {})}}
+                            **({"actions": self.actions} if self.actions else {}),
+                            **({"zones": self.zones} if self.zones else {})}}
 
 
 class Smoother:
@@ -124,9 +127,12 @@ class Smoother:
 
 
 def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, retries: int,
-             prepare: Callable[[np.ndarray], np.ndarray], on_error: Callable[[str], None] | None = None) -> None:
+             prepare: Callable[[np.ndarray], np.ndarray], on_error: Callable[[str], None] | None = None,
+             prepare_frame: Callable[[Any], Any] | None = None) -> None:
     """Read frames and preprocess them (resize, input conversion) here, so that this work overlaps
-    the previous frame's inference instead of adding to it."""
+    the previous frame's inference instead of adding to it. ``prepare_frame`` (zones) takes the
+    whole ``Frame`` instead of its model-sized picture; its EdgeclsError (a zone outside the
+    frame) ends the run."""
     failures = 0
     try:
         while not stop.is_set():
@@ -158,7 +164,14 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
             failures = 0
             state["captured"] += 1
             t = time.perf_counter()
-            x = prepare(f.rgb)
+            if prepare_frame is None:
+                x = prepare(f.rgb)
+            else:
+                try:
+                    x = prepare_frame(f)
+                except EdgeclsError as e:
+                    state["ended"], state["failed"] = str(e), True
+                    return
             box.put((f, x, (time.perf_counter() - t) * 1e3), stop)
     finally:
         box.close()
@@ -220,25 +233,105 @@ class _Loop:
         self.last_label = label
 
 
+class _ZoneLoop(_Loop):
+    """The inference side with zones: per frame, each zone the trigger picked is classified on its
+    own, with its own smoothing, ``--on-change`` and action state; the others are counted skipped."""
+
+    def __init__(self, scorer: Scorer, emit: Callable[[dict], None], opts: Options, summary: Summary,
+                 view: Any, actions: Any, miner: Any, zones: ZoneSet):
+        super().__init__(scorer, emit, opts, summary, view, actions, miner)
+        self.zones = zones
+        self.smoothers = {n: Smoother(opts.smooth) for n in zones.names()}
+        self.last_labels: dict[str, int | None] = {}
+        self.zone_totals: dict[str, dict[str, float]] = {n: {} for n in zones.names()}
+        if view is not None:
+            view.zones_ref = self.status
+
+    def step(self, f: Any, planned: list[Planned], prep_ms: float) -> bool:
+        frame_lat: dict[str, float] = {}  # this frame's work, all zones together (the web view's charts)
+        for p in planned:
+            if p.x is None:
+                p.state.skipped += 1
+            else:
+                for k, v in self._classify(f, p).items():
+                    frame_lat[k] = max(frame_lat.get(k, 0.0), v) if k == "age" else frame_lat.get(k, 0.0) + v
+        self.summary.classified += 1  # frames: --max-frames counts frames, zones count classifications
+        if self.view is not None:
+            self.view.update(f, [], frame_lat, self.summary.classified / max(time.perf_counter() - self.t0, 1e-9))
+        return not (self.opts.max_frames and self.summary.classified >= self.opts.max_frames)
+
+    def _classify(self, f: Any, p: Planned) -> dict[str, float]:
+        name = p.state.zone.name
+        raw_scores, stages = self.scorer.score(f, p.x)
+        t2 = time.perf_counter()
+        scores = self.smoothers[name](raw_scores)
+        p.state.settle(int(np.argmax(scores)), p.moved)
+        classes = top_k(scores, self.labels, self.opts.top, self.opts.threshold)
+        if self.actions is not None:
+            self.actions.observe(f.n, f.t, classes, zone=name)
+        if self.miner is not None:  # the zone's crop is what the classifier saw, and what review sorts
+            self.miner.observe(replace(f, rgb=p.crop, display=None), top_k(scores, self.labels, max(self.opts.top, 2)),
+                               zone=name)
+        lat = {"preprocess": p.prep_ms, **stages, "postprocess": (time.perf_counter() - t2) * 1e3,
+               "age": (time.time() - f.t) * 1e3}
+        p.state.classified += 1
+        p.state.last = {"frame": f.n, "classes": [{"index": c.index, "label": c.label, "score": c.score}
+                                                  for c in classes]}
+        totals = self.zone_totals[name]
+        for k, v in lat.items():
+            totals[k] = totals.get(k, 0.0) + v
+            self.totals[k] = self.totals.get(k, 0.0) + v
+        label = classes[0].index if classes else None
+        if (not self.opts.on_change or label != self.last_labels.get(name, -1)) and (classes or not self.opts.threshold):
+            self.emit({"t": round(f.t, 6), "frame": f.n, "zone": name,
+                       "classes": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in classes],
+                       "latency_ms": {k: round(v, 3) for k, v in lat.items()}})
+        self.last_labels[name] = label
+        return lat
+
+    def status(self) -> dict[str, Any]:
+        """Per zone, for the web view: its box, counts and newest result."""
+        out = {}
+        for s in self.zones.states:
+            out[s.zone.name] = {"box": list(s.box) if s.box else None, "picture": list(self.zones.size or ()),
+                                **s.counts(), **s.last}
+        return out
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Per zone, for the summary: classified, skipped, mean latency per stage."""
+        out = {}
+        for s in self.zones.states:
+            totals = self.zone_totals[s.zone.name]
+            lat = {k: round(v / s.classified, 3) for k, v in totals.items()} if s.classified else {}
+            out[s.zone.name] = {**s.counts(), "latency_ms": lat}
+        return out
+
+
 def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None], options: Options | None = None, *,
         stop: threading.Event | None = None, view: Any = None, actions: Any = None, miner: Any = None,
-        on_error: Callable[[str], None] | None = None) -> Summary:
+        on_error: Callable[[str], None] | None = None, zones: ZoneSet | None = None) -> Summary:
     """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
     one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``. ``view`` (a web view)
     shows every frame; ``actions`` (an ``actions.Actions``) observes every classified frame and, like
     the source, is closed at the end. A file of a folder source that cannot be read is skipped,
     counted in ``Summary.errors`` and passed to ``on_error`` (from the capture thread). A
-    ``Classifier`` is run here (``ModelScorer``)."""
+    ``Classifier`` is run here (``ModelScorer``). With ``zones`` each zone the trigger picks is
+    classified on its own and ``emit`` gets one dict per zone, with ``"zone": NAME``."""
     scorer = ModelScorer(scorer) if isinstance(scorer, Classifier) else scorer
     opts = options or Options()
     stop = stop or threading.Event()
     box = Latest(drop=source.live)
     state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False, "errors": 0}
     summary = Summary(source.name)
-    loop = _Loop(scorer, emit, opts, summary, view, actions, miner)
+    if zones is None:
+        loop = _Loop(scorer, emit, opts, summary, view, actions, miner)
+        prepare_frame = None
+    else:
+        loop = _ZoneLoop(scorer, emit, opts, summary, view, actions, miner, zones)
+        prepare_frame = lambda f: zones.prepare(f, scorer.prepare)  # noqa: E731
     reason = None  # why the inference side stopped, if it did
-    thread = threading.Thread(target=_capture, args=(source, box, stop, state, opts.retries, scorer.prepare, on_error),
-                              daemon=True, name="edgecls-capture")
+    thread = threading.Thread(target=_capture, args=(source, box, stop, state, opts.retries, scorer.prepare, on_error,
+                                                     prepare_frame), daemon=True, name="edgecls-capture")
     if view is not None:
         view.dropped_ref = lambda: box.dropped
         view.errors_ref = lambda: state["errors"]
@@ -264,5 +357,10 @@ def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None
         summary.actions = actions.close() if actions is not None else {}
     summary.captured, summary.dropped, summary.errors = state["captured"], box.dropped, state["errors"]
     summary.ended, summary.failed = (reason, False) if reason else (state["ended"], state["failed"])
-    summary.latency_ms = {k: v / summary.classified for k, v in loop.totals.items()} if summary.classified else {}
+    if isinstance(loop, _ZoneLoop):
+        summary.zones = loop.report()
+        done = sum(z["classified"] for z in summary.zones.values())
+        summary.latency_ms = {k: v / done for k, v in loop.totals.items()} if done else {}
+    else:
+        summary.latency_ms = {k: v / summary.classified for k, v in loop.totals.items()} if summary.classified else {}
     return summary

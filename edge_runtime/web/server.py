@@ -92,6 +92,7 @@ class View:
         self.dropped_ref: Any = None
         self.actions_ref: Any = None  # Actions.stats, when the camera acts on labels
         self.errors_ref: Any = None  # frames the source could not read (the camera loop's count)
+        self.zones_ref: Any = None  # per zone: box, classified, skipped, newest result (with --zone)
 
     def update(self, frame: Any, classes: list, latency_ms: dict, fps: float) -> None:
         now = time.monotonic()
@@ -112,7 +113,8 @@ class View:
                            "label_seconds": wall - self.leader_since,
                            "latency_ms": latency_ms, "dropped": self.dropped_ref() if self.dropped_ref else 0,
                            "errors": self.errors_ref() if self.errors_ref else 0,
-                           "actions": self.actions_ref() if self.actions_ref else {}, "info": self.info}
+                           "actions": self.actions_ref() if self.actions_ref else {}, "info": self.info,
+                           **({"zones": self.zones_ref()} if self.zones_ref else {})}
             if jpeg is not None:
                 self.jpeg = jpeg
                 self.seq += 1

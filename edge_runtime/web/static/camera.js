@@ -29,14 +29,33 @@ function spark(id, rangeId, h, key, now, unit) {
   g.stroke();
   $(rangeId).textContent = '(' + Math.min(...v).toFixed(1) + '-' + Math.max(...v).toFixed(1) + unit + ')';
 }
+function zoneTops(z) {  // with --zone: one bar per zone, its newest top-1, named "zone: label"
+  return Object.entries(z).filter(([, v]) => v.classes && v.classes.length)
+    .map(([n, v]) => ({label: n + ': ' + v.classes[0].label, score: v.classes[0].score}));
+}
+function zones(z) {  // each zone's box over the picture, with its label and score (placed through the CSSOM)
+  const shown = Object.entries(z).filter(([, v]) => v.box && v.picture && v.picture.length);
+  $('zones').innerHTML = shown.map(([n, v]) => {
+    const c = v.classes && v.classes[0];
+    return '<div class="zone" data-zone="' + esc(n) + '"><span>' + esc(n) + ': ' +
+      esc(c ? c.label + ' ' + c.score.toFixed(2) : '(none)') + '</span></div>';
+  }).join('');
+  $('zones').querySelectorAll('.zone').forEach((el, i) => {
+    const [x0, y0, x1, y1] = shown[i][1].box, [w, h] = shown[i][1].picture, pc = (a, b) => (100 * a / b).toFixed(2) + '%';
+    Object.assign(el.style, {left: pc(x0, w), top: pc(y0, h), width: pc(x1 - x0, w), height: pc(y1 - y0, h),
+                             borderColor: PALETTE[i % PALETTE.length]});
+    el.querySelector('span').style.background = PALETTE[i % PALETTE.length];
+  });
+}
 async function tick() {
   try {
     const s = await (await fetch('/status.json', {cache: 'no-store'})).json();
     const i = s.info || {};
     $('model').textContent = [i.model, i.backend && i.backend + ' backend', i.threads && i.threads + ' threads',
                               i.interpreter].filter(Boolean).join(' \u00b7 ');
+    if (s.zones) zones(s.zones);
     if (s.frame !== null) {
-      const c = s.classes;
+      const c = s.zones ? zoneTops(s.zones) : s.classes;
       $('top').textContent = c.length ? c[0].label : '(no class above the threshold)';
       $('since').textContent = c.length ? 'score ' + c[0].score.toFixed(2) + ' \u00b7 leading for ' + ago(s.label_seconds || 0) : '';
       $('bars').innerHTML = c.map(x => '<div class="bar" data-label="' + esc(x.label) + '" data-score="' + x.score.toFixed(4) +

@@ -355,7 +355,9 @@ def test_live_page_draws_each_zone_with_its_label_and_score(tmp_path):
                               "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
         boxes = dict(re.findall(r'class="zone" data-zone="(\w+)" style="([^"]+)"', dom))
         assert set(boxes) == {"door", "spot"}, dom[-3000:]
-        assert "left:6.25%;top:12.50%;width:37.50%;height:50.00%" in boxes["door"]  # 40,60,240,240 of 640x480
+        door = {k.strip(): v.strip() for k, v in (x.split(":", 1) for x in boxes["door"].split(";") if ":" in x)}
+        placed = {k: float(door[k].rstrip("%")) for k in ("left", "top", "width", "height")}
+        assert placed == {"left": 6.25, "top": 12.5, "width": 37.5, "height": 50.0}  # 40,60,240,240 of 640x480
         assert re.search(r"door: (Egyptian cat|macaw) [01]\.\d\d</span>", dom) and re.search(r"spot: \w+", dom), \
             re.search(r'id="zones">(.*?)</div></div></section>', dom, re.S).group(1)[:1500]
         docs = ROOT / "docs" if os.environ.get("EDGECLS_DOCS_SCREENSHOTS") else tmp_path

@@ -37,16 +37,15 @@ def cmd_classify(a: argparse.Namespace) -> int:
           f"{d['threads']} threads), resize {d['resize']}, input {d['input']['conversion']}"
           + "".join(f"; {n}" for n in notes), file=sys.stderr)
     failed = seen = 0
-    for path in iter_images(a.images):
+    # The next images decode while this one runs; in order, a file that is not an image skipped.
+    for path, r in clf.classify_each(iter_images(a.images), top=a.top_k, threshold=a.threshold):
         seen += 1
-        try:
-            r = clf.classify(path, top=a.top_k, threshold=a.threshold)
-        except EdgeclsError as e:
+        if isinstance(r, EdgeclsError):
             failed += 1
             if a.json:
-                print(json.dumps({"image": path, "error": str(e)}), flush=True)
+                print(json.dumps({"image": path, "error": str(r)}), flush=True)
             else:
-                print(f"{path}: error: {e}", flush=True)
+                print(f"{path}: error: {r}", flush=True)
             continue
         if a.json:
             print(json.dumps(r.to_dict(clf)), flush=True)

@@ -36,9 +36,11 @@ DEPTH = 4  # images prepared ahead: enough to ride out one slow file, small enou
 
 
 def default_workers() -> int:
-    """One preparing thread per core beyond the one that invokes, at least one, at most two
-    (decoding beyond two threads only steals time from the interpreter)."""
-    return max(1, min(2, (os.cpu_count() or 1) - 1))
+    """Two preparing threads where there are two cores or more (one on one core). A model slower
+    than decoding keeps them mostly waiting on the bounded queue; a fast model on large photos
+    (decode-bound) gets both cores decoding while the caller's thread invokes in between. More
+    than two only take time from the interpreter's own threads."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def prefetch(items: Iterable[T], prepare: Callable[[T], R], depth: int = DEPTH, workers: int | None = None,

@@ -156,3 +156,14 @@ def test_ctrl_c_mid_folder_ends_cleanly(tmp_path):
     assert "Traceback" not in err
     assert "edgecls: interrupted" in err
     assert len(out.splitlines()) + 5 < len(paths) + 400  # it stopped, rather than finishing the folder
+
+
+def test_one_image_starts_no_thread():
+    seen: list[str] = []
+
+    def prepare(i: int) -> int:
+        seen.append(threading.current_thread().name)
+        return i
+
+    assert list(prefetch([7], prepare)) == [(7, 7)]
+    assert seen == [threading.current_thread().name]  # classify one.jpg: prepared in the caller's thread

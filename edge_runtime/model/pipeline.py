@@ -22,12 +22,15 @@ Plain threads and a queue; nothing here touches an interpreter.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TypeVar, Union
 
 from edge_runtime.errors import EdgeclsError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,12 +53,18 @@ def prefetch(items: Iterable[T], prepare: Callable[[T], R], depth: int = DEPTH, 
     ``depth=0`` prepares each item in the caller's thread when it comes up (the sequential path)."""
     if depth < 0:
         raise ValueError(f"depth must be 0 or more, got {depth}")
-    if depth == 0:
-        yield from _sequential(items, prepare, skip)
+    source = iter(items)
+    first = next(source, _END)
+    second = next(source, _END) if first is not _END else _END
+    ahead = [i for i in (first, second) if i is not _END]
+    if depth == 0 or second is _END:  # sequential, or one image: no thread to start (nor to import)
+        yield from _sequential(itertools.chain(ahead, source), prepare, skip)  # type: ignore[arg-type]
         return
+    from concurrent.futures import ThreadPoolExecutor  # imports logging: only where a folder is run
+
+    source = itertools.chain(ahead, source)  # type: ignore[assignment]
     pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="edgecls-prepare")
     pending: deque[tuple[T, Future[R]]] = deque()
-    source = iter(items)
     try:
         while True:
             while len(pending) < depth:

@@ -167,3 +167,15 @@ def test_one_image_starts_no_thread():
 
     assert list(prefetch([7], prepare)) == [(7, 7)]
     assert seen == [threading.current_thread().name]  # classify one.jpg: prepared in the caller's thread
+
+
+def test_calibration_and_gate_pixels_equal_the_sequential_decode(tmp_path):
+    """convert's calibration and test photos (train.data.decode) decode ahead in threads: same pixels, in order."""
+    from edge_runtime.model.preprocess import load_image_for, resize
+    from train import data
+
+    paths = _photos(tmp_path / "photos", 10)
+    samples = [data.Sample(p, p.name, 0, "test") for p in paths]
+    got = data.decode(samples, 96, 128, "bilinear", decode_mode="draft")
+    want = np.stack([resize(load_image_for(str(p), 96, 128, "draft"), 96, 128, "bilinear") for p in paths])
+    assert np.array_equal(got, want)

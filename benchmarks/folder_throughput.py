@@ -90,16 +90,17 @@ def bare_invoke_ms(clf: Classifier, x: np.ndarray, runs: int) -> float:
     return statistics.median(times)
 
 
-def sequential(clf: Classifier, paths: list[Path]) -> tuple[float, list]:
-    t = time.perf_counter()
+def sequential(clf: Classifier, paths: list[Path]) -> tuple[float, float, list]:
+    """Wall and CPU seconds (every thread of this process), and the results."""
+    t, c = time.perf_counter(), time.process_time()
     out = [clf.classify(p, top=5) for p in paths]
-    return time.perf_counter() - t, out
+    return time.perf_counter() - t, time.process_time() - c, out
 
 
-def pipelined(clf: Classifier, paths: list[Path]) -> tuple[float, list]:
-    t = time.perf_counter()
+def pipelined(clf: Classifier, paths: list[Path]) -> tuple[float, float, list]:
+    t, c = time.perf_counter(), time.process_time()
     out = [r for _, r in clf.classify_each(paths, top=5)]
-    return time.perf_counter() - t, out
+    return time.perf_counter() - t, time.process_time() - c, out
 
 
 def same(a: list, b: list) -> bool:
@@ -114,13 +115,15 @@ def measure_model(name: str, model: str, labels: str | None, threads: int, paths
         x = clf.prepare(paths[0])
         pipelined(clf, paths[:20])  # warm: caches, the interpreter's first runs
         seq_s, pipe_s, inv_ms, identical = [], [], [], True
+        cpu: dict[str, list[float]] = {"sequential": [], "pipelined": []}
         for r in range(rounds):
             inv_ms.append(bare_invoke_ms(clf, x, 50))
             order = (sequential, pipelined) if r % 2 == 0 else (pipelined, sequential)
             got = {}
             for f in order:
-                secs, out = f(clf, paths)
+                secs, cpu_s, out = f(clf, paths)
                 got[f.__name__] = out
+                cpu[f.__name__].append(cpu_s)
                 (seq_s if f is sequential else pipe_s).append(secs)
             identical = identical and same(got["sequential"], got["pipelined"])
             inv_ms.append(bare_invoke_ms(clf, x, 50))
@@ -137,6 +140,10 @@ def measure_model(name: str, model: str, labels: str | None, threads: int, paths
                 "speedup": round(statistics.median(p / s for p, s in zip(pipe_ips, seq_ips)), 2),
                 "pipelined_vs_invoke_limit": round(statistics.median(pipe_ips) * invoke / 1e3, 2),
                 "sequential_vs_invoke_limit": round(statistics.median(seq_ips) * invoke / 1e3, 2),
+                "sequential_cpu_ms_per_image": round(statistics.median(cpu["sequential"]) / n * 1e3, 2),
+                "pipelined_cpu_ms_per_image": round(statistics.median(cpu["pipelined"]) / n * 1e3, 2),
+                "sequential_cores_used": round(statistics.median(c / w for c, w in zip(cpu["sequential"], seq_s)), 2),
+                "pipelined_cores_used": round(statistics.median(c / w for c, w in zip(cpu["pipelined"], pipe_s)), 2),
                 "identical": identical}
 
 
@@ -189,16 +196,20 @@ def write_report(out: Path, result: dict) -> None:
              f"{result['rounds']} interleaved rounds (sequential and pipelined take turns, the order alternating; "
              "bare invoke measured before and after each round); medians.", "",
              "| model | threads | decode | invoke median ms | 1/invoke img/s | sequential img/s | pipelined img/s "
-             "| pipelined / sequential | pipelined x invoke | identical |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| pipelined / sequential | pipelined x invoke | CPU ms/img seq / pipe | cores used seq / pipe | identical |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["throughput"]:
         lines.append(f"| {r['model']} | {r['threads']} | {r['decode']} | {r['invoke_median_ms']} | {r['invoke_limit_ips']} "
                      f"| {r['sequential_ips']} | {r['pipelined_ips']} | {r['speedup']}x | "
-                     f"{r['pipelined_vs_invoke_limit']} | {'yes' if r['identical'] else 'NO'} |")
+                     f"{r['pipelined_vs_invoke_limit']} | {r['sequential_cpu_ms_per_image']} / "
+                     f"{r['pipelined_cpu_ms_per_image']} | {r['sequential_cores_used']} / {r['pipelined_cores_used']} | "
+                     f"{'yes' if r['identical'] else 'NO'} |")
     lines += ["", "Sequential: `Classifier.classify` image after image (what `edgecls classify` ran before). "
               "Pipelined: `Classifier.classify_each` (what `classify`, `verify`, `adopt` and convert's int8 scoring "
               "run now). 'pipelined x invoke' is pipelined img/s times the median bare invoke: 1.0 means the folder "
-              "runs at the speed of the model.", ""]
+              "runs at the speed of the model. CPU ms/img counts every thread of the process; 'cores used' is CPU "
+              "seconds over wall seconds: on an idle 2-core machine the pipelined path can use up to 2, the "
+              "sequential one 1.", ""]
     if result.get("startup"):
         lines += ["## Start-up of a cold process", "",
                   f"{result['startup_runs']} runs each, the trees taking turns; `python -c pass` is the floor "

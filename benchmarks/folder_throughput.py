@@ -167,7 +167,8 @@ def startup(trees: dict[str, Path], commands: dict[str, list[str]], runs: int) -
                 env = {**os.environ, "PYTHONPATH": str(tree)}
                 t = time.perf_counter()
                 before = os.times()
-                subprocess.run([sys.executable, *args], env=env, cwd=tree, capture_output=True, check=False)  # -m: cwd first
+                # cwd: `python -m` puts it first on sys.path
+                subprocess.run([sys.executable, *args], env=env, cwd=tree, capture_output=True, check=False)
                 after = os.times()
                 wall = time.perf_counter() - t
                 cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
@@ -176,7 +177,8 @@ def startup(trees: dict[str, Path], commands: dict[str, list[str]], runs: int) -
     for (cname, tname), s in samples.items():
         walls, cpus = [w for w, _ in s], [c for _, c in s]
         rows.append({"command": cname, "tree": tname, "runs": len(s), "wall_min_s": round(min(walls), 3),
-                     "wall_median_s": round(statistics.median(walls), 3), "cpu_median_s": round(statistics.median(cpus), 3)})
+                     "wall_median_s": round(statistics.median(walls), 3),
+                     "cpu_median_s": round(statistics.median(cpus), 3)})
     return rows
 
 
@@ -196,7 +198,8 @@ def write_report(out: Path, result: dict) -> None:
              f"{result['rounds']} interleaved rounds (sequential and pipelined take turns, the order alternating; "
              "bare invoke measured before and after each round); medians.", "",
              "| model | threads | decode | invoke median ms | 1/invoke img/s | sequential img/s | pipelined img/s "
-             "| pipelined / sequential | pipelined x invoke | CPU ms/img seq / pipe | cores used seq / pipe | identical |",
+             "| pipelined / sequential | pipelined x invoke | CPU ms/img seq / pipe | cores used seq / pipe "
+             "| identical |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["throughput"]:
         lines.append(f"| {r['model']} | {r['threads']} | {r['decode']} | {r['invoke_median_ms']} | {r['invoke_limit_ips']} "
@@ -210,6 +213,15 @@ def write_report(out: Path, result: dict) -> None:
               "runs at the speed of the model. CPU ms/img counts every thread of the process; 'cores used' is CPU "
               "seconds over wall seconds: on an idle 2-core machine the pipelined path can use up to 2, the "
               "sequential one 1.", ""]
+    starved = [r for r in result["throughput"] if r.get("sequential_cores_used", 1) < 0.9]
+    if starved:
+        got = ", ".join(f"{r['sequential_cores_used']}-{r['pipelined_cores_used']}" for r in starved)
+        lines += [f"**The machine was busy**: this process got {got} cores (CPU over wall) of the "
+                  f"{m['cores']}, so no path had a second core to decode on, and every wall time (bare invoke "
+                  "included) says more about the other jobs than about edgecls. What holds whatever the load: the "
+                  "results are identical, and the pipelined path costs the same CPU per image as the sequential "
+                  "one (no overhead added). The goals (pipelined >= 0.9 x 1/invoke on MobileNetV2 at 1 thread; "
+                  ">= 1.6x sequential on the sign bundle) need a rerun on a quiet machine.", ""]
     if result.get("startup"):
         lines += ["## Start-up of a cold process", "",
                   f"{result['startup_runs']} runs each, the trees taking turns; `python -c pass` is the floor "
@@ -218,7 +230,11 @@ def write_report(out: Path, result: dict) -> None:
         for r in result["startup"]:
             lines.append(f"| `{r['command']}` | {r['tree']} | {r['wall_min_s']} | {r['wall_median_s']} | "
                          f"{r['cpu_median_s']} |")
-        lines.append("")
+        lines += ["", "Goals: `edgecls --help` <= 0.15 s, `edgecls classify BUNDLE one.jpg` <= 0.3 s. `--help` now "
+                  "imports no command module, numpy, Pillow nor interpreter; `classify` imports only its own "
+                  "(numpy, Pillow, the bundle reader and the interpreter), and one image starts no thread. CPU "
+                  "seconds (user + system of the child) are the figure that the other jobs disturb least; "
+                  "wall seconds on a busy machine are several times an idle one's (`python -c pass` above).", ""]
     (out / "folder_throughput.md").write_text("\n".join(lines))
 
 
@@ -232,7 +248,12 @@ def main() -> int:
     ap.add_argument("--skip", choices=("throughput", "startup"), default=None)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgecls-folder-throughput")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the saved .json")
     a = ap.parse_args()
+    if a.report_only:
+        write_report(a.out, json.loads((a.out / "folder_throughput.json").read_text()))
+        print((a.out / "folder_throughput.md").read_text())
+        return 0
     result: dict = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "system": platform.platform(),
                                 "python": platform.python_version()},
                     "images": a.images, "rounds": a.rounds, "load_before": uptime(), "throughput": []}

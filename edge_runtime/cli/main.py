@@ -184,16 +184,20 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SuggestingParser)
     sub.required = True
     everything = command == "*"
-    for name, (_, add) in DEVICE_COMMANDS.items():
+    for name, (help_line, add) in DEVICE_COMMANDS.items():
         if everything or name == command:
             add(sub)
+        else:  # listed by its help line; its module is not imported
+            sub.add_parser(name, help=help_line, add_help=False)
+    real = {command} & set(sub.choices) if not everything else set(sub.choices)
+    before = set(sub.choices)
     plugins = _plugins_for(command)
     if plugins != set():
         for register in _plugin_commands(plugins):
             register(sub)
-    real = set(sub.choices)
+    real |= set(sub.choices) - before
     for name, help_line in listed_commands().items():
-        if name not in sub.choices:  # listed by its help line; its module is not imported
+        if name not in sub.choices:
             sub.add_parser(name, help=help_line, add_help=False)
     parser.commands = {a.dest: a.help or "" for a in sub._get_subactions()}
     for name in real:

@@ -21,6 +21,7 @@ from edge_runtime.errors import EdgeclsError
 from edge_runtime.model import interpreter as interp
 from edge_runtime.model.contract import InputContract, OutputContract, TensorQuant
 from edge_runtime.model.labels import read_labels
+from edge_runtime.model.pipeline import prefetch
 from edge_runtime.model.preprocess import Normalization
 from train import data as dataset
 from train.run import Clock, log
@@ -145,7 +146,7 @@ def _tflite_predict(path: Path, labels: list[str], x: np.ndarray) -> tuple[np.nd
     """Scores of a converted model on raw-pixel images, and its input and output tensors."""
     with Classifier(path, labels=labels, backend="cpu", normalization=Normalization(0.0, 1.0),
                     output="probabilities") as clf:
-        scores = np.stack([clf.scores(clf.infer(clf.prepare(img))) for img in x])
+        scores = np.stack([clf.scores(clf.infer(t)) for _, t in prefetch(x, clf.prepare, skip=())])  # type: ignore[arg-type]
         return scores, clf.input_spec, clf.output_spec
 
 

@@ -87,16 +87,24 @@ class PhotoCheck:
         return asdict(self)
 
 
-def check(clf: "Classifier", root: Path, entry: dict[str, Any], exact: bool, int8_cpu: bool,
-          transform: Transform | None = None) -> PhotoCheck:
-    """Rerun one golden photo. The input tensor is compared whenever the int8 model runs (it does
-    not depend on the interpreter); the raw output bit for bit where ``exact``, else by top-1 and
-    score tolerance. ``transform`` alters the decoded photo (tests that prove a fault is caught)."""
+def prepare(clf: "Classifier", root: Path, entry: dict[str, Any],
+            transform: Transform | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One golden photo decoded (and altered by ``transform``) and its input tensor: what
+    ``check`` runs, made apart so that the next photo can decode while this one runs."""
     path = str(root / entry["file"])
     rgb = load_image_for(path, clf.height, clf.width, clf.decode)  # type: ignore[arg-type]  # as record's prepare did
     if transform is not None:
         rgb = transform(rgb)
-    x = clf.prepare(rgb)
+    return rgb, clf.prepare(rgb)
+
+
+def check(clf: "Classifier", root: Path, entry: dict[str, Any], exact: bool, int8_cpu: bool,
+          transform: Transform | None = None, prepared: tuple[np.ndarray, np.ndarray] | None = None) -> PhotoCheck:
+    """Rerun one golden photo. The input tensor is compared whenever the int8 model runs (it does
+    not depend on the interpreter); the raw output bit for bit where ``exact``, else by top-1 and
+    score tolerance. ``transform`` alters the decoded photo (tests that prove a fault is caught);
+    ``prepared`` is ``prepare``'s result when it was made ahead."""
+    rgb, x = prepared if prepared is not None else prepare(clf, root, entry, transform)
     raw = np.asarray(clf.infer(x)).reshape(-1)
     scores = clf.scores(raw)
     exp_top = [(int(i), float(v)) for i, v in entry["top_k"]]

@@ -17,6 +17,7 @@ from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.bundle.format import load_bundle
 from edge_runtime.bundle.golden import SCORE_TOLERANCE, PhotoCheck, Transform
 from edge_runtime.errors import BundleError
+from edge_runtime.model.pipeline import prefetch
 
 FAULTS: dict[str, Transform] = {
     "swap-rb": lambda rgb: np.ascontiguousarray(rgb[:, :, ::-1]),  # what a BGR camera buffer does
@@ -64,7 +65,12 @@ def verify(bundle_path: str | os.PathLike[str], backend: str = "auto", interpret
                       f"{recorded_by or 'another interpreter'})" if int8_cpu
                       else f"top-1 + scores within {SCORE_TOLERANCE}"))
         transform = FAULTS[fault] if fault else None
-        rep.photos = [golden.check(clf, bundle.path, g, exact, int8_cpu, transform) for g in photos]
+        def prepare(entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+            return golden.prepare(clf, bundle.path, entry, transform)
+
+        # The next photo decodes while this one runs; any error is raised in order, as before.
+        rep.photos = [golden.check(clf, bundle.path, g, exact, int8_cpu, transform, prepared)  # type: ignore[arg-type]
+                      for g, prepared in prefetch(photos, prepare, skip=())]
     return rep
 
 

@@ -11,8 +11,6 @@ import sys
 import textwrap
 from typing import Any, Sequence
 
-from edge_runtime.bundle.classifier import BACKENDS
-from edge_runtime.web import server as webview
 
 MAX_THREADS = 256  # far above any Pi or desktop; a larger number is a typo (and crashes XNNPACK)
 
@@ -82,6 +80,8 @@ def thread_list(text: str) -> list[int]:
 def serve_address(text: str, public: bool, what: str, users: str | None = None, tls: bool = False) -> tuple[str, int]:
     """``--serve``'s host and port: the one ``--public`` check. An address other machines can reach
     needs ``--public``, and ``--public`` needs ``--users``."""
+    from edge_runtime.web import server as webview
+
     host, port = webview.parse_address(text)
     if public and not users:
         raise ValueError("--public needs --users FILE: make one with `edgecls users add FILE NAME --role admin` "
@@ -108,6 +108,7 @@ def web_args(p: argparse.ArgumentParser) -> None:
 
 def web_options(a: argparse.Namespace, what: str) -> tuple[str, int, dict[str, Any]]:
     """(host, port, ``webview.serve``'s keyword options) from ``web_args``' options."""
+    from edge_runtime.web import server as webview
     from edge_runtime.web.auth import Users
 
     if bool(a.tls_cert) != bool(a.tls_key):
@@ -118,14 +119,18 @@ def web_options(a: argparse.Namespace, what: str) -> tuple[str, int, dict[str, A
     return host, port, {"public": a.public, "users": users, "tls": tls}
 
 
-def model_args(p: argparse.ArgumentParser, backends: Sequence[str] = BACKENDS) -> None:
+def model_args(p: argparse.ArgumentParser, backends: Sequence[str] | None = None) -> None:
     p.add_argument("model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tar.gz, or a bare .tflite")
     p.add_argument("--labels", metavar="FILE", help="label file for a bare .tflite (one label a line, or 'N label')")
     runtime_args(p, backends)
 
 
-def runtime_args(p: argparse.ArgumentParser, backends: Sequence[str] = BACKENDS) -> None:
-    """--backend, --threads, --interpreter: how a model runs here."""
+def runtime_args(p: argparse.ArgumentParser, backends: Sequence[str] | None = None) -> None:
+    """--backend, --threads, --interpreter: how a model runs here (``backends``: the Classifier's)."""
+    if backends is None:
+        from edge_runtime.bundle.classifier import BACKENDS  # numpy and the interpreter: a model is to run
+
+        backends = BACKENDS
     p.add_argument("--backend", choices=backends, default="auto",
                    help="auto takes the first that starts of edgetpu, gpu, cpu (default: auto)")
     p.add_argument("--threads", type=threads, default=None, help="CPU threads (default: the machine's cores)")

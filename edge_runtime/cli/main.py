@@ -10,22 +10,18 @@ import sys
 from typing import Callable, Iterator, Sequence
 
 from edge_runtime._version import __version__
-from edge_runtime.bundle.classifier import BACKENDS
 from edge_runtime.cli.args import SuggestingParser, finish_help, model_args, positive_int, runtime_args, score
-from edge_runtime.cli.bench import add_bench
-from edge_runtime.cli.camera import add_camera
-from edge_runtime.cli.collect import add_collect
-from edge_runtime.cli.review import add_review
-from edge_runtime.cli.users import add_users
 from edge_runtime.errors import BundleError, EdgeclsError
-from edge_runtime.live import imx500
-from edge_runtime.model.preprocess import CROP_MODES, IMAGE_SUFFIXES, RESIZE_METHODS, iter_images
+
+# Nothing heavy is imported here: `edgecls --help` reads the tables below, and `edgecls COMMAND`
+# imports only COMMAND's module (numpy, Pillow and the interpreter load when a command needs them).
 
 COMMANDS_GROUP = "edgecls.commands"
 
 
 def cmd_classify(a: argparse.Namespace) -> int:
     from edge_runtime.bundle.classifier import Classifier
+    from edge_runtime.model.preprocess import IMAGE_SUFFIXES, iter_images
 
     clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter,
                      resize=a.resize, crop=a.crop)
@@ -37,16 +33,15 @@ def cmd_classify(a: argparse.Namespace) -> int:
           f"{d['threads']} threads), resize {d['resize']}, input {d['input']['conversion']}"
           + "".join(f"; {n}" for n in notes), file=sys.stderr)
     failed = seen = 0
-    for path in iter_images(a.images):
+    # The next images decode while this one runs; in order, a file that is not an image skipped.
+    for path, r in clf.classify_each(iter_images(a.images), top=a.top_k, threshold=a.threshold):
         seen += 1
-        try:
-            r = clf.classify(path, top=a.top_k, threshold=a.threshold)
-        except EdgeclsError as e:
+        if isinstance(r, EdgeclsError):
             failed += 1
             if a.json:
-                print(json.dumps({"image": path, "error": str(e)}), flush=True)
+                print(json.dumps({"image": path, "error": str(r)}), flush=True)
             else:
-                print(f"{path}: error: {e}", flush=True)
+                print(f"{path}: error: {r}", flush=True)
             continue
         if a.json:
             print(json.dumps(r.to_dict(clf)), flush=True)
@@ -87,6 +82,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 def _verify_imx500(bundle: str) -> None:
     """``edgecls verify BUNDLE --backend imx500``: what can be checked here, and what cannot."""
+    from edge_runtime.live import imx500
+
     net = imx500.network(bundle)  # the bundle's imx500/ part, checksummed, and its network.rpk
     raise BundleError(f"{bundle}: the IMX500 network ({net.rpk.name}, {len(net.labels)} classes) is present and its "
                       "files match edgecls.json, but its outputs were not checked: edgecls does not feed the golden "
@@ -177,24 +174,81 @@ class _TopParser(argparse.ArgumentParser):
         return "\n".join(out) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The ``edgecls`` parser. ``command`` "*": every command with all its options (tests walk it);
+    a name: that command's real parser, the others listed by their one-line help only (what
+    ``main`` builds, so that a command imports only its own module); None: only the list (the
+    top-level help)."""
     parser = _TopParser(prog="edgecls", description="Image classifiers on a Raspberry Pi.")
     parser.add_argument("--version", action="version", version=f"edgecls {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SuggestingParser)
     sub.required = True
-    for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor, _add_inspect, add_collect,
-                add_review, add_users):
-        add(sub)
-    for register in _plugin_commands():
-        register(sub)
+    everything = command == "*"
+    for name, (help_line, add) in DEVICE_COMMANDS.items():
+        if everything or name == command:
+            add(sub)
+        else:  # listed by its help line; its module is not imported
+            sub.add_parser(name, help=help_line, add_help=False)
+    real = {command} & set(sub.choices) if not everything else set(sub.choices)
+    before = set(sub.choices)
+    plugins = _plugins_for(command)
+    if plugins != set():
+        for register in _plugin_commands(plugins):
+            register(sub)
+    real |= set(sub.choices) - before
+    for name, help_line in listed_commands().items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help_line, add_help=False)
     parser.commands = {a.dest: a.help or "" for a in sub._get_subactions()}
-    for name, p in sub.choices.items():
-        finish_help(p, examples(name))
+    for name in real:
+        finish_help(sub.choices[name], examples(name))
     return parser
 
 
+def _plugins_for(command: str | None) -> set[str] | None:
+    """The entry points that ``command`` needs loaded: its own, or those that extend it (None: all)."""
+    if command == "*" or (command is not None and command not in DEVICE_COMMANDS
+                          and command not in WORKSTATION_COMMANDS):
+        return None  # everything, or a command no table names (another package's plugin?)
+    if command in WORKSTATION_COMMANDS:
+        return {WORKSTATION_COMMANDS[command][1]}
+    return set(EXTENDED_BY.get(command or "", ()))
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.cli.bench import add_bench
+
+    add_bench(sub)
+
+
+def _add_camera(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.cli.camera import add_camera
+
+    add_camera(sub)
+
+
+def _add_collect(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.cli.collect import add_collect
+
+    add_collect(sub)
+
+
+def _add_review(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.cli.review import add_review
+
+    add_review(sub)
+
+
+def _add_users(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.cli.users import add_users
+
+    add_users(sub)
+
+
 def _add_classify(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classify", help="top-k classes of images", description="Classify images with a bundle or "
+    from edge_runtime.model.preprocess import CROP_MODES, RESIZE_METHODS
+
+    p = sub.add_parser("classify", help=DEVICE_COMMANDS["classify"][0], description="Classify images with a bundle or "
                        "a bare .tflite. Directories are walked for image files.")
     model_args(p)
     p.add_argument("images", nargs="+", metavar="PATH", help="image files or directories")
@@ -209,7 +263,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("verify", help="rerun a bundle's golden photos here and compare",
+    from edge_runtime.bundle.classifier import BACKENDS
+
+    p = sub.add_parser("verify", help=DEVICE_COMMANDS["verify"][0],
                        description="Rerun the bundle's golden photos through the whole device path (decode, resize, "
                        "input conversion, invoke) and compare with the outputs recorded when it was converted: "
                        "bit-identical int8 outputs on the cpu backend, the same top-1 and scores within 0.2 "
@@ -231,7 +287,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
             print(f"edgecls: error: {a.model}: edgecls cannot run this model: {r.get('reason')}", file=sys.stderr)
         return 0 if r["runs"] else 1
 
-    p = sub.add_parser("inspect", help="what a model is and whether edgecls runs it",
+    p = sub.add_parser("inspect", help=DEVICE_COMMANDS["inspect"][0],
                        description="Inputs and outputs (shape, type, quantization), ops by type, TFLite metadata "
                        "(labels, normalization), Edge TPU mapping (compiled, or predicted), size, what kind of model "
                        "it is and whether edgecls can run it here (loaded and invoked once). Exits 1 when it cannot.")
@@ -242,15 +298,60 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="what this machine can run, and what to do about each gap")
+    p = sub.add_parser("doctor", help=DEVICE_COMMANDS["doctor"][0])
     p.add_argument("--json", action="store_true", help="the checks as one JSON line")
     p.set_defaults(func=cmd_doctor)
 
 
-def _plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+# The device commands: one-line help (for `edgecls --help`) and the function that adds the parser.
+DEVICE_COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction], None]]] = {
+    "classify": ("top-k classes of images", _add_classify),
+    "bench": ("latency, memory and the path stage by stage, per model x backend x threads (bench compare: merge "
+              "saved results)", _add_bench),
+    "verify": ("rerun a bundle's golden photos here and compare", _add_verify),
+    "camera": ("classify live frames: Pi camera, webcam, video file or images; --serve for a web view", _add_camera),
+    "doctor": ("what this machine can run, and what to do about each gap", _add_doctor),
+    "inspect": ("what a model is and whether edgecls runs it", _add_inspect),
+    "collect": ("take photos with the camera into DATASET/<class>/: a web page with a button per class (--serve), "
+                "or --label CLASS --count N", _add_collect),
+    "review": ("sort the frames in DATASET/_review/ into classes on a web page", _add_review),
+    "users": ("who may use the web pages (--serve ... --users FILE): add, list, remove", _add_users),
+}
+# The workstation commands (entry points of the edgecls.commands group, pyproject.toml): one-line help,
+# the entry point that registers each, and the package it needs (a Pi's install leaves train/ out).
+# tests/test_cli_help.py holds both tables to what the registered parsers say.
+WORKSTATION_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "adopt": ("turn a classifier made elsewhere (.tflite) into a verified bundle", "adopt", "convert"),
+    "convert": ("quantize a trained model to a full-int8 bundle (workstation; needs edgecls[train])", "convert",
+                "convert"),
+    "demo": ("the whole path offline: train, convert, classify, verify, bench (needs edgecls[train])", "demo",
+             "convert"),
+    "deploy": ("send a bundle to Raspberry Pis over SSH: verified, atomic, reversible", "deploy", "deploy"),
+    "pull": ("bring collected photos and mined frames home from devices, each once", "deploy", "deploy"),
+    "train": ("train a MobileNet on a folder of photos (workstation; needs edgecls[train])", "train", "train"),
+}
+
+# Device commands that a workstation entry point adds options to (deploy gives bench --hosts).
+EXTENDED_BY: dict[str, tuple[str, ...]] = {"bench": ("deploy",)}
+
+
+def listed_commands() -> dict[str, str]:
+    """Every command `edgecls --help` lists, with its one-line help, read without importing any
+    command: the device commands, and the workstation ones whose package is installed."""
+    from importlib.util import find_spec
+
+    found = {name: help_line for name, (help_line, _) in DEVICE_COMMANDS.items()}
+    for name, (help_line, _, package) in WORKSTATION_COMMANDS.items():
+        if find_spec(package) is not None:
+            found[name] = help_line
+    return found
+
+
+def _plugin_commands(names: set[str] | None = None) -> list[Callable[[argparse._SubParsersAction], None]]:
     """The workstation subcommands (train, convert, demo, deploy) register themselves through the
     ``edgecls.commands`` entry point, so this package never imports them. Their heavy
-    dependencies load only when they run, and say which extra is missing."""
+    dependencies load only when they run, and say which extra is missing. ``names``: only
+    these entry points (None: all)."""
     from importlib.metadata import entry_points
 
     try:
@@ -259,6 +360,8 @@ def _plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
         eps = entry_points().get(COMMANDS_GROUP, [])  # type: ignore[attr-defined]
     found = []
     for ep in sorted(eps, key=lambda e: e.name):
+        if names is not None and ep.name not in names:
+            continue
         try:
             found.append(ep.load())
         except ModuleNotFoundError as e:
@@ -310,6 +413,12 @@ def _stdout_is_ours() -> Iterator[None]:
         os.close(real)
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word, as argparse reads it), or None (``--help``)."""
+    first = argv[0] if argv else None
+    return None if first is None or first.startswith("-") else first
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "compare"]:
@@ -319,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finish_help(parser, examples("bench compare"))
         args = parser.parse_args(argv[2:])
     else:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_command(argv)).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     from edge_runtime.system.signals import Terminated, stop_like_ctrl_c
 

@@ -24,6 +24,10 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     top = cli.build_parser()
     sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
     found = dict(sub.choices)
+    for name, parser in list(found.items()):  # commands with their own actions: `edgecls users add`
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                found.update({f"{name} {n}": p for n, p in a.choices.items()})
     compare = compare_parser()
     cli.finish_help(compare, cli.examples("bench compare"))
     found["bench compare"] = compare
@@ -73,7 +77,7 @@ def test_every_example_is_a_command_line_its_parser_takes(name):
             assert words[1:3] == ["bench", "compare"]
             PARSERS[name].parse_args(words[3:])
         else:
-            assert words[1] == name, example
+            assert words[1:1 + len(name.split())] == name.split(), example
             cli.build_parser().parse_args(words[1:])
 
 
@@ -106,7 +110,8 @@ def test_every_hint_of_the_form_edgecls_command_option_names_an_option_of_that_c
                     name, rest = m.group(1), m.group(2)
                     if name not in PARSERS:
                         continue
-                    known = {s for a in PARSERS[name]._actions for s in a.option_strings}
+                    known = {s for n, p in PARSERS.items() if name in (n, n.split()[0])
+                             for a in p._actions for s in a.option_strings}
                     bad += [f"{path.relative_to(ROOT)}: edgecls {name} {o}" for o in OPTION.findall(rest)
                             if o not in known]
     assert not bad, bad

@@ -133,7 +133,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "adopt": ("edgecls adopt model.tflite --photos photos/ --out bundles/theirs",
               "edgecls adopt model.tflite --photos photos/ --out bundles/theirs --labels labels.txt"),
     "demo": ("edgecls demo", "edgecls demo --out /tmp/edgecls-demo --epochs 5"),
-    "users": ("edgecls users add users.json alice --role admin",),
+    "users": ("edgecls users add users.txt alice --role admin", "edgecls users list users.txt"),
+    "users add": ("edgecls users add users.txt alice --role admin",
+                  "edgecls users add users.txt kitchen-tablet --role viewer"),
+    "users list": ("edgecls users list users.txt",),
+    "users remove": ("edgecls users remove users.txt alice",),
     "bench compare": ("edgecls bench compare pi4.json pi5.json", "edgecls bench compare *.json --markdown table.md"),
 }
 
@@ -202,6 +206,10 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     parser.commands = {a.dest: a.help or "" for a in sub._get_subactions()}
     for name in real:
         finish_help(sub.choices[name], examples(name))
+        for nested in sub.choices[name]._actions:  # a command with actions of its own: `edgecls users add`
+            if isinstance(nested, argparse._SubParsersAction):
+                for action, p in nested.choices.items():
+                    finish_help(p, examples(f"{name} {action}"))
     return parser
 
 

@@ -67,7 +67,7 @@ def add_users(sub: argparse._SubParsersAction) -> None:
                        "a viewer sees the pages, the live picture and the status; an admin also takes, moves and "
                        "discards photos. Passwords are kept as salted scrypt hashes; the file is written with mode "
                        "600, and a file others may read is refused.")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True, help="add, list or remove")
     add = actions.add_parser("add", help="add a user, or change one's password and role",
                              description="Add NAME to FILE (made if missing), or change its password and role. The "
                              "password is asked for twice without echo, or read from stdin's first line.")
@@ -82,5 +82,5 @@ def add_users(sub: argparse._SubParsersAction) -> None:
     rm = actions.add_parser("remove", help="remove a user (their sessions end at once)",
                             description="Remove NAME from FILE; pages serving with it log them out at once.")
     rm.add_argument("file", metavar="FILE", help="the users file")
-    rm.add_argument("name", metavar="NAME")
+    rm.add_argument("name", metavar="NAME", help="the user to remove")
     rm.set_defaults(func=cmd_remove)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_runtime import __version__, golden
+from edge_runtime.bundle import head
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.model import interpreter as interp
@@ -52,6 +53,7 @@ class Options:
     min_agreement: float = 0.95  # int8/float top-1 agreement floor
     targets: tuple[str, ...] = DEFAULT_TARGETS  # runtimes the bundle must run on (convert/ladder.py)
     repair: bool = True  # climb convert/ladder.py when the damage is real
+    features: bool = True  # a second output, the embedding, and per-class prototypes (edgecls teach)
 
 
 @dataclass
@@ -238,6 +240,31 @@ def record_golden(model: Path, labels: list[str], contract: InputContract,
         return golden.record(clf, [golden.Photo(s.path, labels[s.label], s.rel) for s in photos])
 
 
+# --- features for edgecls teach ----------------------------------------------------------
+
+
+def record_features(model: Path, src: Source, files: dict[str, Any], progress: Callable[[str], None]
+                    ) -> dict[str, Any] | None:
+    """Embed every training photo with the int8 model's feature output and add the per-class
+    prototypes (edge_runtime/bundle/head.py) to ``files``; returns the bundle's ``features``
+    section, or None (said) when the model has no feature output."""
+    c = src.contract
+    with Classifier(model, labels=src.labels, backend="cpu", normalization=Normalization(0.0, 1.0),
+                    output="probabilities") as clf:
+        if not clf.has_features:
+            progress("no feature tensor before the classifier layer: this bundle cannot be taught (edgecls teach)")
+            return None
+        spec = clf.features_spec
+        progress(f"embedding {len(src.train)} training photos for the prototypes edgecls teach starts from")
+        x = dataset.decode(src.train, c.height, c.width, c.resize, decode_mode=c.decode)
+        feats = np.stack([clf.embed(clf.prepare(img)) for img in x])
+    protos = head.class_means(feats, src.labels, [src.labels[s.label] for s in src.train])
+    files[head.PROTOTYPES] = protos.to_bytes()
+    return {"output": "features", "dim": protos.dim, "dtype": spec.dtype.name, "scale": spec.scale,
+            "zero_point": spec.zero_point, "layer": "pool", "prototypes": head.PROTOTYPES,
+            "photos": int(len(src.train))}
+
+
 # --- the whole conversion ------------------------------------------------------------------
 
 
@@ -279,8 +306,11 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
                                                   pick_golden(src.test, conv.q_scores))
         files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
+        features = record_features(work / "model.tflite", src, files, progress) if opts.features else None
         edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
         meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)
+        if features:
+            meta[head.FEATURES_SECTION] = features
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
         meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
@@ -335,6 +365,7 @@ def quantize_models(model: Any, data: _Data, opts: Options, work: Path,
     from . import quantize
 
     t = time.perf_counter()
+    model = (quantize.with_features(model) if opts.features else None) or model
     (work / "model_float.tflite").write_bytes(quantize.to_float(model))
     progress(f"quantizing to full int8 ({opts.io} I/O, {len(data.calib)} calibration photos, dense layers "
              f"{'per channel' if opts.per_channel_dense else 'per tensor'})")

@@ -16,6 +16,7 @@ from edge_runtime.cli.bench import add_bench
 from edge_runtime.cli.camera import add_camera
 from edge_runtime.cli.collect import add_collect
 from edge_runtime.cli.review import add_review
+from edge_runtime.cli.teach import add_teach
 from edge_runtime.errors import BundleError, EdgeclsError
 from edge_runtime.live import imx500
 from edge_runtime.model.preprocess import CROP_MODES, IMAGE_SUFFIXES, RESIZE_METHODS, iter_images
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     sub.required = True
     for add in (_add_classify, add_bench, _add_verify, add_camera, _add_doctor, _add_inspect, add_collect,
-                add_review):
+                add_review, add_teach):
         add(sub)
     for register in _plugin_commands():
         register(sub)

@@ -7,11 +7,13 @@ embeds new photos with the same model, merges their means into these prototypes,
 bundle whose ``head`` section says to score with the prototypes instead of the model's own
 classifier output.
 
-The head: cosine nearest-class-mean ("imprinting" with centred, normalised prototypes). A
-feature vector ``f`` scores class ``c`` as ``scale * cos(f - centre, mean_c - centre)`` and the
-scores go through a softmax; ``centre`` is the mean of the class means, so the direction every
-photo shares (ReLU features are all positive) does not dominate the cosine. Merging is exact:
-a class mean is a count-weighted average, so teaching 10 photos then 10 more equals teaching 20.
+The head: cosine nearest-class-mean ("imprinting" with normalised prototypes). A feature vector
+``f`` scores class ``c`` as ``scale * cos(f, mean_c)`` and the scores go through a softmax.
+Measured on the sign-language digits (benchmarks/results/teach.md), this beat centring the
+features first (SimpleShot) and a softmax regression on the shots. ``scale`` is fitted when a
+bundle is taught (``fit_scale``: the leave-one-out likelihood of the taught photos), so the
+scores are probabilities a threshold can be set on. Merging is exact: a class mean is a
+count-weighted average, so teaching 10 photos then 10 more equals teaching 20.
 
 The head's output is quantized like TFLite's int8 SOFTMAX (uint8, scale 1/256, zero point 0),
 so everything downstream of ``Classifier.infer`` (ranking, golden photos, thresholds) treats it
@@ -119,8 +121,7 @@ class Head:
     def __init__(self, protos: Prototypes, scale: float = DEFAULT_SCALE):
         self.labels = protos.labels
         self.scale = float(scale)
-        self.centre = protos.means.mean(axis=0).astype(np.float64)
-        self.weights = _unit(protos.means.astype(np.float64) - self.centre)  # classes x dim
+        self.weights = _unit(protos.means.astype(np.float64))  # classes x dim
 
     @property
     def classes(self) -> int:
@@ -128,16 +129,39 @@ class Head:
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Feature vectors (D or N x D, float) -> class probabilities (classes or N x classes)."""
-        f = _unit(np.asarray(features, np.float64) - self.centre)
-        logits = self.scale * (f @ self.weights.T)
-        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
+        f = _unit(np.asarray(features, np.float64))
+        return _softmax(self.scale * (f @ self.weights.T))
 
     def raw(self, features: np.ndarray) -> np.ndarray:
         """One feature vector -> the head's quantized output, [1, classes] uint8 at scale 1/256
         (as TFLite's quantized softmax writes it)."""
         p = self.probabilities(np.asarray(features).reshape(-1))
         return np.clip(np.round(p / OUT_SCALE), 0, 255).astype(np.uint8).reshape(1, -1)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+SCALES = np.geomspace(4.0, 256.0, 49)
+
+
+def fit_scale(protos: Prototypes, features: np.ndarray, per_photo: list[str]) -> float:
+    """The softmax scale that best predicts each taught photo's class from prototypes made
+    without it (leave-one-out: its own class mean with the photo taken out), from ``SCALES``.
+    Without that, the cosines of ReLU features (all between 0.8 and 1) would give near-uniform
+    probabilities."""
+    means, counts = protos.means.astype(np.float64), protos.counts
+    f = np.asarray(features, np.float64)
+    idx = np.array([protos.labels.index(p) for p in per_photo])
+    weights = _unit(means)
+    cos = _unit(f) @ weights.T  # photos x classes
+    n = counts[idx].astype(np.float64)
+    own = np.where(n[:, None] > 1, (means[idx] * n[:, None] - f) / np.maximum(n[:, None] - 1, 1), means[idx])
+    cos[np.arange(len(f)), idx] = np.sum(_unit(f) * _unit(own), axis=1)
+    nll = [-np.mean(np.log(np.maximum(_softmax(s * cos)[np.arange(len(f)), idx], 1e-12))) for s in SCALES]
+    return float(round(SCALES[int(np.argmin(nll))], 3))
 
 
 def features_section(meta: Mapping[str, Any]) -> dict[str, Any] | None:

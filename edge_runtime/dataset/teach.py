@@ -34,7 +34,7 @@ from edge_runtime.bundle import golden
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.bundle.format import LABELS, MODEL_FILES, Bundle, load_bundle, sha256_file, write_bundle
 from edge_runtime.bundle.head import (DEFAULT_SCALE, FEATURES_SECTION, HEAD_SECTION, KIND, OUT_SCALE, PROTOTYPES,
-                                      Prototypes, class_means, features_section)
+                                      Prototypes, class_means, features_section, fit_scale)
 from edge_runtime.bundle.meta import METADATA
 from edge_runtime.dataset.files import IMAGE_SUFFIXES, check_class
 from edge_runtime.errors import EdgeclsError, ImageError
@@ -72,7 +72,8 @@ def scan(dataset: Path) -> dict[str, list[Path]]:
     if not dataset.is_dir():
         raise TeachError(f"{dataset}: not a folder; pass a folder with one sub-folder of photos per class")
     classes: dict[str, list[Path]] = {}
-    for d in sorted(p for p in dataset.iterdir() if p.is_dir()):
+    # DATASET/_review, _discarded and hidden folders are not classes (as for edgecls train).
+    for d in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         try:
             name = check_class(d.name)
         except ValueError as e:
@@ -135,7 +136,9 @@ def teach(parent: str | os.PathLike[str], dataset: str | os.PathLike[str], out: 
     labels = list(classes)
     new = class_means(feats, labels, [c for c, ps in classes.items() for _ in ps])
     protos = base.merged(new, only)
-    meta = taught_meta(bundle, classes, protos, only, name or Path(out).name)
+    per_photo = [c for c, ps in classes.items() for _ in ps]
+    scale = fit_scale(protos, feats, per_photo)
+    meta = taught_meta(bundle, classes, protos, only, name or Path(out).name, scale)
     files = bundle_files(bundle, protos)
     result = write_taught(bundle, classes, files, meta, Path(out), progress)
     n = sum(len(p) for p in classes.values())
@@ -163,13 +166,13 @@ def bundle_files(bundle: Bundle, protos: Prototypes) -> dict[str, Any]:
 
 
 def taught_meta(bundle: Bundle, classes: dict[str, list[Path]], protos: Prototypes, only: bool,
-                name: str) -> dict[str, Any]:
+                name: str, scale: float = DEFAULT_SCALE) -> dict[str, Any]:
     """The new edgecls.json's sections (write_bundle adds the version, the time and the files)."""
     meta = {k: v for k, v in bundle.meta.items() if k not in DROPPED}
     meta["name"] = name
     meta["output"] = OutputContract(len(protos.labels), "probabilities", TensorQuant("uint8", OUT_SCALE, 0)).to_json()
     meta[FEATURES_SECTION] = {**bundle.meta[FEATURES_SECTION], "prototypes": PROTOTYPES}
-    meta[HEAD_SECTION] = {"kind": KIND, "file": PROTOTYPES, "scale": DEFAULT_SCALE, "classes": len(protos.labels)}
+    meta[HEAD_SECTION] = {"kind": KIND, "file": PROTOTYPES, "scale": scale, "classes": len(protos.labels)}
     old = [] if only else list(bundle.labels)
     meta[TAUGHT_SECTION] = {
         "parent": {"name": bundle.name, "edgecls_json_sha256": sha256_file(bundle.path / METADATA)},

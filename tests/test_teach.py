@@ -140,6 +140,9 @@ def test_teach_adds_a_class_the_model_never_saw_and_keeps_the_others(parent, tmp
     assert (out / "model.tflite").read_bytes() == (parent / "model.tflite").read_bytes()  # the model is unchanged
     v = run_edgecls("verify", out, "--json")
     assert v.returncode == 0 and json.loads(v.stdout)["ok"], v.stdout + v.stderr
+    i = run_edgecls("inspect", out)
+    assert i.returncode == 0 and f"taught from '{_meta(parent)['name']}'" in i.stdout and "added blue" in i.stdout
+    assert "classifier (4 classes) with a feature output (6 values)" in i.stdout and "(features)" in i.stdout
     c = run_edgecls("classify", out, held_out / "blue", "--json")
     assert c.returncode == 0 and {json.loads(l)["classes"][0]["label"] for l in c.stdout.splitlines()} == {"blue"}
 

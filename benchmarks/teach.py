@@ -289,7 +289,7 @@ def report(r: dict) -> str:
               "of the taught photos, so its scores are probabilities a threshold can be set on.", "",
               "Measured once while choosing (same run and features; not rerun by this script):", "",
               "- the softmax regression with each old class as 16 k-means centres of its training embeddings "
-              "(what a bundle could store, ~40 KB) keeps the old classes (99.2%) and reaches 77.4% at 10 photos "
+              "(what a bundle could store: 80 KB as float32) keeps the old classes (99.2%) and reaches 77.4% at 10 photos "
               "(+3.7 points), but nothing at 5 photos (67.7%); not worth a second head format yet;",
               "- other layers of the float model, pooled (conv_pw_12/11/10/9, before or after ReLU, global "
               "average, max or 2x2 pooling, square-rooted): none beats the last pooled layer by more than 3 "

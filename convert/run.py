@@ -313,7 +313,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
             meta[head.FEATURES_SECTION] = features
         if opts.imx500:
             meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
-        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(meta["name"], src.labels), progress)
+        meta["tflite_metadata"] = metadata.attach(files, metadata.Description(
+            meta["name"], src.labels, features=features["dim"] if features else 0), progress)
         bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table)
     finally:

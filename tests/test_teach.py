@@ -224,3 +224,22 @@ def test_verify_fails_on_a_tampered_head(parent, tmp_path):
     (out / "edgecls.json").write_text(json.dumps(meta))
     p = run_edgecls("verify", out)
     assert p.returncode == 1 and "MISMATCH" in p.stdout, p.stdout + p.stderr
+
+
+def test_other_tools_still_read_the_model_with_its_feature_output(parent, tmp_path):
+    """MediaPipe Tasks' ImageClassifier checks the metadata against the model's outputs: the
+    features output has its own entry, and the scores stay the first head, with our labels."""
+    pytest.importorskip("mediapipe.tasks.metadata.metadata_schema_py_generated",
+                        reason="mediapipe is not installed (.ci/run installs it)")
+    import mediapipe as mp
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    photo = _photo(tmp_path / "green.png", "green", np.random.default_rng(8))
+    for model in ("model.tflite", "model_float.tflite"):
+        opts = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(parent / model)),
+                                             max_results=4)
+        with vision.ImageClassifier.create_from_options(opts) as clf:
+            heads = clf.classify(mp.Image.create_from_file(str(photo))).classifications
+        assert sorted(c.category_name for c in heads[0].categories) == sorted(CLASSES), model
+        assert heads[0].categories[0].category_name == "green", model

@@ -194,6 +194,13 @@ def test_bad_photos_are_refused_in_one_line_and_nothing_is_written(parent, tmp_p
     _nothing_written(out)
 
 
+def test_only_with_a_single_class_is_refused(parent, tmp_path):
+    out = tmp_path / "out"
+    p = run_edgecls("teach", parent, _dataset(tmp_path / "d", {"blue": 5}), "--out", out, "--only")
+    assert_one_line_error(p, "at least 2 classes")
+    _nothing_written(out)
+
+
 def test_a_bundle_without_features_says_it_cannot_be_taught(coral_bundle, tmp_path):
     out = tmp_path / "out"
     p = run_edgecls("teach", coral_bundle, _dataset(tmp_path / "d", {"blue": 3}), "--out", out)

@@ -136,6 +136,9 @@ def teach(parent: str | os.PathLike[str], dataset: str | os.PathLike[str], out: 
     labels = list(classes)
     new = class_means(feats, labels, [c for c, ps in classes.items() for _ in ps])
     protos = base.merged(new, only)
+    if len(protos.labels) < 2:
+        raise TeachError(f"{dataset}: --only with one class leaves nothing to tell it from; a classifier needs at "
+                         "least 2 classes - add a folder of another class")
     per_photo = [c for c, ps in classes.items() for _ in ps]
     scale = fit_scale(protos, feats, per_photo)
     meta = taught_meta(bundle, classes, protos, only, name or Path(out).name, scale)

@@ -250,3 +250,27 @@ def test_other_tools_still_read_the_model_with_its_feature_output(parent, tmp_pa
             heads = clf.classify(mp.Image.create_from_file(str(photo))).classifications
         assert sorted(c.category_name for c in heads[0].categories) == sorted(CLASSES), model
         assert heads[0].categories[0].category_name == "green", model
+
+
+@pytest.mark.gpu
+def test_the_taught_head_runs_on_the_gpu_backend_too(parent, tmp_path):
+    """On the gpu backend the float model's features feed the head: same top-1 as the int8 path."""
+    import subprocess
+
+    from conftest import CACHE, ROOT
+
+    proc = subprocess.run([str(ROOT / "tests" / "tools" / "lavapipe.sh"), str(CACHE / "lavapipe")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"lavapipe setup failed (needs apt access and libvulkan1):\n{proc.stderr}"
+    env = dict(line.split("=", 1) for line in proc.stdout.split())
+    env["MESA_SHADER_CACHE_DIR"] = str(CACHE / "mesa-shader-cache")
+    out = tmp_path / "taught"
+    assert run_edgecls("teach", parent, _dataset(tmp_path / "d", {"blue": 10}), "--out", out).returncode == 0
+    held = _dataset(tmp_path / "h", {c: 2 for c in CLASSES + ["blue"]}, seed=6)
+    top1 = {}
+    for backend in ("cpu", "gpu"):
+        p = run_edgecls("classify", out, held, "--json", "--top-k", "1", "--backend", backend, env=env)
+        assert p.returncode == 0, p.stderr[-2000:]
+        top1[backend] = {Path(r["image"]).parent.name + "/" + Path(r["image"]).name: r["classes"][0]["label"]
+                         for r in map(json.loads, p.stdout.splitlines())}
+    assert top1["gpu"] == top1["cpu"] and all(k.split("/")[0] == v for k, v in top1["cpu"].items())

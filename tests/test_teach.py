@@ -201,6 +201,20 @@ def test_only_with_a_single_class_is_refused(parent, tmp_path):
     _nothing_written(out)
 
 
+def test_adopt_keeps_a_feature_output_and_the_adopted_bundle_can_be_taught(parent, tmp_path):
+    adopted = tmp_path / "adopted"
+    photos = _dataset(tmp_path / "photos", {c: 5 for c in CLASSES}, seed=11)
+    p = run_edgecls("adopt", parent / "model.tflite", "--photos", photos, "--out", adopted, "--labels",
+                    parent / "labels.txt")
+    assert p.returncode == 0, p.stderr[-2000:]
+    f = _meta(adopted)["features"]
+    assert f["dim"] == 6 and f["photos"] == 20 and "head/prototypes.npz" in _meta(adopted)["files"]
+    out = tmp_path / "taught"
+    assert run_edgecls("teach", adopted, _dataset(tmp_path / "d", {"blue": 10}), "--out", out).returncode == 0
+    held = _dataset(tmp_path / "h", {"blue": 3, "red": 3}, seed=12)
+    assert _top1(out, sorted((held / "blue").iterdir()) + sorted((held / "red").iterdir())) == ["blue"] * 3 + ["red"] * 3
+
+
 def test_a_bundle_without_features_says_it_cannot_be_taught(coral_bundle, tmp_path):
     out = tmp_path / "out"
     p = run_edgecls("teach", coral_bundle, _dataset(tmp_path / "d", {"blue": 3}), "--out", out)

@@ -192,7 +192,7 @@ def _features_first(model: bytes) -> bool:
             outputs = it.get_output_details()
         except Exception:  # a model no interpreter here opens: its outputs in the usual order
             return False
-        _, feats = interp.split_outputs(outputs, interp._signature_outputs(it))
+        _, feats = interp.split_outputs(outputs, interp.signature_outputs(it))
     return feats is not None and feats is outputs[0]
 
 

@@ -9,8 +9,9 @@ classifier output.
 
 The head: cosine nearest-class-mean ("imprinting" with normalised prototypes). A feature vector
 ``f`` scores class ``c`` as ``scale * cos(f, mean_c)`` and the scores go through a softmax.
-Measured on the sign-language digits (benchmarks/results/teach.md), this beat centring the
-features first (SimpleShot) and a softmax regression on the shots. ``scale`` is fitted when a
+Measured on the sign-language digits (benchmarks/results/teach.md): centring the features first
+(SimpleShot) is worse; a softmax regression on the shots is better on the new classes but costs
+the old ones (represented on the device by their means only) more than 2 points. ``scale`` is fitted when a
 bundle is taught (``fit_scale``: the leave-one-out likelihood of the taught photos), so the
 scores are probabilities a threshold can be set on. Merging is exact: a class mean is a
 count-weighted average, so teaching 10 photos then 10 more equals teaching 20.

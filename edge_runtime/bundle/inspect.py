@@ -100,7 +100,7 @@ def _tensors(path: str, package: interp.InterpreterPackage) -> tuple[list[dict],
             ins, outs = it.get_input_details(), it.get_output_details()
         except Exception as e:
             raise interp.ModelError(interp._explain_load_error(path, package, e, log)) from None
-    _, feats = interp.split_outputs(outs, interp._signature_outputs(it))
+    _, feats = interp.split_outputs(outs, interp.signature_outputs(it))
 
     def one(d: dict, output: bool = False) -> dict:
         scale, zp = d.get("quantization", (0.0, 0))

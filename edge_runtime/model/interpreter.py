@@ -158,7 +158,7 @@ def _causes(lines: list[str]) -> str:
 SCORES_OUTPUT, FEATURES_OUTPUT = "scores", "features"
 
 
-def _signature_outputs(it: Any) -> dict[str, int]:
+def signature_outputs(it: Any) -> dict[str, int]:
     """{output name: tensor index} of the model's first signature ({} when it has none, or the
     package cannot list it)."""
     try:
@@ -238,7 +238,7 @@ class InterpreterEngine:
                 self._it.allocate_tensors()
             except Exception as e:
                 raise ModelError(_explain_load_error(path, package, e, log)) from None
-        outputs, feats = split_outputs(outputs, _signature_outputs(self._it), feature_dim)
+        outputs, feats = split_outputs(outputs, signature_outputs(self._it), feature_dim)
         self._details = (inputs, outputs)
         self.input = TensorSpec.from_details(inputs[0])
         self.output = TensorSpec.from_details(outputs[0])
@@ -298,7 +298,7 @@ def inspect_graph(path: str, package: InterpreterPackage) -> GraphInfo:
     try:
         with captured_stderr():
             it = package.Interpreter(model_path=path)
-        (inp,), (out,) = it.get_input_details(), split_outputs(it.get_output_details(), _signature_outputs(it))[0]
+        (inp,), (out,) = it.get_input_details(), split_outputs(it.get_output_details(), signature_outputs(it))[0]
     except Exception:
         return GraphInfo(None, None)
     try:
@@ -531,7 +531,7 @@ def _check_file_io(path: str, classifier: bool = True) -> None:
         try:
             it = package.Interpreter(model_path=path)
             inputs = it.get_input_details()
-            outputs = split_outputs(it.get_output_details(), _signature_outputs(it))[0]
+            outputs = split_outputs(it.get_output_details(), signature_outputs(it))[0]
         except Exception as e:
             raise ModelError(_explain_load_error(path, package, e, log)) from None
     check_input_size(path, inputs)
@@ -543,7 +543,7 @@ def _quantization(path: str) -> tuple[tuple[float, int], tuple[float, int]]:
     package = _import_package("ai_edge_litert")
     with captured_stderr():
         it = package.Interpreter(model_path=path)
-    (i,), (o,) = it.get_input_details(), split_outputs(it.get_output_details(), _signature_outputs(it))[0]
+    (i,), (o,) = it.get_input_details(), split_outputs(it.get_output_details(), signature_outputs(it))[0]
     return ((float(i["quantization"][0]), int(i["quantization"][1])),
             (float(o["quantization"][0]), int(o["quantization"][1])))
 

@@ -25,13 +25,14 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from edge_runtime import __version__, golden
+from edge_runtime.bundle import head
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.bundle.inspect import inspect_model
 from edge_runtime.cli.args import positive_float
@@ -207,14 +208,19 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
         rep.per_class, rep.top1 = evaluate(clf, folders, labels, rep.warnings)
         rep.photos = sum(len(p) for p in folders.values()) + len(loose)
         golden_meta, golden_files = golden.record(clf, pick_golden(folders, loose))
+        features = adopt_features(clf, folders, labels, progress)
         qin, qout = clf.input_spec, clf.output_spec
         output_kind = clf.output_kind
-    model_bytes, rep.metadata = _with_metadata(data, meta, opts,
-                                               metadata_description(opts, out, labels, norm, output_kind))
+    description = metadata_description(opts, out, labels, norm, output_kind)
+    if features:  # the metadata describes both outputs, as readers such as MediaPipe check
+        description = replace(description, features=features["dim"])
+    model_bytes, rep.metadata = _with_metadata(data, meta, opts, description)
     contract = InputContract(clf.height, clf.width, resize=opts.resize, normalization=norm,
                              tensor=TensorQuant(qin.dtype.name, qin.scale, qin.zero_point))
     files: dict[str, Any] = {"model.tflite": model_bytes, **golden_files,
                              "labels.txt": "".join(label + "\n" for label in labels).encode("utf-8")}
+    if features:
+        files[head.PROTOTYPES] = features.pop("data")
     sibling = Path(path).with_name(Path(path).stem + "_edgetpu.tflite")
     if sibling.is_file():
         files["model_edgetpu.tflite"] = sibling
@@ -229,9 +235,33 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
         "metrics": {"photos": rep.photos, "top1": rep.top1, "per_class": rep.per_class},
         "golden": golden_meta,
     }
+    if features:
+        bundle_meta[head.FEATURES_SECTION] = features
     rep.bundle = destination.write(out, files, bundle_meta, tar=opts.tar, progress=progress)
     rep.verified = _verify(rep.bundle)
     return rep
+
+
+def adopt_features(clf: Classifier, folders: dict[str, list[Path]], labels: list[str],
+                   progress: Callable[[str], None]) -> dict[str, Any] | None:
+    """A model with a feature output (two outputs named ``scores`` and ``features``, as edgecls
+    convert exports them) and photos of every class: the prototypes edgecls teach starts from
+    (``data``: the file's bytes) and the rest of the ``features`` section. Otherwise None, said."""
+    if not clf.has_features:
+        progress("note: the model has no feature output (outputs named 'scores' and 'features'), so edgecls teach "
+                 "cannot teach this bundle")
+        return None
+    missing = [c for c in labels if c not in folders]
+    if missing:
+        progress(f"note: no photos of {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}: without photos "
+                 "of every class there are no prototypes, so edgecls teach cannot teach this bundle")
+        return None
+    feats = np.stack([clf.embed(clf.prepare(str(p))) for c in labels for p in folders[c]])
+    protos = head.class_means(feats, labels, [c for c in labels for _ in folders[c]])
+    spec = clf.features_spec
+    return {"data": protos.to_bytes(), "output": "features", "dim": protos.dim, "dtype": spec.dtype.name,
+            "scale": spec.scale, "zero_point": spec.zero_point, "prototypes": head.PROTOTYPES,
+            "photos": int(len(feats))}
 
 
 def _check_model(path: str, opts: Options) -> tuple[bytes, dict[str, Any]]:

@@ -96,6 +96,7 @@ class Description:
     normalization: Normalization = Normalization(0.0, 1.0)  # the float input is (pixel - mean) / std
     output: str = "probabilities"  # or "logits"
     description: str = ""
+    features: int = 0  # the size of the model's features output (edgecls teach), 0 for none
     version: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # when made
     author: str = f"edgecls {__version__}"
     license: str = ""  # written when given
@@ -107,9 +108,11 @@ def describe(name: str, labels: list[str], author: str | None = None, license: s
     return Description(name, labels, author=author or f"edgecls {__version__}", license=license or "", **more)
 
 
-def metadata_buffer(d: Description, schema: Any = None) -> bytes:
+def metadata_buffer(d: Description, schema: Any = None, features_first: bool = False) -> bytes:
     """The ``ModelMetadata`` flatbuffer (identifier ``M001``) for an image classifier, built with
-    ``schema``'s generated classes (default: ``metadata_schema()``)."""
+    ``schema``'s generated classes (default: ``metadata_schema()``); with ``d.features``, a second
+    output ``features`` (first where ``features_first``: the metadata follows the model's output
+    order, which readers such as MediaPipe check)."""
     _, flatbuffers = _tflite()
     fb = schema or metadata_schema()
     n = d.normalization
@@ -147,8 +150,18 @@ def metadata_buffer(d: Description, schema: Any = None) -> bytes:
         out.stats.max, out.stats.min = [1.0], [0.0]
     out.associatedFiles = [labels]
 
+    outputs = [out]
+    if d.features:
+        feat = fb.TensorMetadataT()
+        feat.name = "features"
+        feat.description = (f"The {d.features}-value embedding the classifier layer reads (edgecls teach fits "
+                            "new classes on it); not class scores.")
+        feat.content = fb.ContentT()
+        feat.content.contentPropertiesType = fb.ContentProperties.FeatureProperties
+        feat.content.contentProperties = fb.FeaturePropertiesT()
+        outputs = [feat, out] if features_first else [out, feat]
     sub = fb.SubGraphMetadataT()
-    sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], [out]
+    sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], outputs
     model = fb.ModelMetadataT()
     model.name = d.name
     model.description = d.description or f"Image classifier of {len(d.labels)} classes, made with edgecls."
@@ -196,7 +209,27 @@ def populate(model: bytes, metadata: bytes, files: Mapping[str, bytes]) -> bytes
 def write(model: bytes, d: Description) -> bytes:
     """``model`` carrying the metadata of ``d`` and its labels as ``labels.txt``."""
     labels = "".join(label + "\n" for label in d.labels).encode("utf-8")
-    return populate(model, metadata_buffer(d), {LABELS_FILE: labels})
+    return populate(model, metadata_buffer(d, features_first=d.features > 0 and _features_first(model)),
+                    {LABELS_FILE: labels})
+
+
+def _features_first(model: bytes) -> bool:
+    """Whether a model with a features output lists it before its scores."""
+    import tempfile
+
+    from edge_runtime.model import interpreter as interp
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(model)
+        f.flush()
+        try:
+            with interp.captured_stderr():
+                it = interp.resolve_package().Interpreter(model_path=f.name)
+            outputs = it.get_output_details()
+        except Exception:  # a model no interpreter here opens: its outputs in the usual order
+            return False
+        _, feats = interp.split_outputs(outputs, interp.signature_outputs(it))
+    return feats is not None and feats is outputs[0]
 
 
 def attach(files: dict[str, Any], d: Description, enabled: bool = True) -> dict[str, Any]:

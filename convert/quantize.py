@@ -27,6 +27,32 @@ IO_TYPES: tuple[str, ...] = get_args(IoType)
 _TF_TYPES = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}
 
 
+def feature_tensor(model: Any) -> Any | None:
+    """The embedding a classifier's last layer reads: the output of the layer named ``pool``
+    (train/model.py's global average pooling), else the input of the last Dense layer when that
+    is a flat vector; None when the model has neither."""
+    try:
+        return model.get_layer("pool").output
+    except ValueError:
+        pass
+    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    if dense and dense[-1].output is model.outputs[0]:
+        x = dense[-1].input
+        if len(x.shape) == 2:
+            return x
+    return None
+
+
+def with_features(model: Any) -> Any | None:
+    """``model`` with two outputs named as the runtime looks for them (``interpreter.split_outputs``):
+    ``scores`` (the model's own output) and ``features`` (``feature_tensor``); None when the
+    model has no feature tensor."""
+    f = feature_tensor(model)
+    if f is None:
+        return None
+    return keras.Model(model.inputs, {"scores": model.outputs[0], "features": f}, name=model.name)
+
+
 def _converter(model: Any) -> Any:
     """A converter for ``model`` with a static [1, H, W, 3] input (batch size 1)."""
     _, h, w, c = model.input_shape

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_runtime import __version__, golden
+from edge_runtime.bundle import head
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.model import interpreter as interp
@@ -56,6 +57,7 @@ class Options:
     metadata: bool = True  # TFLite Model Metadata in every model (False: --no-metadata)
     author: str | None = None  # the metadata's author (default: edgecls VERSION)
     license: str | None = None  # the metadata's license
+    features: bool = True  # a second output, the embedding, and per-class prototypes (edgecls teach)
 
 
 @dataclass
@@ -247,6 +249,31 @@ def record_golden(model: Path, labels: list[str], contract: InputContract,
         return golden.record(clf, [golden.Photo(s.path, labels[s.label], s.rel) for s in photos])
 
 
+# --- features for edgecls teach ----------------------------------------------------------
+
+
+def record_features(model: Path, src: Source, files: dict[str, Any], progress: Callable[[str], None]
+                    ) -> dict[str, Any] | None:
+    """Embed every training photo with the int8 model's feature output and add the per-class
+    prototypes (edge_runtime/bundle/head.py) to ``files``; returns the bundle's ``features``
+    section, or None (said) when the model has no feature output."""
+    c = src.contract
+    with Classifier(model, labels=src.labels, backend="cpu", normalization=Normalization(0.0, 1.0),
+                    output="probabilities") as clf:
+        if not clf.has_features:
+            progress("no feature tensor before the classifier layer: this bundle cannot be taught (edgecls teach)")
+            return None
+        spec = clf.features_spec
+        progress(f"embedding {len(src.train)} training photos for the prototypes edgecls teach starts from")
+        x = dataset.decode(src.train, c.height, c.width, c.resize, decode_mode=c.decode)
+        feats = np.stack([clf.embed(clf.prepare(img)) for img in x])
+    protos = head.class_means(feats, src.labels, [src.labels[s.label] for s in src.train])
+    files[head.PROTOTYPES] = protos.to_bytes()
+    return {"output": "features", "dim": protos.dim, "dtype": spec.dtype.name, "scale": spec.scale,
+            "zero_point": spec.zero_point, "layer": "pool", "prototypes": head.PROTOTYPES,
+            "photos": int(len(src.train))}
+
+
 # --- the whole conversion ------------------------------------------------------------------
 
 
@@ -294,16 +321,19 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
                                                       pick_golden(src.test, conv.q_scores))
         files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
+        features = record_features(work / "model.tflite", src, files, progress) if opts.features else None
         with clock("edge tpu"):
             edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
         meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)
+        if features:
+            meta[head.FEATURES_SECTION] = features
         if opts.imx500:
             with clock("imx500"):
                 meta["imx500"] = convert_imx500(model, src, data, conv, work, golden_meta, files, opts, progress)
         with clock("metadata and write"):
-            meta["tflite_metadata"] = metadata.attach(files, metadata.describe(meta["name"], src.labels,
-                                                                               author=opts.author, license=opts.license),
-                                                      opts.metadata)
+            meta["tflite_metadata"] = metadata.attach(files, metadata.describe(
+                meta["name"], src.labels, author=opts.author, license=opts.license,
+                features=features["dim"] if features else 0), opts.metadata)
             bundle = destination.write(out, files, meta, tar=opts.tar, progress=progress)
         return Result(bundle, conv.metrics, edgetpu_info, conv.table,
                       {k: v for k, v in clock.to_json().items() if v["wall"] >= 0.005})
@@ -356,6 +386,7 @@ def quantize_models(model: Any, data: _Data, opts: Options, work: Path,
     from . import quantize
 
     t = time.perf_counter()
+    model = (quantize.with_features(model) if opts.features else None) or model
     (work / "model_float.tflite").write_bytes(quantize.to_float(model))
     progress(f"quantizing to full int8 ({opts.io} I/O, {len(data.calib)} calibration photos, dense layers "
              f"{'per channel' if opts.per_channel_dense else 'per tensor'})")

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator, Literal, Sequence, get_args
 import numpy as np
 
 from edge_runtime.bundle.format import Bundle, is_bundle, load_bundle
+from edge_runtime.bundle.head import OUT_SCALE, Head, features_section, load_head
 from edge_runtime.errors import BackendUnavailable, EdgeclsError, LabelError, ModelError
 from edge_runtime.model import interpreter as interp
 from edge_runtime.model import metadata as tflite_metadata
@@ -110,12 +111,21 @@ class Classifier:
         self.resize_method: str = check_choice(resize or DEFAULT_RESIZE, RESIZE_METHODS, "resize method")
         self.crop: str = check_choice(crop or "none", CROP_MODES, "crop")
         self.notes: list[str] = []
+        self._feature_dim = self._bundle_feature_dim()
         self._engine = self._start(backend, models)
         self._engine.check_classifier()  # an embedder, a detector, a dynamic input size: said here, by kind
         self.backend: str = self._engine.backend
         self.model_path: str = self._engine.path
         self.input_spec: interp.TensorSpec = self._engine.input
         self.output_spec: interp.TensorSpec = self._engine.output
+        self.features_spec: interp.TensorSpec | None = getattr(self._engine, "features", None)
+        self._head: Head | None = load_head(self.bundle.path, self.bundle.meta) if self.bundle else None
+        if self._head is not None:
+            if self.features_spec is None:
+                raise ModelError(f"{self.model_path}: the bundle's taught head needs the model's feature output, "
+                                 "which this model file has not; reteach from a bundle made by edgecls convert")
+            # The head replaces the model's own classifier output: quantized like TFLite's softmax.
+            self.output_spec = interp.TensorSpec((1, self._head.classes), np.dtype(np.uint8), OUT_SCALE, 0)
 
         spec = self.input_spec
         if len(spec.shape) != 4 or spec.shape[0] != 1 or spec.shape[3] != 3:
@@ -157,6 +167,11 @@ class Classifier:
         def s(p: Path | None) -> str | None:
             return str(p) if p else None
         return _Models(cpu=s(bundle.model("cpu")), edgetpu=s(bundle.model("edgetpu")), float=s(bundle.model("float")))
+
+    def _bundle_feature_dim(self) -> int | None:
+        section = features_section(self.bundle.meta) if self.bundle else None
+        dim = section.get("dim") if section else None
+        return dim if isinstance(dim, int) and not isinstance(dim, bool) else None
 
     @staticmethod
     def _bare_models(path: str, package: interp.InterpreterPackage) -> _Models:
@@ -228,7 +243,8 @@ class Classifier:
                     raise ModelError(f"{models.edgetpu}: compiled for the Edge TPU, and {e}; "
                                      f"run the CPU model instead: {_cpu_sibling(models.edgetpu)}") from None
                 raise
-            return interp.InterpreterEngine(models.edgetpu, self.package, "edgetpu", self.threads, [delegate])
+            return interp.InterpreterEngine(models.edgetpu, self.package, "edgetpu", self.threads, [delegate],
+                                            self._feature_dim)
         if backend == "gpu":
             target = models.float or (models.cpu if explicit else None)
             if target is None:
@@ -249,9 +265,11 @@ class Classifier:
             raise ModelError(f"{models.edgetpu}: compiled for the Edge TPU (edgetpu-custom-op), which the CPU cannot run; "
                              f"run the CPU model instead: {_cpu_sibling(models.edgetpu or '')}")
         interp.check_known_crashes(models.cpu, self.package)
-        return interp.InterpreterEngine(models.cpu, self.package, "cpu", self.threads)
+        return interp.InterpreterEngine(models.cpu, self.package, "cpu", self.threads, feature_dim=self._feature_dim)
 
     def _detect_output_kind(self, models: _Models) -> str:
+        if self._head is not None:
+            return "probabilities"
         graph = models.graph if models.graph and self.model_path == models.cpu else None
         from_graph = (graph or interp.inspect_graph(self.model_path, self.package)).softmax_output
         if from_graph is not None:
@@ -272,8 +290,32 @@ class Classifier:
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Run the model on one input tensor (as ``prepare`` makes it); returns the raw output
-        tensor (quantized where the model is), a copy the caller may keep."""
-        return self._engine.run(tensor)
+        tensor (quantized where the model is), a copy the caller may keep. Where the bundle has a
+        taught head, the head's output (over the model's feature output) replaces the model's own."""
+        return self._headed(self._engine.run(tensor))
+
+    def _headed(self, raw: np.ndarray) -> np.ndarray:
+        if self._head is None:
+            return raw
+        return self._head.raw(self.last_features())
+
+    @property
+    def has_features(self) -> bool:
+        """Whether the model has a feature output (``embed``), as ``edgecls convert`` exports it."""
+        return self.features_spec is not None
+
+    def last_features(self) -> np.ndarray:
+        """The feature vector of the last run, dequantized: float32, one dimension."""
+        spec = self.features_spec
+        if spec is None:
+            raise ModelError(f"{self.model_path}: has no feature output; reconvert the model with this edgecls")
+        return dequantize(np.asarray(self._engine.last_features()).reshape(-1), spec.scale, spec.zero_point)
+
+    def embed(self, tensor: np.ndarray) -> np.ndarray:
+        """Run the model on one input tensor (as ``prepare`` makes it) and return its feature
+        vector, dequantized (float32, one dimension)."""
+        self._engine.run(tensor)
+        return self.last_features()
 
     def invoke(self) -> None:
         """Run the model again on the input the last ``infer`` set: bare ``invoke()``, for
@@ -305,7 +347,7 @@ class Classifier:
                 self.preprocessor.into(image, buf)
                 t1 = time.perf_counter()
 
-            raw = run_filled(fill)
+            raw = self._headed(run_filled(fill))
         else:
             x = self.prepare(image)
             t1 = time.perf_counter()
@@ -352,6 +394,8 @@ class Classifier:
                           "conversion": self.to_input.kind},
                 "output": {"classes": self.num_classes, "kind": self.output_kind,
                            "dtype": self.output_spec.dtype.name},
+                "features": list(self.features_spec.shape) if self.features_spec else None,
+                "head": f"taught ({self._head.classes} classes)" if self._head else None,
                 "fully_accelerated": getattr(self._engine, "fully_accelerated", None),
                 "labels_from": self.labels_from,
                 "resize": self.resize_method, "crop": self.crop, "decode": self.decode, "notes": self.notes,

@@ -50,7 +50,16 @@ def inspect_bundle(path: str, interpreter: str | None = None) -> dict[str, Any]:
             "reason": cpu.get("reason"), "labels": {"count": len(b.labels), "first": b.labels[:5]},
             "input": b.input.to_json(), "output": b.output.to_json(),
             "golden_photos": len((b.meta.get("golden") or {}).get("photos") or []),
-            "tflite_metadata": b.meta.get("tflite_metadata"), "models": models}
+            "tflite_metadata": b.meta.get("tflite_metadata"), "models": models,
+            "features": (b.meta.get("features") or {}).get("dim"), "taught": _taught(b.meta)}
+
+
+def _taught(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """A taught bundle's parent and what teaching did to its classes (edgecls teach)."""
+    t = meta.get("taught")
+    if not isinstance(t, dict):
+        return None
+    return {k: t.get(k) for k in ("parent", "added", "refined", "kept", "only")} | {"photos": len(t.get("photos") or [])}
 
 
 def inspect_model(path: str, interpreter: str | None = None) -> dict[str, Any]:
@@ -93,13 +102,22 @@ def _tensors(path: str, package: interp.InterpreterPackage) -> tuple[list[dict],
             ins, outs = it.get_input_details(), it.get_output_details()
         except Exception as e:
             raise interp.ModelError(interp._explain_load_error(path, package, e, log)) from None
+    _, feats = interp.split_outputs(outs, interp.signature_outputs(it))
 
-    def one(d: dict) -> dict:
+    def one(d: dict, output: bool = False) -> dict:
         scale, zp = d.get("quantization", (0.0, 0))
-        return {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                "scale": float(scale), "zero_point": int(zp)}
+        t = {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+             "scale": float(scale), "zero_point": int(zp)}
+        if output and feats is not None:  # a classifier with a feature output (edgecls convert's)
+            t["role"] = interp.FEATURES_OUTPUT if d is feats else interp.SCORES_OUTPUT
+        return t
 
-    return [one(d) for d in ins], [one(d) for d in outs]
+    return [one(d) for d in ins], [one(d, output=True) for d in outs]
+
+
+def _scores(outs: list[dict]) -> list[dict]:
+    """The outputs a classifier scores with: all but a feature output."""
+    return [o for o in outs if o.get("role") != interp.FEATURES_OUTPUT]
 
 
 def _edgetpu(path: str, ops: list[interp.OpInfo] | None, r: dict) -> dict[str, Any] | None:
@@ -122,9 +140,13 @@ def _kind(r: dict, meta: tflite_metadata.ModelMetadata | None) -> str:
         return f"{prefix}model with {len(ins)} input(s) of shape {[i['shape'] for i in ins]} (not an image classifier)"
     channels = ins[0]["shape"][3]
     image = "RGB image" if channels == 3 else "grayscale image" if channels == 1 else f"{channels}-channel"
+    feature = [o for o in outs if o.get("role") == interp.FEATURES_OUTPUT]
+    outs = _scores(outs)
     if len(outs) != 1:
         return f"{prefix}{image} model with {len(outs)} outputs (a detector or segmenter, not a classifier)"
     n = int(np.prod(outs[0]["shape"]))
+    if feature:
+        return f"{prefix}{image} classifier ({n} classes) with a feature output ({int(np.prod(feature[0]['shape']))} values)"
     if meta and meta.is_embedder:
         return f"{prefix}{image} embedder ({n}-value feature vector, no labels)"
     if r.get("softmax_output") or (meta and meta.labels_file):
@@ -135,7 +157,7 @@ def _kind(r: dict, meta: tflite_metadata.ModelMetadata | None) -> str:
 def _runs(path: str, package: interp.InterpreterPackage, r: dict, meta: Any) -> tuple[bool, str | None]:
     """Whether ``edgecls classify`` runs it here: an RGB classifier that loads and invokes once on
     a blank input (the Edge TPU's model only where its delegate loads)."""
-    ins, outs = r["inputs"], r["outputs"]
+    ins, outs = r["inputs"], _scores(r["outputs"])
     if r["edgetpu_compiled"]:
         try:
             delegate = interp.load_edgetpu_delegate(package)
@@ -210,6 +232,16 @@ def format_report(r: dict[str, Any]) -> str:
                 f"{r['input']['height']}x{r['input']['width']} ({r['input']['resize']} resize), "
                 f"{r['golden_photos']} golden photos",
                 f"  TFLite metadata in its models: {_written(r.get('tflite_metadata'), r['models'])}"]
+        t = r.get("taught")
+        if t:
+            parent = t.get("parent") or {}
+            head.append(f"  taught from '{parent.get('name')}' (edgecls.json sha256 "
+                        f"{str(parent.get('edgecls_json_sha256'))[:12]}...) with {t['photos']} photos: added "
+                        f"{', '.join(t.get('added') or []) or 'none'}; refined {', '.join(t.get('refined') or []) or 'none'}"
+                        f"{'; the taught classes only' if t.get('only') else ''}; labels {', '.join(r['labels']['first'])}"
+                        f"{', ...' if r['labels']['count'] > 5 else ''}")
+        elif r.get("features"):
+            head.append(f"  features: {r['features']} values a photo; `edgecls teach` can teach it new classes")
         return "\n".join(head + [format_report(m) for m in r["models"].values()])
     lines = [f"{r['path']}: {r['kind']}"]
     if "size_bytes" in r:
@@ -217,7 +249,8 @@ def format_report(r: dict[str, Any]) -> str:
     for side in ("inputs", "outputs"):
         for t in r.get(side, []):
             q = f", scale {t['scale']:.6g}, zero point {t['zero_point']}" if t["scale"] else ""
-            lines.append(f"  {side[:-1]:<6} {t['name'][:40]:<40} {str(t['shape']):<18} {t['dtype']}{q}")
+            role = f" ({t['role']})" if t.get("role") else ""
+            lines.append(f"  {side[:-1]:<6} {t['name'][:40]:<40} {str(t['shape']):<18} {t['dtype']}{q}{role}")
     if r.get("ops"):
         lines.append("  ops    " + ", ".join(f"{k} x{v}" for k, v in sorted(r["ops"].items(), key=lambda kv: -kv[1])))
     m = r.get("metadata")

@@ -247,6 +247,12 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
     add_review(sub)
 
 
+def _add_teach(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.cli.teach import add_teach
+
+    add_teach(sub)
+
+
 def _add_users(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.cli.users import add_users
 
@@ -324,6 +330,7 @@ DEVICE_COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction], Non
                 "or --label CLASS --count N", _add_collect),
     "review": ("sort the frames in DATASET/_review/ into classes on a web page", _add_review),
     "users": ("who may use the web pages (--serve ... --users FILE): add, list, remove", _add_users),
+    "teach": ("new classes from a few photos, on the device", _add_teach),
 }
 # The workstation commands (entry points of the edgecls.commands group, pyproject.toml): one-line help,
 # the entry point that registers each, and the package it needs (a Pi's install leaves train/ out).

@@ -153,6 +153,44 @@ def _causes(lines: list[str]) -> str:
     return "; ".join(dict.fromkeys(found[-4:]))
 
 
+# --- a classifier's optional feature output ------------------------------------------------
+
+SCORES_OUTPUT, FEATURES_OUTPUT = "scores", "features"
+
+
+def signature_outputs(it: Any) -> dict[str, int]:
+    """{output name: tensor index} of the model's first signature ({} when it has none, or the
+    package cannot list it)."""
+    try:
+        sigs = it._get_full_signature_list()
+    except Exception:
+        return {}
+    if not sigs:
+        return {}
+    outputs = next(iter(sigs.values())).get("outputs", {})
+    return {str(k): int(v) for k, v in outputs.items()}
+
+
+def split_outputs(outputs: list[dict[str, Any]], named: dict[str, int], feature_dim: int | None = None
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A classifier with a feature output (what ``edgecls convert`` exports: two outputs named
+    ``scores`` and ``features`` in the model's signature) -> ([the scores output], the features
+    output). Where a compiler dropped the signature, ``feature_dim`` (the bundle's
+    ``features.dim``) picks the features output by size when that is unambiguous. Any other
+    model: (outputs, None), unchanged."""
+    if len(outputs) != 2:
+        return outputs, None
+    by_index = {int(d["index"]): d for d in outputs}
+    if set(named) == {SCORES_OUTPUT, FEATURES_OUTPUT} and set(named.values()) == set(by_index):
+        return [by_index[named[SCORES_OUTPUT]]], by_index[named[FEATURES_OUTPUT]]
+    if feature_dim:
+        sizes = [int(np.prod(d["shape"])) for d in outputs]
+        if sizes.count(feature_dim) == 1:
+            f = sizes.index(feature_dim)
+            return [outputs[1 - f]], outputs[f]
+    return outputs, None
+
+
 # --- engines -------------------------------------------------------------------------------
 
 
@@ -184,7 +222,7 @@ class InterpreterEngine:
     """The classic Interpreter (CPU with XNNPACK, or with the Edge TPU delegate)."""
 
     def __init__(self, path: str, package: InterpreterPackage, backend: str, threads: int,
-                 delegates: list[Any] | None = None):
+                 delegates: list[Any] | None = None, feature_dim: int | None = None):
         self.backend = backend
         self.package = package
         self.threads = threads
@@ -200,10 +238,13 @@ class InterpreterEngine:
                 self._it.allocate_tensors()
             except Exception as e:
                 raise ModelError(_explain_load_error(path, package, e, log)) from None
+        outputs, feats = split_outputs(outputs, signature_outputs(self._it), feature_dim)
         self._details = (inputs, outputs)
         self.input = TensorSpec.from_details(inputs[0])
         self.output = TensorSpec.from_details(outputs[0])
         self._in, self._out = inputs[0]["index"], outputs[0]["index"]
+        self.features: TensorSpec | None = TensorSpec.from_details(feats) if feats else None
+        self._feat = int(feats["index"]) if feats else None
         self.path = path
 
     def check_classifier(self) -> None:
@@ -219,6 +260,13 @@ class InterpreterEngine:
     def invoke(self) -> None:
         """Bare invoke() on the input already set (what benchmarks compare against)."""
         self._it.invoke()
+
+    def last_features(self) -> np.ndarray:
+        """The feature output of the last run (raw, quantized where the model is); ModelError
+        when the model has none."""
+        if self._feat is None:
+            raise ModelError(f"{self.path}: has no feature output")
+        return self._it.get_tensor(self._feat)
 
     def run_filled(self, fill: Callable[[np.ndarray], None]) -> np.ndarray:
         """``run``, with ``fill(buf)`` writing the input straight into the input tensor's memory
@@ -250,7 +298,7 @@ def inspect_graph(path: str, package: InterpreterPackage) -> GraphInfo:
     try:
         with captured_stderr():
             it = package.Interpreter(model_path=path)
-        (inp,), (out,) = it.get_input_details(), it.get_output_details()
+        (inp,), (out,) = it.get_input_details(), split_outputs(it.get_output_details(), signature_outputs(it))[0]
     except Exception:
         return GraphInfo(None, None)
     try:
@@ -426,7 +474,15 @@ class GpuEngine:
                                      "check the Vulkan driver with: edgecls doctor, or use --backend cpu")
         key = next(iter(self._m.get_signature_list()))
         ins = list(self._m.get_input_tensor_details(key).values())
-        outs = list(self._m.get_output_tensor_details(key).values())
+        named = self._m.get_output_tensor_details(key)
+        outs = list(named.values())
+        self._out_index, self._feat_index = 0, None
+        self.features: TensorSpec | None = None
+        if set(named) == {SCORES_OUTPUT, FEATURES_OUTPUT}:  # a classifier with a feature output: its scores
+            self._out_index, self._feat_index = list(named).index(SCORES_OUTPUT), list(named).index(FEATURES_OUTPUT)
+            f = named[FEATURES_OUTPUT]
+            self.features = TensorSpec(tuple(f["shape"]), np.dtype(f["dtype"]), 0.0, 0)  # the float model's
+            outs = [named[SCORES_OUTPUT]]
         if len(ins) != 1 or len(outs) != 1:
             raise ModelError(f"{path}: a classifier has one input and one output; this model has "
                              f"{len(ins)} inputs and {len(outs)} outputs")
@@ -444,7 +500,14 @@ class GpuEngine:
     def run(self, x: np.ndarray) -> np.ndarray:
         self._inputs[0].write(np.ascontiguousarray(x, dtype=self.input.dtype).reshape(-1))
         self._m.run_by_index(0, self._inputs, self._outputs)
-        return self._outputs[0].read(self._n_out, self.output.dtype).reshape(self.output.shape)
+        return self._outputs[self._out_index].read(self._n_out, self.output.dtype).reshape(self.output.shape)
+
+    def last_features(self) -> np.ndarray:
+        """As ``InterpreterEngine.last_features``."""
+        if self._feat_index is None or self.features is None:
+            raise ModelError(f"{self.path}: has no feature output")
+        n = int(np.prod(self.features.shape))
+        return self._outputs[self._feat_index].read(n, self.features.dtype).reshape(self.features.shape)
 
     def check_classifier(self) -> None:
         """As ``InterpreterEngine.check_classifier``."""
@@ -472,7 +535,8 @@ def _check_file_io(path: str, classifier: bool = True) -> None:
     with captured_stderr() as log:
         try:
             it = package.Interpreter(model_path=path)
-            inputs, outputs = it.get_input_details(), it.get_output_details()
+            inputs = it.get_input_details()
+            outputs = split_outputs(it.get_output_details(), signature_outputs(it))[0]
         except Exception as e:
             raise ModelError(_explain_load_error(path, package, e, log)) from None
     check_input_size(path, inputs)
@@ -484,7 +548,7 @@ def _quantization(path: str) -> tuple[tuple[float, int], tuple[float, int]]:
     package = _import_package("ai_edge_litert")
     with captured_stderr():
         it = package.Interpreter(model_path=path)
-    (i,), (o,) = it.get_input_details(), it.get_output_details()
+    (i,), (o,) = it.get_input_details(), split_outputs(it.get_output_details(), signature_outputs(it))[0]
     return ((float(i["quantization"][0]), int(i["quantization"][1])),
             (float(o["quantization"][0]), int(o["quantization"][1])))
 

@@ -134,6 +134,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
               "edgecls adopt model.tflite --photos photos/ --out bundles/theirs --labels labels.txt"),
     "demo": ("edgecls demo", "edgecls demo --out /tmp/edgecls-demo --epochs 5"),
     "users": ("edgecls users add users.txt alice --role admin", "edgecls users list users.txt"),
+    "teach": ("edgecls teach bundles/cat photos/ --out bundles/cat-2",
+              "edgecls teach bundles/cat photos/ --out bundles/doors --only --json"),
     "users add": ("edgecls users add users.txt alice --role admin",
                   "edgecls users add users.txt kitchen-tablet --role viewer"),
     "users list": ("edgecls users list users.txt",),

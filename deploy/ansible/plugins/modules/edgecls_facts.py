@@ -23,6 +23,10 @@ options:
         command line is used as written.
     type: str
     default: edgecls
+  runtime:
+    description: Ask the device's edgecls for its version (C(edgecls --version), a second or two on a Pi).
+    type: bool
+    default: true
 author:
   - edgecls
 """
@@ -117,22 +121,24 @@ def runtime(exe: str | None) -> str | None:
     return p.stdout.strip().splitlines()[-1] if p.returncode == 0 and p.stdout.strip() else None
 
 
-def facts(directory: str, asked: str) -> dict:
+def facts(directory: str, asked: str, with_runtime: bool = True) -> dict:
     p = device.probe(directory)
     exe = device.find_edgecls(directory, asked)
     return {"dir": directory, "version": p["current"], "name": p["name"], "sha256": remote.live_sha256(directory),
-            "since": p["since"], "versions": p["versions"], "edgecls": exe, "runtime": runtime(exe),
+            "since": p["since"], "versions": p["versions"], "edgecls": exe,
+            "runtime": runtime(exe) if with_runtime else None,
             "backend": backend(directory, p), "board": board(), "service": p["service"], "state": p["state"],
             "fps": (p.get("status") or {}).get("fps"), "probe": p}
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec={"dir": {"type": "str", "default": "edgecls"},
-                                          "edgecls_bin": {"type": "str", "default": "edgecls"}},
+                                          "edgecls_bin": {"type": "str", "default": "edgecls"},
+                                          "runtime": {"type": "bool", "default": True}},
                            supports_check_mode=True)
     try:
         directory = device.absolute_dir(module.params["dir"])
-        out = facts(directory, module.params["edgecls_bin"])
+        out = facts(directory, module.params["edgecls_bin"], module.params["runtime"])
     except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=False, ansible_facts={"edgecls": out})

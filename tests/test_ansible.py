@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -167,7 +168,10 @@ def test_rollout_to_three_hosts_then_the_same_run_again_changes_nothing(ansible,
     first = [assert_holds(d, bundles["v1"]) for d in devs]
     assert len(set(first)) == 1  # packed once: one version id on every device
 
-    again = _play(ansible, inv, bundles["v1"])
+    archive = tmp_path / "v1.tar.gz"  # the same bundle as one .tar.gz: the same bundle to the devices
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(bundles["v1"], arcname="v1")
+    again = _play(ansible, inv, archive)
     assert again.returncode == 0, again.stdout[-6000:]
     r = recap(again.stdout)
     assert all(r[h]["changed"] == 0 and r[h]["failed"] == 0 for h in ("localhost", "pi0", "pi1", "pi2")), r

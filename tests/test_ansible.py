@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 import sshd
-from conftest import CACHE, ROOT, run_edgecls
+from conftest import ROOT, run_edgecls
 from test_deploy import make_bundle
 
 COLLECTION = ROOT / "deploy" / "ansible"

@@ -2,7 +2,8 @@
 PyPI in a cached venv runs deploy/ansible/rollout.yml over three devices, each its own sshd with a
 device-side edgecls wrapper (as in test_fleet). Scenarios: a rollout to three hosts and a second
 identical run that changes nothing; a canary whose device-side verify fails, which stops the play
-with the others untouched; a host that drops in the middle of a wave, whose wave is rolled back.
+with the others untouched; a host that drops in the middle of a wave, whose wave is rolled back; a
+camera whose soak (status.json over its web view) shows errors.
 After each, what every device holds is read from its folder: the live version and its files."""
 
 from __future__ import annotations
@@ -264,6 +265,42 @@ def test_a_host_that_drops_mid_wave_rolls_its_wave_back_and_stops_the_play(ansib
     assert r["pi0"]["changed"] == 0 and r["pi1"]["changed"] >= 1 and r["pi2"]["changed"] >= 1, r
     again = [assert_holds(d, bundles["v2"]) for d in devs]
     assert again[0] == v2 and again[1] == again[2] != v2  # this run's pack went where it was not live yet
+
+
+@pytest.mark.sshd
+@pytest.mark.slow
+def test_a_camera_with_errors_in_the_soak_fails_its_wave_and_is_rolled_back(ansible, bundles, tmp_path):
+    """The soak between waves reads the camera service's status.json over its web view, with the same
+    rules as `edgecls deploy --canary` (a real `edgecls camera --serve` run by the stand-in systemctl)."""
+    from test_deploy import REMOTE_EDGECLS
+    from test_rollout_health import camera_args, photos, stop_service
+
+    if not Path(sshd.SSHD).exists():
+        pytest.skip("openssh-server is not installed (apt-get install openssh-server)")
+    fake, units = tmp_path / "bin", tmp_path / "units"
+    fake.mkdir()
+    units.mkdir()
+    (fake / "systemctl").symlink_to(Path(__file__).parent / "tools" / "fake_systemctl.py")
+    srv = sshd.start(tmp_path / "sshd", env={"PATH": f"{fake}:/usr/bin:/bin", "EDGECLS_UNIT_DIR": str(units),
+                                             "EDGECLS_SERVICE_SETTLE": "4", "PYTHONPATH": str(ROOT)})
+    try:
+        dev = tmp_path / "cam"
+        photos(dev, good=60, bad=60)  # every other frame unreadable: the camera's errors grow
+        p = run_edgecls("deploy", bundles["v1"], srv.target(dev), *srv.ssh_args(), "--remote-edgecls", REMOTE_EDGECLS,
+                        "--service", camera_args(), "--no-verify")
+        assert p.returncode == 0, p.stderr
+        v1 = held(dev)["live"]
+        inv = _inventory(tmp_path / "cam.ini", [srv], [dev], srv.known_hosts, bins={0: REMOTE_EDGECLS})
+        inv.write_text(inv.read_text().replace(f"edgecls_bin={REMOTE_EDGECLS}", f"edgecls_bin={shlex.quote(REMOTE_EDGECLS)}"))
+        p = _play(ansible, inv, bundles["v2"], "-e", "edgecls_soak=3", "-e", "edgecls_max_latency_ratio=0")
+    finally:
+        stop_service(units)
+        srv.stop()
+    assert p.returncode != 0, p.stdout[-6000:]
+    assert recap(p.stdout)["pi0"]["failed"] == 1
+    assert "the camera reported errors during the soak" in p.stdout and f"rolled back to {v1}" in p.stdout, p.stdout[-6000:]
+    assert held(dev)["live"] == v1 and len(held(dev)["versions"]) == 2  # v2 was live, then rolled back
+    assert_holds(dev, bundles["v1"])
 
 
 @pytest.mark.slow

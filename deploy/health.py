@@ -14,62 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import ssh
+from . import remote, ssh
 
-# $1 = DIR
-PROBE = r'''
-import json, os, shlex, subprocess, sys, urllib.request
-d = os.path.expanduser(sys.argv[1])
-out = {"current": None, "name": None, "since": None, "versions": [], "service": None, "state": None,
-       "serve": None, "status": None, "status_error": None}
-cur = os.path.join(d, "current")
-if os.path.islink(cur):
-    out["current"] = os.path.basename(os.readlink(cur))
-    out["since"] = os.lstat(cur).st_mtime
-    try:
-        with open(os.path.join(cur, "edgecls.json")) as f:
-            out["name"] = json.load(f).get("name")
-    except (OSError, ValueError):
-        pass
-vd = os.path.join(d, "versions")
-if os.path.isdir(vd):
-    out["versions"] = sorted(v for v in os.listdir(vd) if not v.startswith("."))
-try:
-    with open(os.path.join(d, "service")) as f:
-        unit = f.read().strip()
-except OSError:
-    unit = None
-if unit:
-    out["service"] = unit
-    try:
-        r = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=20)
-        out["state"] = r.stdout.strip() or ("active" if r.returncode == 0 else "inactive")
-    except (OSError, subprocess.SubprocessError) as e:
-        out["state"] = "unknown (%s)" % e
-    args = []
-    try:
-        with open(os.path.join(os.environ.get("EDGECLS_UNIT_DIR", "/etc/systemd/system"), unit)) as f:
-            for line in f:
-                if line.startswith("ExecStart="):
-                    args = [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line[10:])]
-    except (OSError, ValueError):
-        pass
-    for i, a in enumerate(args):
-        if a == "--serve" and i + 1 < len(args):
-            out["serve"] = args[i + 1]
-        elif a.startswith("--serve="):
-            out["serve"] = a[8:]
-    if out["serve"] and out["state"] == "active":
-        host, _, port = out["serve"].rpartition(":")
-        host = host.strip("[]")
-        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-        try:
-            with urllib.request.urlopen("http://%s:%s/status.json" % (host, port), timeout=5) as r:
-                out["status"] = json.loads(r.read().decode())
-        except Exception as e:
-            out["status_error"] = str(e)
-print(json.dumps(out))
-'''
+PROBE = remote.PROBE  # $1 = DIR; shared with the Ansible collection's modules
 
 
 class ProbeError(Exception):
@@ -90,12 +37,7 @@ def probe(t: ssh.Target, o: ssh.Options) -> dict[str, Any]:
         raise ProbeError(f"{t}: the device's answer was not JSON: {p.stdout.decode(errors='replace')[-200:]}") from None
 
 
-def latency_ms(status: dict[str, Any] | None) -> float | None:
-    """The camera's inference latency from a status.json (``invoke``, else the sum of the stages)."""
-    lat = (status or {}).get("latency_ms") or {}
-    if "invoke" in lat:
-        return float(lat["invoke"])
-    return float(sum(lat.values())) if lat else None
+latency_ms = remote.latency_ms
 
 
 @dataclass
@@ -111,38 +53,15 @@ def soak_problems(t: ssh.Target, o: ssh.Options, before: dict[str, Any] | None, 
     ``STARTUP_S`` to serve) and its latency stay within ``max_latency_ratio`` of ``before``'s.
     Fills ``facts`` with what it saw; returns the problems (none: healthy)."""
     first = probe(t, o)
-    if not first["service"]:
-        facts["service"] = None
-        return []
-    facts["service"] = first["service"]
-    if first["state"] != "active":
-        return [f"service {first['service']} is {first['state']} after the switch"]
-    if not first["serve"]:
-        facts["note"] = "the camera service has no --serve: frames and latency were not checked"
-        return []
+    now = remote.soak_start(first, facts)
+    if now is not None:
+        return now
     first = _serving(t, o, first)
     time.sleep(max(0.0, soak.seconds))
-    last = probe(t, o)
-    facts.update(frames=[_frame(first), _frame(last)], fps=(last["status"] or {}).get("fps"))
-    if last["state"] != "active":
-        return [f"service {last['service']} stopped during the {soak.seconds:g} s soak ({last['state']})"]
-    if last["status"] is None:
-        return [f"the camera's status.json did not answer ({last['status_error'] or first['status_error']})"]
-    problems = []
-    if _frame(last) <= _frame(first):
-        problems.append(f"frames did not advance in {soak.seconds:g} s (frame {_frame(last)})")
-    errs = [(s["status"] or {}).get("errors") for s in (first, last)]
-    if errs[1] and errs[1] != errs[0]:
-        problems.append(f"the camera reported errors during the soak ({errs[0] or 0} -> {errs[1]})")
-    old, new = latency_ms((before or {}).get("status")), latency_ms(last["status"])
-    facts["latency_ms"] = [old, new]
-    if soak.max_latency_ratio and old and new and new > soak.max_latency_ratio * old:
-        problems.append(f"latency {new:.1f} ms is {new / old:.2f}x the {old:.1f} ms before "
-                        f"(--max-latency-ratio {soak.max_latency_ratio:g})")
-    return problems
+    return remote.soak_verdict(before, first, probe(t, o), soak.seconds, soak.max_latency_ratio, facts)
 
 
-STARTUP_S = 15.0  # a restarted camera (model load, camera start) may take this long to serve status.json
+STARTUP_S = remote.STARTUP_S
 
 
 def _serving(t: ssh.Target, o: ssh.Options, first: dict[str, Any]) -> dict[str, Any]:
@@ -152,8 +71,3 @@ def _serving(t: ssh.Target, o: ssh.Options, first: dict[str, Any]) -> dict[str, 
         time.sleep(1.0)
         first = probe(t, o)
     return first
-
-
-def _frame(p: dict[str, Any]) -> int:
-    f = (p.get("status") or {}).get("frame")
-    return -1 if f is None else int(f)

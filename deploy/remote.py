@@ -8,9 +8,26 @@ Layout on the device, under DIR:
     current -> versions/<id>  switched by rename(2), so it always names a complete, verified version
     history                   the ids in the order they went live
     .lock                     flock'd by every operation that changes anything
+
+Two drivers run these steps: ``edgecls deploy`` (deploy/run.py, over its own ssh) and the Ansible
+collection in deploy/ansible (its modules run them on the device through Ansible's connection).
+So this module is the device side of both, and it stays importable there: the standard library
+only, nothing from edgecls. deploy/ansible/plugins/module_utils/edgecls_remote.py is a byte copy
+of this file (tests/test_ansible.py fails when they differ; to refresh it:
+``cp deploy/remote.py deploy/ansible/plugins/module_utils/edgecls_remote.py``).
 """
 
 from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import time
+from collections.abc import Mapping
+from typing import Any
 
 # Shared prologue: $1 = DIR. Takes the lock or exits 75 (EX_TEMPFAIL) when another deploy holds it.
 _PROLOGUE = r'''
@@ -148,3 +165,228 @@ printf '%s\n' "$unit" > "$dir/service"
 restart_service
 echo "service $unit running"
 '''
+
+# $1 DIR, $2 the edgecls command asked for: one with a / or a space is used as written; a bare name
+# (edgecls) means DIR/venv/bin/edgecls when --install-runtime made it, else that name on the PATH.
+FIND_EDGECLS = r'''
+case "$2" in
+  */*|*" "*) echo "$2"; exit 0 ;;
+esac
+if [ -x "$1/venv/bin/edgecls" ]; then echo "$1/venv/bin/edgecls"
+elif command -v "$2" >/dev/null 2>&1; then command -v "$2"; fi
+'''
+
+# $1 = DIR: what the device runs, read by its python3 (never changes anything). It reads DIR/current
+# (the live version, its bundle name, since when), the kept versions, the camera service named in
+# DIR/service (``systemctl is-active``) and, when the unit runs ``edgecls camera --serve ADDR``, that
+# web view's ``/status.json`` (frame counter, FPS, latency). It prints one JSON object.
+PROBE = r'''
+import json, os, shlex, subprocess, sys, urllib.request
+d = os.path.expanduser(sys.argv[1])
+out = {"current": None, "name": None, "since": None, "versions": [], "service": None, "state": None,
+       "serve": None, "status": None, "status_error": None}
+cur = os.path.join(d, "current")
+if os.path.islink(cur):
+    out["current"] = os.path.basename(os.readlink(cur))
+    out["since"] = os.lstat(cur).st_mtime
+    try:
+        with open(os.path.join(cur, "edgecls.json")) as f:
+            out["name"] = json.load(f).get("name")
+    except (OSError, ValueError):
+        pass
+vd = os.path.join(d, "versions")
+if os.path.isdir(vd):
+    out["versions"] = sorted(v for v in os.listdir(vd) if not v.startswith("."))
+try:
+    with open(os.path.join(d, "service")) as f:
+        unit = f.read().strip()
+except OSError:
+    unit = None
+if unit:
+    out["service"] = unit
+    try:
+        r = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=20)
+        out["state"] = r.stdout.strip() or ("active" if r.returncode == 0 else "inactive")
+    except (OSError, subprocess.SubprocessError) as e:
+        out["state"] = "unknown (%s)" % e
+    args = []
+    try:
+        with open(os.path.join(os.environ.get("EDGECLS_UNIT_DIR", "/etc/systemd/system"), unit)) as f:
+            for line in f:
+                if line.startswith("ExecStart="):
+                    args = [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(line[10:])]
+    except (OSError, ValueError):
+        pass
+    for i, a in enumerate(args):
+        if a == "--serve" and i + 1 < len(args):
+            out["serve"] = args[i + 1]
+        elif a.startswith("--serve="):
+            out["serve"] = a[8:]
+    if out["serve"] and out["state"] == "active":
+        host, _, port = out["serve"].rpartition(":")
+        host = host.strip("[]")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        try:
+            with urllib.request.urlopen("http://%s:%s/status.json" % (host, port), timeout=5) as r:
+                out["status"] = json.loads(r.read().decode())
+        except Exception as e:
+            out["status_error"] = str(e)
+print(json.dumps(out))
+'''
+
+
+# --- plain Python, the same for both drivers -------------------------------------------------
+
+
+def device_dir(d: str) -> str:
+    """DIR on the device as the remote shell scripts take it: ``~/x`` is ``x`` (relative paths
+    are under the login's home), a name starting with ``-`` gets ``./`` so no command reads it
+    as an option; ``/``, ``~`` and an empty DIR are refused (a deploy would take over the
+    whole file system or home directory)."""
+    d = d.strip()
+    if d.startswith("~/"):
+        d = d[2:]
+    d = d.rstrip("/") if len(d) > 1 else d
+    if d in ("", "/", "~", ".") or set(d) <= {"/", "."}:
+        raise ValueError(f"device directory {d or '(empty)'!r} would be the device's root or home; "
+                         "name a directory of its own, e.g. pi@HOST:edgecls")
+    if any(c in d for c in "\n\r\0"):
+        raise ValueError(f"device directory {d!r} holds a line break; name another directory")
+    return "./" + d if d.startswith("-") else d
+
+
+def manifest(files: Mapping[str, Mapping[str, Any]]) -> str:
+    """The SHA256SUMS text (``sha256sum -c`` reads it on the device) of edgecls.json's ``files``."""
+    return "".join(f"{files[f]['sha256']}  {f}\n" for f in sorted(files))
+
+
+def bundle_sha256(meta_bytes: bytes) -> str:
+    """What a bundle is, as one sha256: its files' manifest and edgecls.json's own bytes. Two
+    bundles with the same value are the same bundle (a deploy of it again changes nothing)."""
+    meta = json.loads(meta_bytes.decode("utf-8"))
+    text = manifest(meta["files"]) + f"{hashlib.sha256(meta_bytes).hexdigest()}  edgecls.json\n"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def live_sha256(directory: str) -> str | None:
+    """``bundle_sha256`` of DIR/current on this machine (the device); None when nothing is live."""
+    try:
+        with open(os.path.join(os.path.expanduser(directory), "current", "edgecls.json"), "rb") as f:
+            return bundle_sha256(f.read())
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def check_files(root: str, meta: Mapping[str, Any]) -> None:
+    """Every file edgecls.json lists is there with its size and sha256; ValueError names the first
+    that is not (the full check of the format is edge_runtime's load_bundle, where it is installed)."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ValueError(f"{root}/edgecls.json lists no files; is this an edgecls bundle?")
+    for name, want in sorted(files.items()):
+        path = os.path.join(root, name)
+        if os.path.isabs(name) or ".." in name.split("/"):
+            raise ValueError(f"{root}/edgecls.json names {name!r}, outside the bundle")
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            raise ValueError(f"{path}: {e.strerror}; the bundle is incomplete, convert it again") from None
+        if h.hexdigest() != want.get("sha256"):
+            raise ValueError(f"{path}: its sha256 differs from edgecls.json's; the bundle changed after it was "
+                             "made, convert it again")
+
+
+def bundle_tar(root: str, meta: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The bundle's files as a tar stream with a SHA256SUMS manifest for ``sha256sum -c`` on the
+    device, and a version id (UTC time + the manifest's hash). ``meta``: the checked edgecls.json."""
+    sums = manifest(meta["files"]).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in sorted(meta["files"]) + ["edgecls.json"]:
+            # a symlink is sent as the file it points to (checked before), never as a link
+            with open(os.path.join(root, name), "rb") as f:
+                info = tar.gettarinfo(fileobj=f, arcname=name)
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
+                tar.addfile(info, f)
+        info = tarfile.TarInfo("SHA256SUMS")
+        info.size = len(sums)
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(sums))
+    digest = hashlib.sha256(sums).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(meta.get("name") or ""))[:40] or "bundle"
+    return buf.getvalue(), f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{name}-{digest}"
+
+
+# exit statuses of UPLOAD/ROLLBACK and what they mean, for a driver's message
+EXIT_LOCKED = 75
+EXIT_VERIFY = 6
+
+
+def device_words(stderr: str) -> list[str]:
+    """What the device-side scripts said (``edgecls-remote: ...`` lines), without the prefix."""
+    return [l.split("edgecls-remote: ", 1)[1] for l in stderr.splitlines() if "edgecls-remote: " in l]
+
+
+def verify_causes(stderr: str) -> list[str]:
+    """The ``edgecls: error:`` lines of a failed device-side verify."""
+    return [l.split("error: ", 1)[-1] for l in stderr.splitlines() if l.startswith("edgecls: error:")]
+
+
+# --- the soak: is the camera healthy after a switch? ---------------------------------------
+
+STARTUP_S = 15.0  # a restarted camera (model load, camera start) may take this long to serve status.json
+
+
+def latency_ms(status: Mapping[str, Any] | None) -> float | None:
+    """The camera's inference latency from a status.json (``invoke``, else the sum of the stages)."""
+    lat = (status or {}).get("latency_ms") or {}
+    if "invoke" in lat:
+        return float(lat["invoke"])
+    return float(sum(lat.values())) if lat else None
+
+
+def frame(p: Mapping[str, Any]) -> int:
+    f = (p.get("status") or {}).get("frame")
+    return -1 if f is None else int(f)
+
+
+def soak_start(first: Mapping[str, Any], facts: dict) -> list[str] | None:
+    """From the first probe after the switch: None when there is a camera to soak, else the verdict
+    now (no camera service: healthy here; one that is not running or not serving: as it says)."""
+    if not first["service"]:
+        facts["service"] = None
+        return []
+    facts["service"] = first["service"]
+    if first["state"] != "active":
+        return [f"service {first['service']} is {first['state']} after the switch"]
+    if not first["serve"]:
+        facts["note"] = "the camera service has no --serve: frames and latency were not checked"
+        return []
+    return None
+
+
+def soak_verdict(before: Mapping[str, Any] | None, first: Mapping[str, Any], last: Mapping[str, Any],
+                 seconds: float, max_latency_ratio: float | None, facts: dict) -> list[str]:
+    """The camera's frames must have advanced without errors from ``first`` to ``last`` (``seconds``
+    apart), the service stayed active, and its latency stayed within ``max_latency_ratio`` of
+    ``before``'s. Fills ``facts``; returns the problems (none: healthy)."""
+    facts.update(frames=[frame(first), frame(last)], fps=(last["status"] or {}).get("fps"))
+    if last["state"] != "active":
+        return [f"service {last['service']} stopped during the {seconds:g} s soak ({last['state']})"]
+    if last["status"] is None:
+        return [f"the camera's status.json did not answer ({last['status_error'] or first['status_error']})"]
+    problems = []
+    if frame(last) <= frame(first):
+        problems.append(f"frames did not advance in {seconds:g} s (frame {frame(last)})")
+    errs = [(s["status"] or {}).get("errors") for s in (first, last)]
+    if errs[1] and errs[1] != errs[0]:
+        problems.append(f"the camera reported errors during the soak ({errs[0] or 0} -> {errs[1]})")
+    old, new = latency_ms((before or {}).get("status")), latency_ms(last["status"])
+    facts["latency_ms"] = [old, new]
+    if max_latency_ratio and old and new and new > max_latency_ratio * old:
+        problems.append(f"latency {new:.1f} ms is {new / old:.2f}x the {old:.1f} ms before "
+                        f"(--max-latency-ratio {max_latency_ratio:g})")
+    return problems

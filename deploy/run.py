@@ -4,9 +4,7 @@ verified ``current``: every step before the switch happens in a directory nobody
 
 from __future__ import annotations
 
-import hashlib
 import io
-import re
 import shlex
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from . import remote, ssh
 
 CHUNK = 64 * 1024
 UPLOAD_TIMEOUT_S = 600  # after the last byte is sent: unpack, sha256, verify, switch
-EXIT_LOCKED = 75
+EXIT_LOCKED = remote.EXIT_LOCKED
 
 
 class DeployError(EdgeclsError):
@@ -56,31 +54,14 @@ def pack(bundle_dir: Path) -> tuple[bytes, str]:
     """The bundle's files as a tar stream with a SHA256SUMS manifest for ``sha256sum -c`` on the
     device, and a version id (UTC time + the manifest's hash)."""
     b = load_bundle(bundle_dir)  # every checksum verified here first: a changed byte stops the deploy
-    files = sorted(b.meta["files"]) + ["edgecls.json"]
-    sums = "".join(f"{b.meta['files'][f]['sha256']}  {f}\n" for f in sorted(b.meta["files"]))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name in files:  # a symlink is sent as the file it points to (checked above), never as a link
-            with open(b.path / name, "rb") as f:
-                info = tar.gettarinfo(fileobj=f, arcname=name)
-                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
-                tar.addfile(info, f)
-        info = tarfile.TarInfo("SHA256SUMS")
-        info.size = len(sums.encode())
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(sums.encode()))
-    digest = hashlib.sha256(sums.encode()).hexdigest()[:10]
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", b.name)[:40] or "bundle"
-    return buf.getvalue(), f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{name}-{digest}"
+    return remote.bundle_tar(str(b.path), b.meta)
 
 
 def _remote_edgecls(t: ssh.Target, o: ssh.Options, given: str | None) -> str | None:
     """The edgecls command on the device: --remote-edgecls, DIR/venv/bin/edgecls, or on PATH."""
     if given:
         return given
-    probe = ('if [ -x "$1/venv/bin/edgecls" ]; then echo "$1/venv/bin/edgecls"; '
-             'elif command -v edgecls >/dev/null 2>&1; then command -v edgecls; fi')
-    p = ssh.run(t, o, ["sh", "-c", probe, "probe", t.dir], timeout=60)
+    p = ssh.run(t, o, ["sh", "-c", remote.FIND_EDGECLS, "edgecls-find", t.dir, "edgecls"], timeout=60)
     if p.returncode != 0:
         raise DeployError(ssh.explain(t, o, p.returncode, p.stderr.decode(errors="replace")))
     return p.stdout.decode().strip() or None
@@ -207,11 +188,11 @@ def _stream(proc: subprocess.Popen[bytes], data: bytes, name: str, limit_kbps: f
 
 def _failure(t: ssh.Target, o: ssh.Options, code: int, err: str) -> str:
     lines = [l for l in err.splitlines() if l.strip()]
-    mine = [l.split("edgecls-remote: ", 1)[1] for l in lines if "edgecls-remote: " in l]
+    mine = remote.device_words(err)
     if code == EXIT_LOCKED:
         return f"{t}: another deploy holds the device's lock; nothing changed - try again when it is done"
-    if code == 6:
-        cause = [l.split("error: ", 1)[-1] for l in lines if l.startswith("edgecls: error:")]
+    if code == remote.EXIT_VERIFY:
+        cause = remote.verify_causes(err)
         return f"{t}: edgecls verify failed on the device, the previous version stays live: " + "; ".join(cause or mine)
     if mine:
         return f"{t}: {mine[-1]}; the previous version stays live"

@@ -17,28 +17,13 @@ from typing import IO, Sequence
 
 from edge_runtime.errors import EdgeclsError
 
+from .remote import device_dir
+
 CONNECT_TIMEOUT_S = 10
 
 
 class SSHError(EdgeclsError):
     """A connection or remote command that failed; the message says what to do."""
-
-
-def device_dir(d: str) -> str:
-    """DIR on the device as the remote shell scripts take it: ``~/x`` is ``x`` (relative paths
-    are under the login's home), a name starting with ``-`` gets ``./`` so no command reads it
-    as an option; ``/``, ``~`` and an empty DIR are refused (a deploy would take over the
-    whole file system or home directory)."""
-    d = d.strip()
-    if d.startswith("~/"):
-        d = d[2:]
-    d = d.rstrip("/") if len(d) > 1 else d
-    if d in ("", "/", "~", ".") or set(d) <= {"/", "."}:
-        raise ValueError(f"device directory {d or '(empty)'!r} would be the device's root or home; "
-                         "name a directory of its own, e.g. pi@HOST:edgecls")
-    if any(c in d for c in "\n\r\0"):
-        raise ValueError(f"device directory {d!r} holds a line break; name another directory")
-    return "./" + d if d.startswith("-") else d
 
 
 @dataclass(frozen=True)

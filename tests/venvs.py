@@ -17,14 +17,14 @@ def _pip(python: Path, *args: str) -> None:
         raise RuntimeError(f"pip {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-def make_venv(name: str, requirements: list[str]) -> Path:
-    """A venv with ``requirements`` (installed once, kept while they do not change) and this
-    checkout installed fresh, without dependencies, on every call. Returns its python."""
+def make_venv(name: str, requirements: list[str], checkout: bool = True) -> Path:
+    """A venv with ``requirements`` (installed once, kept while they do not change) and, with
+    ``checkout``, this checkout installed fresh, without dependencies, on every call. Returns its python."""
     with cache_lock(f"venv-{name}"):
-        return _make_venv(name, requirements)
+        return _make_venv(name, requirements, checkout)
 
 
-def _make_venv(name: str, requirements: list[str]) -> Path:
+def _make_venv(name: str, requirements: list[str], checkout: bool = True) -> Path:
     key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
     home = CACHE / f"venv-{name}"
     python = home / "bin" / "python"
@@ -34,7 +34,8 @@ def _make_venv(name: str, requirements: list[str]) -> Path:
         if requirements:
             _pip(python, "install", *requirements)
         stamp.write_text(key)
-    _pip(python, "install", "--no-deps", "--force-reinstall", "--no-build-isolation", str(ROOT))
+    if checkout:
+        _pip(python, "install", "--no-deps", "--force-reinstall", "--no-build-isolation", str(ROOT))
     return python
 
 

@@ -56,7 +56,9 @@ class PiShell:
         self.env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "PYTHONPATH": str(SHIM),
                     "EDGECLS_QEMU_EXEC": "\n".join(self.qemu), "PIP_CONFIG_FILE": os.devnull,
                     "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(arm.userland / "wheels-pip"),
-                    "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"}
+                    "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore",
+                    # Emulated time: pip leaves .pyc files to Python, which writes those it imports.
+                    "PIP_NO_COMPILE": "1"}
 
     def words(self, line: str) -> tuple[list[str], Path | None]:
         words, out = [], None

@@ -1,5 +1,5 @@
 """What binfmt_misc does on a machine that runs foreign binaries, for the emulated Pi: a program
-of the arm64 userland (an aarch64 ELF, or a script whose #! line names one, like a venv's
+of the emulated userland (an aarch64 or arm ELF, or a script whose #! line names one, like a venv's
 bin/pip) is started through qemu-user. The tests run the README's Pi commands with it, and
 ``sitecustomize`` applies it to the subprocesses the emulated Python starts itself (`python3 -m
 venv` runs ensurepip in a child), where qemu-user alone would fail with "Exec format error"."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 
-AARCH64 = 183  # ELF e_machine
+MACHINES = {183, 40}  # ELF e_machine: aarch64, arm (the userland's; qemu's -L names which)
 
 
 def qemu_prefix() -> list[str]:
@@ -18,7 +18,7 @@ def qemu_prefix() -> list[str]:
 
 
 def guest_argv(argv: list[str], qemu: list[str], path: str | None = None, depth: int = 0) -> list[str]:
-    """ARGV rewritten to start through QEMU when its program is an aarch64 ELF or a script of one."""
+    """ARGV rewritten to start through QEMU when its program is an ARM ELF or a script of one."""
     if not qemu or not argv or depth > 3:
         return argv
     program = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=path)
@@ -31,6 +31,6 @@ def guest_argv(argv: list[str], qemu: list[str], path: str | None = None, depth:
         if words:
             return guest_argv([*words, program, *argv[1:]], qemu, path, depth + 1)
         return argv
-    if head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == AARCH64:
+    if head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") in MACHINES:
         return [*qemu, program, *argv[1:]]
     return argv

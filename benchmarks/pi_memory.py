@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from arm64 import PYTHONS, build  # noqa: E402
+from arm64 import PYTHONS, build
 
 ASSETS = ROOT.parent / "shared" / "assets"
 CORAL = ASSETS / "coral"
@@ -120,7 +120,9 @@ def frames(folder: Path, n: int = 40) -> Path:
 
 def measure(arm, release: str, bundle: Path, tmp: Path) -> list[dict]:
     env = arm.env(f"{arm.edgecls}{os.pathsep}{arm.site('litert')}")
-    cli = lambda *a: arm.command(*map(str, a), pi=BOARD)  # noqa: E731
+    def cli(*a) -> list[str]:
+        return arm.command(*map(str, a), pi=BOARD)
+
     video = frames(tmp / "frames")
     models = {"sign bundle (MobileNet V1 0.25, 128 px)": [bundle],
               "MobileNetV2 1.0 224 (Coral, int8)": [V2, "--labels", CORAL / "imagenet_labels.txt"]}
@@ -185,23 +187,23 @@ def report(rows: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "pi_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
     md = ["# Peak memory on a Raspberry Pi Zero 2 W (512 MB), emulated", "",
-          "Raspberry Pi OS arm64 userland (Debian's Python, ai-edge-litert's aarch64 wheel with numpy 2) run by "
+          ("Raspberry Pi OS arm64 userland (Debian's Python, ai-edge-litert's aarch64 wheel with numpy 2) run by "
           "qemu-user 7.2 with `-cpu cortex-a53` and a Zero 2 W's /proc/cpuinfo, on a 2-core x86 VM; produced by "
           "`python benchmarks/pi_memory.py`. Peak RSS is the emulating process's maximum resident set "
           "(os.wait4): the guest's pages plus qemu-user's translated-code cache, so it is meaningful and, if "
           "anything, high; the first row is that floor. Emulated timings say nothing about a real Pi and are "
           f"not reported. Budget: the Zero 2 W's {BUDGET_MB} MB (less the kernel, GPU split and services); "
-          f"goal: camera --serve with MobileNetV2 under {GOAL_MB} MB.", "",
+          f"goal: camera --serve with MobileNetV2 under {GOAL_MB} MB."), "",
           "| release (Python) | command | model | peak RSS | exit |", "| --- | --- | --- | ---: | --- |"]
     for r in rows:
         md.append(f"| {r['release']} ({r['python']}) | {r['command']} | {r['model']} | {r['peak_rss_mb']:.0f} MB | "
                   f"{r['exit']} |")
-    md += ["", "Reading: everything fits the Zero 2 W with room to spare (the largest, camera --serve with "
+    md += ["", ("Reading: everything fits the Zero 2 W with room to spare (the largest, camera --serve with "
            "MobileNetV2, is under a third of 512 MB). The 150 MB goal for that row is measured over qemu-user: "
            "`python3 -c pass` alone is 42 MB there against 14 MB for Python 3.11 natively on this VM, so roughly "
            "28 MB of each row is the emulator's (an estimate; no real Zero 2 W was measured). The camera adds "
            "only about 4 to 14 MB to classify: the model and ai-edge-litert (about 65 MB over `import numpy, PIL`) "
-           "are most of it.", "", "![peak RSS](pi_memory.png)", ""]
+           "are most of it."), "", "![peak RSS](pi_memory.png)", ""]
     (out / "pi_memory.md").write_text("\n".join(md))
     plot(rows, out / "pi_memory.png")
     print("\n".join(md))

@@ -10,9 +10,16 @@ import json
 from itertools import groupby
 
 import pytest
-
-from arm64 import ARMHF, PYTHONS, RELEASES, arm64s, du, targets  # noqa: F401 - arm64s is the shared fixture
-from conftest import CORAL, CORAL_RESIZE, GOLDEN, SIGN_DATA, assert_golden, json_lines, run_edgecls
+from arm64 import ARMHF, PYTHONS, RELEASES, du, targets
+from conftest import (
+    CORAL,
+    CORAL_RESIZE,
+    GOLDEN,
+    SIGN_DATA,
+    assert_golden,
+    json_lines,
+    run_edgecls,
+)
 
 pytestmark = pytest.mark.arm64
 PACKAGE = {"litert": "ai_edge_litert", "tflite": "tflite_runtime"}

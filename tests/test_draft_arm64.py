@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from arm64 import arm64s, targets  # noqa: F401 - arm64s is the shared fixture
+from arm64 import targets
 from conftest import CORAL, coral_bundle_meta
 from PIL import Image
 

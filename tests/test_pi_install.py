@@ -21,15 +21,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from arm64 import ROOT, SCRIPT, arm64s, wheel  # noqa: F401 - arm64s is the shared fixture
-from conftest import CORAL, CORAL_RESIZE, GOLDEN, assert_golden, json_lines, make_coral_bundle
+from arm64 import ROOT, SCRIPT, wheel
+from conftest import (
+    CORAL,
+    CORAL_RESIZE,
+    GOLDEN,
+    assert_golden,
+    json_lines,
+    make_coral_bundle,
+)
 
 pytestmark = pytest.mark.arm64
 README = ROOT / "README.md"
 SECTION = "### On Raspberry Pi OS"
 SHIM = Path(__file__).resolve().parent / "tools" / "qemu_exec"
 sys.path.insert(0, str(SHIM))
-from qemu_exec import guest_argv  # noqa: E402
+from qemu_exec import guest_argv
 
 WAYS = [pytest.param("bookworm", "pi4", id="bookworm-system-site-pi4"),
         pytest.param("trixie", "pi5", id="trixie-system-site-pi5")]
@@ -80,7 +87,7 @@ class PiShell:
         argv, out = self.words(line)
         if argv[0] == "python3":
             argv[0] = str(self.arm.root / "usr/bin/python3")
-        p = subprocess.run(guest_argv(argv, self.qemu), capture_output=True, text=True, env=self.env,
+        p = subprocess.run(guest_argv(argv, self.qemu), check=False, capture_output=True, text=True, env=self.env,
                            cwd=self.cwd, timeout=timeout)
         if out is not None:
             out.write_text(p.stdout)

@@ -2,7 +2,9 @@
 Pi OS is based on (bookworm: Debian 12, Python 3.11; trixie: Debian 13, Python 3.13), as a Pi 4
 (Cortex-A72), a Pi 5 (Cortex-A76) and a Pi Zero 2 W (Cortex-A53), with ai-edge-litert (numpy 2)
 and, on bookworm, tflite-runtime 2.14 (numpy<2; it has no cp313 wheel). The runtime is installed
-from a wheel built from this checkout. Test ids name the release, the Pi and the interpreter."""
+from a wheel built from this checkout; and 32-bit Raspberry Pi OS (bookworm-armhf, qemu-arm):
+tflite-runtime's armv7l wheel over Debian's numpy and Pillow. Test ids name the release, the Pi
+and the interpreter."""
 
 from __future__ import annotations
 

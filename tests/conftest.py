@@ -242,3 +242,8 @@ def broker(tmp_path):
     b = mosquitto.Broker(tmp_path).start()
     yield b
     b.stop()
+
+
+# The arm64 tier's shared fixture: arm64s(release) is that release's emulated Raspberry Pi OS,
+# built once a session (tests/arm64.py).
+from arm64 import arm64s  # noqa: F401

@@ -1,6 +1,10 @@
-"""The device side on emulated Raspberry Pi OS arm64 (Debian 12, Python 3.11) under qemu-user,
-as a Pi 4 (Cortex-A72) and a Pi 5 (Cortex-A76), with ai-edge-litert (numpy 2) and with
-tflite-runtime 2.14 (numpy<2). The runtime is installed from a wheel built from this checkout."""
+"""The device side on emulated Raspberry Pi OS arm64 under qemu-user, for each release Raspberry
+Pi OS is based on (bookworm: Debian 12, Python 3.11; trixie: Debian 13, Python 3.13), as a Pi 4
+(Cortex-A72), a Pi 5 (Cortex-A76) and a Pi Zero 2 W (Cortex-A53), with ai-edge-litert (numpy 2)
+and, on bookworm, tflite-runtime 2.14 (numpy<2; it has no cp313 wheel). The runtime is installed
+from a wheel built from this checkout; and 32-bit Raspberry Pi OS (bookworm-armhf, qemu-arm):
+tflite-runtime's armv7l wheel over Debian's numpy and Pillow. Test ids name the release, the Pi
+and the interpreter."""
 
 from __future__ import annotations
 
@@ -9,27 +13,34 @@ from itertools import groupby
 from pathlib import Path
 
 import pytest
-
-from arm64 import INTERPRETERS, build, du
-from conftest import CACHE, CORAL, CORAL_RESIZE, GOLDEN, SIGN_DATA, assert_golden, json_lines, run_edgecls
+from arm64 import ARMHF, PYTHONS, RELEASES, du, targets
+from conftest import (
+    CORAL,
+    CORAL_RESIZE,
+    GOLDEN,
+    SIGN_DATA,
+    assert_golden,
+    json_lines,
+    run_edgecls,
+)
 
 pytestmark = pytest.mark.arm64
-PIS = (4, 5)
 PACKAGE = {"litert": "ai_edge_litert", "tflite": "tflite_runtime"}
-
-
-@pytest.fixture(scope="module")
-def arm(tmp_path_factory):
-    return build(CACHE, tmp_path_factory.mktemp("arm64"))
+BOARDS = {"pi4": "Raspberry Pi 4", "pi5": "Raspberry Pi 5", "zero2": "Raspberry Pi Zero 2 W"}
+# The Zero 2 W (Cortex-A53, 512 MB) runs the golden rows with ai-edge-litert; its memory is
+# measured by benchmarks/pi_memory.py.
+GOLDEN_TARGETS = targets() + targets(boards=("zero2",), interpreters=("litert",), releases=("trixie",))
+# 32-bit Raspberry Pi OS: tflite-runtime's armv7l wheel over Debian's armhf numpy and Pillow.
+ARMHF_TARGETS = targets(boards=("pi4",), interpreters=("tflite",), releases=(ARMHF,))
 
 
 def _ok(p) -> None:
     assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-@pytest.mark.parametrize("pi", PIS, ids=lambda n: f"pi{n}")
-def test_coral_golden_rows(arm, pi, interpreter):
+@pytest.mark.parametrize("release,pi,interpreter", GOLDEN_TARGETS + ARMHF_TARGETS)
+def test_coral_golden_rows(arm64s, release, pi, interpreter):
+    arm = arm64s(release)
     for model, rows in groupby(GOLDEN, key=lambda r: (r[0], r[5])):
         rows = list(rows)
         images = [CORAL / r[1] for r in rows]
@@ -45,9 +56,9 @@ def test_coral_golden_rows(arm, pi, interpreter):
             assert_golden(result["classes"], index, k, min_score)
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-@pytest.mark.parametrize("pi", PIS, ids=lambda n: f"pi{n}")
-def test_bundle_classifies_as_on_x86(arm, sign_run, sign_bundle, pi, interpreter):
+@pytest.mark.parametrize("release,pi,interpreter", targets() + ARMHF_TARGETS)
+def test_bundle_classifies_as_on_x86(arm64s, sign_run, sign_bundle, release, pi, interpreter):
+    arm = arm64s(release)
     rels = [r for r in (sign_run / "splits" / "test.txt").read_text().split("\n") if r][::8]
     files = [SIGN_DATA / r for r in rels]
     x86 = run_edgecls("classify", sign_bundle, *files, "--json", "--top-k", "5", "--backend", "cpu")
@@ -71,7 +82,8 @@ def test_bundle_classifies_as_on_x86(arm, sign_run, sign_bundle, pi, interpreter
         assert report["ok"] and report["mode"].startswith("same input tensor"), report
 
 
-def test_per_channel_dense_is_refused_before_invoke_on_tflite_runtime(arm, sign_run, tmp_path):
+def test_per_channel_dense_is_refused_before_invoke_on_tflite_runtime(arm64s, sign_run, tmp_path):
+    arm = arm64s("bookworm")  # tflite-runtime: bookworm only
     pc = tmp_path / "per-channel"
     c = run_edgecls("convert", sign_run, "--out", pc, "--per-channel-dense", "--calibration", "100")
     _ok(c)
@@ -83,14 +95,16 @@ def test_per_channel_dense_is_refused_before_invoke_on_tflite_runtime(arm, sign_
     _ok(arm.run("classify", pc, photo, "--backend", "cpu", interpreter="litert"))  # LiteRT runs it fine
 
 
-@pytest.mark.parametrize("pi", PIS, ids=lambda n: f"pi{n}")
-def test_bench_and_doctor_report_an_aarch64_pi(arm, sign_bundle, tmp_path, pi):
+@pytest.mark.parametrize("release,pi,interpreter", targets(interpreters=("litert",), releases=("bookworm",)) +
+                         targets(boards=("zero2",), interpreters=("litert",), releases=("trixie",)))
+def test_bench_and_doctor_report_an_aarch64_pi(arm64s, sign_bundle, tmp_path, release, pi, interpreter):
+    arm = arm64s(release)
     out = tmp_path / "bench.json"
     b = arm.run("bench", sign_bundle, "--runs", "5", "--warmup", "1", "--save", out, pi=pi)
     _ok(b)
     result = json.loads(out.read_text())
     (r,) = result["results"]
-    assert result["machine"]["arch"] == "aarch64" and f"Raspberry Pi {pi}" in result["machine"]["board"]
+    assert result["machine"]["arch"] == "aarch64" and BOARDS[pi] in result["machine"]["board"]
     assert r["status"] == "ok" and r["backend"] == "cpu" and r["invoke_ms"]["count"] == 5
     # The emulated Pi's results and this machine's, merged into one table.
     x86 = tmp_path / "x86.json"
@@ -98,15 +112,18 @@ def test_bench_and_doctor_report_an_aarch64_pi(arm, sign_bundle, tmp_path, pi):
     c = run_edgecls("bench", "compare", x86, out, "--markdown", tmp_path / "both.md")
     _ok(c)
     rows = [l for l in c.stdout.splitlines() if "bundle" in l]
-    assert len(rows) == 2 and rows[1].startswith(f"Raspberry Pi {pi}") and "x86_64" in rows[0]
+    assert len(rows) == 2 and rows[1].startswith(BOARDS[pi]) and "x86_64" in rows[0]
     d = arm.run("doctor", "--json", pi=pi)
     assert d.returncode in (0, 1), d.stderr
     doc = json.loads(d.stdout)
     text = json.dumps(doc)
-    assert "aarch64" in text and f"Raspberry Pi {pi}" in text
+    assert "aarch64" in text and BOARDS[pi] in text
+    assert f"Python {PYTHONS[release]}" in text or PYTHONS[release] in text
 
 
-def test_runtime_install_has_no_tensorflow(arm):
+@pytest.mark.parametrize("release", RELEASES)
+def test_runtime_install_has_no_tensorflow(arm64s, release):
+    arm = arm64s(release)
     for site in (arm.edgecls, arm.site("litert")):
         names = {p.name.lower() for p in site.iterdir()}
         assert not any(n.startswith(("tensorflow", "keras", "tf_keras")) for n in names), names

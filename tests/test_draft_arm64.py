@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from arm64 import INTERPRETERS, build
-from conftest import CACHE, CORAL, coral_bundle_meta
+from arm64 import targets
+from conftest import CORAL, coral_bundle_meta
 from PIL import Image
 
 from edge_runtime import Classifier, golden, write_bundle
@@ -17,11 +17,6 @@ from edge_runtime.model.contract import InputContract
 
 pytestmark = pytest.mark.arm64
 MODEL = "mobilenet_v1_0.25_128_quant"
-
-
-@pytest.fixture(scope="module")
-def arm(tmp_path_factory):
-    return build(CACHE, tmp_path_factory.mktemp("arm64"))
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +44,9 @@ def draft_bundle(tmp_path_factory):
     return write_bundle(tmp / "bundle", files, {**meta, "golden": record})
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS)
-@pytest.mark.parametrize("pi", (4, 5), ids=lambda n: f"pi{n}")
-def test_draft_bundle_verifies_bit_for_bit_on_arm64(arm, draft_bundle, pi, interpreter):
+@pytest.mark.parametrize("release,pi,interpreter", targets())
+def test_draft_bundle_verifies_bit_for_bit_on_arm64(arm64s, draft_bundle, release, pi, interpreter):
+    arm = arm64s(release)
     p = arm.run("verify", draft_bundle, "--backend", "cpu", "--json", pi=pi, interpreter=interpreter)
     report = json.loads(p.stdout)
     assert len(report["photos"]) == 4, p.stderr[-2000:]

@@ -115,7 +115,15 @@ def read_bounded(path: str | os.PathLike[str], what: str, error: Callable[[str],
     """The bytes of a regular file of at most ``limit`` bytes; never reads more than ``limit + 1``."""
     fd = open_regular(path, what, error)
     with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
+        # Read what the file holds (+1 shows it is larger), never a limit-sized buffer: read(n)
+        # allocates n bytes first, which a 32-bit Python (armhf Raspberry Pi OS) cannot do for
+        # MAX_MODEL_BYTES (OverflowError); then whatever it grew by since, up to limit + 1.
+        data = f.read(min(limit, os.fstat(f.fileno()).st_size) + 1)
+        while len(data) <= limit:
+            more = f.read(min(limit + 1 - len(data), 1 << 20))
+            if not more:
+                break
+            data += more
     if len(data) > limit:
         raise error(f"{path}: {what} is larger than {limit:,} bytes; {hint}")
     return data

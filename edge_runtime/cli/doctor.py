@@ -9,6 +9,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import struct
 import sys
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -16,7 +17,16 @@ from typing import Literal
 from edge_runtime._version import __version__
 from edge_runtime.live import imx500
 from edge_runtime.model import interpreter as interp
-from edge_runtime.system.machine import FIX_GOVERNOR, available_packages, board_model, cpu_model, governor, read_sysfs, video_devices
+from edge_runtime.system.machine import (
+    FIX_GOVERNOR,
+    available_packages,
+    board_model,
+    cpu_model,
+    governor,
+    os_release,
+    read_sysfs,
+    video_devices,
+)
 
 Status = Literal["ok", "warn", "missing"]
 
@@ -50,10 +60,33 @@ def edgetpu_devices() -> list[str]:
     return found
 
 
+# Python versions ai-edge-litert 2.3 publishes wheels for (x86_64 and aarch64).
+LITERT_PYTHONS = ((3, 11), (3, 12), (3, 13))
+
+
+def platform_checks(release: dict[str, str], machine: str, userland_bits: int, python: tuple[int, int],
+                    versions: dict[str, str | None]) -> list[Check]:
+    """The OS release and Python, and what to do about the combinations known not to work."""
+    name = release.get("PRETTY_NAME") or release.get("NAME") or "unknown OS"
+    out = [Check("os", "ok", f"{name}, {machine} kernel, {userland_bits}-bit userland, Python {python[0]}.{python[1]}")]
+    if userland_bits == 32:
+        kernel = " on a 64-bit kernel" if machine in ("aarch64", "arm64", "x86_64") else ""
+        out.append(Check("32-bit", "warn", f"a 32-bit userland{kernel}: ai-edge-litert has no 32-bit wheels",
+                         "use 64-bit Raspberry Pi OS; or, on 32-bit Bookworm, tflite-runtime's armv7l wheel over "
+                         "Debian's python3-numpy and python3-pil (README: 32-bit Raspberry Pi OS)"))
+    elif not versions.get("ai_edge_litert") and python not in LITERT_PYTHONS:
+        out.append(Check("python version", "warn", f"Python {python[0]}.{python[1]}: ai-edge-litert 2.3 has wheels "
+                         "for Python 3.11 to 3.13 only", "make the venv with python3.13 (Trixie) or python3.11 "
+                         "(Bookworm)"))
+    return out
+
+
 def checks() -> list[Check]:
     out = [Check("edgecls", "ok", __version__),
            Check("python", "ok", f"{platform.python_version()} ({sys.executable})"),
            Check("machine", "ok", f"{platform.machine()}, {interp.default_threads()} cores, {cpu_model()}")]
+    out += platform_checks(os_release(), platform.machine(), struct.calcsize("P") * 8, sys.version_info[:2],
+                           available_packages())
     import numpy
 
     out.append(Check("numpy", "ok", numpy.__version__))

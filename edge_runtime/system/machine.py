@@ -143,3 +143,14 @@ def summary() -> dict[str, Any]:
             "governor": gov, "os": platform.platform(), "python": platform.python_version(), "edgecls": __version__,
             "interpreters": {k: v for k, v in available_packages().items() if v},
             "warnings": [warning] if warning else []}
+
+
+def os_release(path: str = "/etc/os-release") -> dict[str, str]:
+    """The OS's ``/etc/os-release`` fields (PRETTY_NAME, VERSION_CODENAME, ...); empty where there is none."""
+    text = read_sysfs(path) or ""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = value.strip().strip('"')
+    return out

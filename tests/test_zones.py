@@ -263,6 +263,30 @@ def test_collect_with_a_zone_saves_the_zone_crop_the_camera_will_classify(video,
     assert_one_line_error(p, "--zone door=600,400,100,100", "outside the 640x480 frame")
 
 
+def test_the_collect_page_outlines_the_zone_its_photos_save(video, tmp_path):
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "collect", str(tmp_path / "photos"), "--source",
+                             str(video), "--serve", "127.0.0.1:0", "--zone", "door=40,60,240,240"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.time() + 60
+        while time.time() < deadline and url is None:
+            m = re.search(r"on (http://\S+/)", proc.stderr.readline())
+            url = m.group(1) if m else None
+        assert url, "no collect page"
+        zone = None
+        while time.time() < deadline and zone is None:
+            with urllib.request.urlopen(url + "collect.json", timeout=5) as r:
+                zone = json.loads(r.read())["zone"]
+            time.sleep(0.2)
+        assert zone == {"name": "door", "box": [40, 60, 280, 300], "picture": [640, 480]}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
 def test_gpio_follows_the_zone_its_rule_names():
     gpiozero = pytest.importorskip("gpiozero")
     from gpiozero.pins.mock import MockFactory

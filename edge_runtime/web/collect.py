@@ -7,13 +7,26 @@ from typing import Any
 
 from edge_runtime.dataset.collect import BURST_FPS, Collector, Grabber
 from edge_runtime.live.frames import Source
+from edge_runtime.live.zones import ZoneError
 from edge_runtime.web import server as webview
 
 
 def handler(collector: Collector, grabber: Grabber, view: Any) -> type:
     """The camera web view's handler (``/stream.mjpg``) with the collect page and its actions."""
     def state() -> dict[str, Any]:
-        return {**collector.state(), "burst_ms": int(1000 / BURST_FPS)}
+        return {**collector.state(), "burst_ms": int(1000 / BURST_FPS), "zone": zone_outline()}
+
+    def zone_outline() -> dict[str, Any] | None:
+        """--zone: where the saved crop lies in the live picture (the page outlines it)."""
+        f = grabber.frame
+        if collector.zone is None or f is None:
+            return None
+        pic = f.display if f.display is not None else f.rgb
+        try:
+            box = collector.zone.box(pic.shape[1], pic.shape[0])
+        except ZoneError:  # a zone outside this frame: the capture says so
+            return None
+        return {"name": collector.zone.name, "box": list(box), "picture": [pic.shape[1], pic.shape[0]]}
 
     def capture(body: dict[str, Any]) -> dict[str, Any]:
         burst = bool(body.get("burst"))

@@ -11,8 +11,17 @@ async function send(path, body) {
   document.getElementById('msg').textContent = r.ok ? (r.body.message || '') : (r.body.error || 'refused (' + r.status + ')');
   return r.ok ? r.body : null;
 }
+function outline(z) {  // --zone: the part of the picture each photo saves (placed through the CSSOM)
+  const box = document.getElementById('zones');
+  box.innerHTML = z ? '<div class="zone" data-zone="' + esc(z.name) + '"><span>' + esc(z.name) + '</span></div>' : '';
+  if (!z) return;
+  const [x0, y0, x1, y1] = z.box, [w, h] = z.picture, pc = (a, b) => (100 * a / b).toFixed(2) + '%';
+  Object.assign(box.firstChild.style, {left: pc(x0, w), top: pc(y0, h), width: pc(x1 - x0, w), height: pc(y1 - y0, h)});
+  box.querySelector('span').style.background = '#4fa3ff';
+}
 function render(s) {
   classes = s.classes;
+  outline(s.zone);
   burstMs = s.burst_ms || burstMs;
   const ro = edgecls.canWrite() ? '' : ' disabled';
   document.getElementById('root').textContent = s.root;

@@ -361,3 +361,30 @@ def test_the_grafana_dashboard_is_json_and_uses_only_metrics_the_camera_serves()
     suffixes = ("_total", "_bucket", "_sum", "_count", "_info")
     known = served | {s + x for s in served for x in suffixes}
     assert used <= known, used - known
+
+
+# --- MQTT: a Home Assistant sensor for the drift --------------------------------------------------
+
+
+@pytest.mark.mqtt
+def test_mqtt_state_carries_the_drift_with_a_home_assistant_sensor(broker, tmp_path, bundle):
+    import mosquitto
+
+    prefix = "test/drift"
+    sub = mosquitto.Subscriber(broker.port, [f"{prefix}/#", "homeassistant/#"])
+    try:
+        p = run_edgecls("camera", bundle, "--source", crops(tmp_path / "f", 20, seed=1), "--fps", "15", "--backend",
+                        "cpu", "--top-k", "1", "--mqtt", f"{broker.url}/{prefix}", "--mqtt-interval", "0.2",
+                        timeout=180)
+        assert p.returncode == 0, p.stderr
+        sub.wait_for(lambda m: any(x.payload == b"offline" for x in m))
+        states = [m.json() for m in sub.on(f"{prefix}/state")]
+        config = [m.json() for m in sub.on("homeassistant/sensor/test_drift/drift/config")]
+    finally:
+        sub.close()
+    assert states[0]["drift"] is None  # before 50 frames: unknown to Home Assistant
+    scored = [s["drift"] for s in states if s["drift"] is not None]
+    assert scored and all(0 <= d < 0.25 for d in scored), scored  # below --drift-warn
+    assert len(config) == 1 and config[0]["value_template"] == "{{ value_json.drift }}"
+    assert config[0]["state_class"] == "measurement" and config[0]["state_topic"] == f"{prefix}/state"
+    assert config[0]["unique_id"] == "edgecls_test_drift_drift"

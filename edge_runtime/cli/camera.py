@@ -73,6 +73,8 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
     monitor = metrics.Monitor({**metrics.bundle_identity(bundle), "backend": str(info.get("backend", ""))}, drift,
                               actions=acts.stats if acts.sinks else None,
                               mined=(lambda: miner.stats.saved) if miner is not None else None)
+    if drift is not None:  # MQTT: a Home Assistant sensor beside the label
+        acts.add_sensor("drift", "Drift", lambda: (monitor.drift_json() or {}).get("score"))
     if view is not None:
         view.drift_ref = monitor.drift_json
         view.metrics_ref = lambda: (monitor.exposition(), metrics.CONTENT_TYPE)

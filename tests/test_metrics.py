@@ -363,6 +363,19 @@ def test_the_grafana_dashboard_is_json_and_uses_only_metrics_the_camera_serves()
     assert used <= known, used - known
 
 
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
+def test_the_grafana_dashboards_queries_are_valid_promql(tmp_path):
+    """promtool parses each panel's query as a recording rule (Grafana's variables filled in)."""
+    board = json.loads((ROOT / "deploy" / "grafana" / "edgecls.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    rules = [{"record": f"edgecls:panel_{i}", "expr": e.replace("$__rate_interval", "1m").replace("$instance", ".*")}
+             for i, e in enumerate(exprs)]
+    (tmp_path / "rules.yml").write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
+    p = subprocess.run(["promtool", "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in p.stdout + p.stderr
+
+
 # --- MQTT: a Home Assistant sensor for the drift --------------------------------------------------
 
 

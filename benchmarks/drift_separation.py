@@ -61,10 +61,12 @@ def blur(im: Image.Image) -> Image.Image:
 
 
 def stream(clf: Classifier, reference: Reference, photos: list, shift=None, seed: int = 0) -> dict:
-    """The drift after CHECKS frames of ``photos`` (paths or images) in random order, repeated as needed."""
+    """The drift after CHECKS frames drawn from all of ``photos`` (paths or images) in random order."""
     rng = random.Random(seed)
-    order = [photos[i % len(photos)] for i in range(FRAMES)]
-    rng.shuffle(order)
+    order: list = []
+    while len(order) < FRAMES:  # every photo once in random order, then again: no class runs first
+        order += rng.sample(photos, len(photos))
+    order = order[:FRAMES]
     d = Drift(reference)
     out: dict = {"photos": len(photos), "first_above_warn": None}
     for n, p in enumerate(order, 1):
@@ -102,7 +104,8 @@ def coral_cases() -> tuple[dict, dict]:
                     resize="bilinear-legacy") as clf:
         ref = Reference.from_scores(np.stack([clf.scores(clf.infer(clf.prepare(np.asarray(im))))
                                               for im in crops(12, 0)]))
-        sign = sorted((ROOT.parent / "shared" / "assets" / "datasets" / "sign_language_digits").rglob("*.jpg"))[::5]
+        sign = sorted(p for p in (ROOT.parent / "shared" / "assets" / "datasets" / "sign_language_digits").rglob("*")
+                      if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[::5]
         cases = {"new crops of the same photos": stream(clf, ref, crops(20, 1)),
                  "crops, darkened to 30%": stream(clf, ref, crops(20, 1), dark),
                  "crops, blurred (radius 4)": stream(clf, ref, crops(20, 1), blur),
@@ -139,6 +142,12 @@ def main() -> None:
     cases, about = coral_cases()
     results["coral_v2"] = {**about, "cases": cases}
     md += table("Coral's MobileNet V2", cases, about)
+    md += ["What it shows: a stream is flagged when it moves the model's outputs. Blur and another data set do, "
+           "on both bundles, from the first judged frame (50). Where the model keeps its labels and its confidence, "
+           "there is nothing for an output-based statistic to see: the sign model classifies its photos darkened to "
+           "30% as it does the originals (see the label shift), so that stream stays below 0.25 - correctly, as far "
+           "as the model's answers go, but a camera that goes dark without moving the scores is not caught by drift "
+           "(watch `edgecls_top_score` and the picture for that).", ""]
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "drift_separation.json").write_text(json.dumps(results, indent=2) + "\n")
     (a.out / "drift_separation.md").write_text("\n".join(md))

@@ -62,10 +62,9 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
     bundle = getattr(getattr(scorer, "clf", None), "bundle", None)
     section = bundle.meta.get("reference") if bundle is not None else None
     drift = None
-    if section is None:
-        say("drift: off - " + ("the bundle records no reference (reconvert it, or adopt it again, to get one)"
-                               if bundle is not None else "no bundle reference to compare with (a bare model, or "
-                               "the network on the AI Camera's sensor)"))
+    if section is None:  # a bare model (or the AI Camera's sensor) has no bundle to record one: nothing to say
+        if bundle is not None:
+            say("drift: off - the bundle records no reference (reconvert it, or adopt it again, to get one)")
     else:
         where = f"{bundle.path}/edgecls.json"
         drift = Drift(Reference.from_json(section, where, len(scorer.labels)), window=a.drift_window,

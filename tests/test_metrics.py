@@ -401,3 +401,20 @@ def test_mqtt_state_carries_the_drift_with_a_home_assistant_sensor(broker, tmp_p
     assert len(config) == 1 and config[0]["value_template"] == "{{ value_json.drift }}"
     assert config[0]["state_class"] == "measurement" and config[0]["state_topic"] == f"{prefix}/state"
     assert config[0]["unique_id"] == "edgecls_test_drift_drift"
+
+
+@pytest.mark.browser
+def test_the_live_page_shows_the_drift(tmp_path, bundle):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    proc, url = _start([bundle, "--source", crops(tmp_path / "f", 20, seed=8, shift=True), "--backend", "cpu",
+                        "--serve", "127.0.0.1:0"])
+    try:
+        _wait_frames(url, 60)
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000",
+                              "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    finally:
+        _stop(proc)
+    shown = re.search(r'id="drift">([^<]*)<', dom)
+    assert shown and re.fullmatch(r"\d+\.\d\d \(significant\)", shown.group(1)), dom[-2000:]

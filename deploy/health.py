@@ -10,6 +10,7 @@ latency, drift from the bundle's reference). It prints one JSON object and never
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +92,12 @@ def probe(t: ssh.Target, o: ssh.Options) -> dict[str, Any]:
 
 
 def latency_ms(status: dict[str, Any] | None) -> float | None:
-    """The camera's inference latency from a status.json (``invoke``, else the sum of the stages)."""
+    """The camera's inference latency from a status.json: the median ``invoke`` of its last minute
+    (``history``; one frame's time jumps several-fold on a busy machine), else the last frame's
+    ``invoke``, else the sum of its stages."""
+    history = [x for x in ((status or {}).get("history") or {}).get("invoke_ms") or [] if isinstance(x, (int, float))]
+    if history:
+        return float(statistics.median(history))
     lat = (status or {}).get("latency_ms") or {}
     if "invoke" in lat:
         return float(lat["invoke"])

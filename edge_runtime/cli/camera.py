@@ -152,7 +152,8 @@ def _serve(a: argparse.Namespace, info: dict[str, Any]) -> Any:
     host, port, web = web_options(a, "live")
     view = webview.View(info=info)
     server = webview.serve(view, host, port, **web)
-    print(f"edgecls: web view on {webview.url(server)} (JSON: /status.json, Prometheus: /metrics)", file=sys.stderr, flush=True)
+    print(f"edgecls: web view on {webview.url(server)} (JSON: /status.json, Prometheus: /metrics)", file=sys.stderr,
+          flush=True)
     return view
 
 

@@ -88,7 +88,7 @@ class Drift:
     def __init__(self, reference: Reference, window: int = WINDOW, warn: float | None = DRIFT_WARN,
                  log: Callable[[str], None] | None = None, check_every: int = 10):
         if window < 2:
-            raise ValueError("the drift window must hold at least 2 frames")
+            raise ValueError(f"--drift-window {window}: the window must hold at least 2 frames (default 200)")
         self.reference, self.window, self.warn, self.log = reference, window, warn, log
         self.min_frames = min(MIN_FRAMES, window)
         self.edges = list(reference.edges)

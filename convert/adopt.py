@@ -11,7 +11,8 @@ What the bundle needs and where it comes from:
   normalization;
 - the resize: ``--resize`` (the model cannot say how it was trained);
 - golden photos: one or two per class folder of ``--photos DIR`` (or its first photos), recorded
-  through the runtime's own path; with one folder per class the report gives top-1 per class
+  through the runtime's own path; the drift reference (``bundle/reference.py``): the model's top-1
+  scores, margins and labels on every photo of ``--photos``; with one folder per class the report gives top-1 per class
   and warns about folders that name no label of the model.
 
 The model keeps metadata another tool wrote; one without metadata (or whose labels or
@@ -35,6 +36,7 @@ from edge_runtime import __version__, golden
 from edge_runtime.bundle import head
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.bundle.inspect import inspect_model
+from edge_runtime.bundle.reference import Reference
 from edge_runtime.cli.args import positive_float
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.model import interpreter as interp
@@ -147,9 +149,10 @@ def match_label(folder: str, labels: list[str]) -> int | None:
     return None
 
 
-def evaluate(clf: Classifier, folders: dict[str, list[Path]], labels: list[str],
-             warnings: list[str]) -> tuple[dict[str, dict[str, Any]], float | None]:
-    """Top-1 per class folder that names a label; a warning for every folder that names none."""
+def evaluate(clf: Classifier, folders: dict[str, list[Path]], labels: list[str], warnings: list[str],
+             score: Callable[[Path], np.ndarray] | None = None) -> tuple[dict[str, dict[str, Any]], float | None]:
+    """Top-1 per class folder that names a label; a warning for every folder that names none.
+    ``score``: a photo's class scores (default: run it through ``clf``)."""
     per: dict[str, dict[str, Any]] = {}
     right = total = 0
     for name, photos in folders.items():
@@ -159,9 +162,11 @@ def evaluate(clf: Classifier, folders: dict[str, list[Path]], labels: list[str],
                             "its photos count for no class (rename it to the model's label)")
             per[name] = {"label": None, "photos": len(photos), "top1": None}
             continue
-        # The next photos decode while this one runs (in order; an unreadable photo raises, as before).
-        hits = sum(int(np.argmax(clf.scores(clf.infer(x)))) == index
-                   for _, x in prefetch([str(p) for p in photos], clf.prepare, skip=()))
+        if score is None:  # the next photos decode while this one runs (in order; an unreadable one raises)
+            hits = sum(int(np.argmax(clf.scores(clf.infer(x)))) == index
+                       for _, x in prefetch([str(p) for p in photos], clf.prepare, skip=()))
+        else:
+            hits = sum(int(np.argmax(score(p))) == index for p in photos)
         right, total = right + hits, total + len(photos)
         per[name] = {"label": labels[index], "index": index, "photos": len(photos),
                      "top1": round(hits / len(photos), 4)}
@@ -205,7 +210,10 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
         if meta and meta.labels and opts.labels and meta.labels != labels:
             rep.warnings.append(f"--labels {opts.labels} differs from the labels in the model's metadata; "
                                 "the bundle uses --labels (and its model gets metadata that says so)")
-        rep.per_class, rep.top1 = evaluate(clf, folders, labels, rep.warnings)
+        scored: dict[Path, np.ndarray] = {}  # every photo once: for the report and for the drift reference
+        for p in [p for paths in folders.values() for p in paths] + loose:
+            scored[p] = clf.scores(clf.infer(clf.prepare(str(p))))
+        rep.per_class, rep.top1 = evaluate(clf, folders, labels, rep.warnings, scored.__getitem__)
         rep.photos = sum(len(p) for p in folders.values()) + len(loose)
         golden_meta, golden_files = golden.record(clf, pick_golden(folders, loose))
         features = adopt_features(clf, folders, labels, progress)
@@ -234,6 +242,8 @@ def adopt(model: str | os.PathLike[str], out: str | os.PathLike[str], opts: Opti
                    "normalization_from": norm_from, "metadata": rep.metadata, "edgecls": __version__},
         "metrics": {"photos": rep.photos, "top1": rep.top1, "per_class": rep.per_class},
         "golden": golden_meta,
+        "reference": Reference.from_scores(np.stack(list(scored.values())), f"adopt --photos ({rep.photos} photos)")
+                              .to_json(),
     }
     if features:
         bundle_meta[head.FEATURES_SECTION] = features

@@ -18,6 +18,7 @@ import numpy as np
 from edge_runtime import __version__, golden
 from edge_runtime.bundle import head
 from edge_runtime.bundle.classifier import Classifier
+from edge_runtime.bundle.reference import Reference
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.model import interpreter as interp
 from edge_runtime.model.contract import InputContract, OutputContract, TensorQuant
@@ -471,6 +472,8 @@ def bundle_meta(src: Source, opts: Options, out: Path, conv: _Converted, n_calib
         "source": {**src.provenance, "edgecls": __version__},
         "metrics": conv.metrics,
         "golden": golden_meta,
+        # what a camera compares its live frames with (edge_runtime/live/drift.py): the int8 model on the held-out photos
+        "reference": Reference.from_scores(conv.q_scores, f"held-out test split ({len(conv.q_scores)} photos)").to_json(),
     }
     if edgetpu_info:
         meta["edgetpu"] = edgetpu_info

@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 10)")
     r.add_argument("--max-latency-ratio", type=nonneg_float, default=1.5, metavar="R",
                    help="and its latency stay within R times what it was before (default 1.5; 0: do not check)")
+    r.add_argument("--max-drift", type=nonneg_float, default=None, metavar="D",
+                   help="and its drift from the bundle's reference photos (edgecls camera's drift score, shown in "
+                        "status.json) at most D at the end of the soak, e.g. 0.25 (default: not checked)")
     r.add_argument("--max-failures", type=nonneg_int, default=0, metavar="N",
                    help="when more than N hosts fail, stop and roll back every host this run switched (default 0)")
     r.add_argument("--report", metavar="FILE.md",
@@ -162,6 +165,7 @@ def _rollout(a: argparse.Namespace, opts) -> int:
     hosts = _hosts(a, "usage: edgecls deploy BUNDLE --hosts INV --canary N [--wave-size N]", 2)
     policy = rollout.Policy(canary=a.canary or 0, wave_size=a.wave_size or 0, soak=a.soak,
                             max_latency_ratio=a.max_latency_ratio or None, max_failures=a.max_failures,
+                            max_drift=a.max_drift,
                             parallel=a.parallel)
     packed = run.pack(Path(a.args[0]))
     rep = rollout.rollout(hosts, a.args[0], packed[1], opts, policy, _deployer(a, packed, None),

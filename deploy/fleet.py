@@ -37,19 +37,30 @@ def status_rows(hosts: list[Host], opts: ssh.Options, parallel: int = 8) -> list
 
 
 def status_table(rows: list[dict[str, Any]], now: float | None = None) -> str:
-    """host, live version, bundle, since, kept versions, service, FPS."""
+    """host, live version, bundle, since, kept versions, service, FPS, drift (the camera's, from its
+    status.json: ``-`` without --serve or without a reference in the bundle)."""
     now = time.time() if now is None else now
-    out = [("host", "live version", "bundle", "since", "kept", "service", "FPS")]
+    out = [("host", "live version", "bundle", "since", "kept", "service", "FPS", "drift")]
     for r in rows:
         if r["error"]:
-            out.append((r["host"], "UNREACHABLE", "-", "-", "-", "-", r["error"]))
+            out.append((r["host"], "UNREACHABLE", "-", "-", "-", "-", "-", r["error"]))
             continue
-        fps = (r.get("status") or {}).get("fps")
+        status = r.get("status") or {}
+        fps = status.get("fps")
         service = f"{r['state']}" if r["service"] else "-"
         out.append((r["host"], r["current"] or "(nothing)", r["name"] or "-", _ago(r["since"], now),
-                    str(len(r["versions"])), service, f"{fps:.1f}" if isinstance(fps, (int, float)) else "-"))
-    w = [max(len(x[i]) for x in out) for i in range(6)]
-    return "\n".join("  ".join(f"{c:<{w[i]}}" for i, c in enumerate(x[:6])) + "  " + x[6] for x in out)
+                    str(len(r["versions"])), service, f"{fps:.1f}" if isinstance(fps, (int, float)) else "-",
+                    drift_words(status.get("drift"))))
+    w = [max(len(x[i]) for x in out) for i in range(7)]
+    return "\n".join("  ".join(f"{c:<{w[i]}}" for i, c in enumerate(x[:7])) + "  " + x[7] for x in out)
+
+
+def drift_words(drift: Any) -> str:
+    """A status.json's drift in a table cell: the score, ``warming up`` before it has frames, else ``-``."""
+    if not isinstance(drift, dict):
+        return "-"
+    score = drift.get("score")
+    return f"{score:.2f}" if isinstance(score, (int, float)) else "warming up"
 
 
 def _ago(t: float | None, now: float) -> str:

@@ -4,7 +4,7 @@ The probe is a small Python program run by the device's ``python3`` (every devic
 runtime has one): it reads DIR/current (the live version, its bundle name, since when), the kept
 versions, the camera service named in DIR/service (``systemctl is-active``) and, when the unit
 runs ``edgecls camera --serve ADDR``, that web view's ``/status.json`` (frame counter, FPS,
-latency). It prints one JSON object and never changes anything.
+latency, drift from the bundle's reference). It prints one JSON object and never changes anything.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ latency_ms = remote.latency_ms
 class Soak:
     seconds: float
     max_latency_ratio: float | None
+    max_drift: float | None = None  # the camera's drift from its bundle's reference (status.json's drift.score)
 
 
 def soak_problems(t: ssh.Target, o: ssh.Options, before: dict[str, Any] | None, soak: Soak,
@@ -58,7 +59,28 @@ def soak_problems(t: ssh.Target, o: ssh.Options, before: dict[str, Any] | None, 
         return now
     first = _serving(t, o, first)
     time.sleep(max(0.0, soak.seconds))
-    return remote.soak_verdict(before, first, probe(t, o), soak.seconds, soak.max_latency_ratio, facts)
+    last = probe(t, o)
+    problems = remote.soak_verdict(before, first, last, soak.seconds, soak.max_latency_ratio, facts)
+    if last.get("status") is not None and last["state"] == "active":
+        problems += drift_problems(last["status"], soak.max_drift, facts)
+    return problems
+
+
+def drift_problems(status: dict[str, Any], max_drift: float | None, facts: dict[str, Any]) -> list[str]:
+    """``--max-drift``: the camera's drift (edge_runtime/live/drift.py) at the end of the soak must
+    not exceed it. A bundle without a reference, or a soak too short to fill the window's minimum,
+    is not failed: ``facts["drift"]`` says why it was not judged."""
+    drift = status.get("drift")
+    score = drift.get("score") if isinstance(drift, dict) else None
+    facts["drift"] = score if score is not None else ("no reference in the bundle" if drift is None else
+                                                      f"too few frames to judge ({drift.get('frames')})")
+    if max_drift is None or score is None:
+        return []
+    if score > max_drift:
+        return [f"drift {score:.2f} is above --max-drift {max_drift:g} (top-1 PSI {drift.get('top1_psi')}, margin "
+                f"PSI {drift.get('margin_psi')} over {drift.get('frames')} frames): the camera sees something unlike "
+                "the bundle's held-out photos"]
+    return []
 
 
 STARTUP_S = remote.STARTUP_S

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+import statistics
 import tarfile
 import time
 from collections.abc import Mapping
@@ -341,7 +342,12 @@ STARTUP_S = 15.0  # a restarted camera (model load, camera start) may take this 
 
 
 def latency_ms(status: Mapping[str, Any] | None) -> float | None:
-    """The camera's inference latency from a status.json (``invoke``, else the sum of the stages)."""
+    """The camera's inference latency from a status.json: the median ``invoke`` of its last minute
+    (``history``; one frame's time jumps several-fold on a busy machine), else the last frame's
+    ``invoke``, else the sum of its stages."""
+    history = [x for x in ((status or {}).get("history") or {}).get("invoke_ms") or [] if isinstance(x, (int, float))]
+    if history:
+        return float(statistics.median(history))
     lat = (status or {}).get("latency_ms") or {}
     if "invoke" in lat:
         return float(lat["invoke"])

@@ -7,7 +7,8 @@ Each host is deployed as ``edgecls deploy`` does (upload, sha256, device-side ve
 switch), then checked: it is healthy when the device-side verify passed (unless ``--no-verify``,
 which the report says) and, where the camera service runs, its status.json shows frames
 advancing without errors for ``soak`` seconds with the latency within ``max_latency_ratio`` of
-what it was before. A host that switched but is not healthy (a failed ``--service`` install
+what it was before and, with ``max_drift``, its drift from the bundle's reference at most that.
+A host that switched but is not healthy (a failed ``--service`` install
 included) is rolled back at once. When more than ``max_failures`` hosts have failed, the rollout
 stops after the current stage: every host this run switched is rolled back, the hosts not yet
 reached are left alone, and the report says for each host what happened and why. A rollback
@@ -37,6 +38,7 @@ class Policy:
     max_latency_ratio: float | None = 1.5
     max_failures: int = 0
     parallel: int = 8
+    max_drift: float | None = None  # the canary's drift at the end of the soak (None: not checked)
 
     def __post_init__(self) -> None:
         for name in ("canary", "wave_size", "max_failures"):
@@ -46,6 +48,8 @@ class Policy:
             raise ValueError("--soak must be 0 or more seconds")
         if self.max_latency_ratio is not None and self.max_latency_ratio <= 0:
             raise ValueError("--max-latency-ratio must be above 0 (e.g. 1.5)")
+        if self.max_drift is not None and self.max_drift < 0:
+            raise ValueError("--max-drift must be 0 or more (e.g. 0.25)")
 
 
 @dataclass
@@ -100,7 +104,8 @@ class Report:
         head = [f"# Rollout of {self.bundle}", "",
                 f"- version: `{self.version}`", f"- started: {self.started} (UTC), took {self.seconds:.1f} s",
                 f"- policy: canary {p.canary}, wave size {p.wave_size or 'all'}, soak {p.soak:g} s, "
-                f"max latency ratio {p.max_latency_ratio or '-'}, max failures {p.max_failures}",
+                f"max latency ratio {p.max_latency_ratio or '-'}, max drift {'-' if p.max_drift is None else p.max_drift}, "
+                f"max failures {p.max_failures}",
                 f"- health: {HEALTH_VERIFIED if self.verify else HEALTH_UNVERIFIED}",
                 f"- result: {'**stopped**: ' + self.stopped if self.stopped else 'every host healthy' if self.ok else 'finished with failures'}",
                 "", "| host | stage | result | before | live now | reason |", "| --- | --- | --- | --- | --- | --- |"]
@@ -204,7 +209,8 @@ def _one(host: Host, r: HostResult, opts: ssh.Options, policy: Policy, deploy: D
         r.facts["verify"] = "passed on the device" if verify else "skipped (--no-verify)"
         problems: list[str] = []
         try:
-            problems += health.soak_problems(host.target, o, before, health.Soak(policy.soak, policy.max_latency_ratio),
+            problems += health.soak_problems(host.target, o, before, health.Soak(policy.soak, policy.max_latency_ratio,
+                                                                                 policy.max_drift),
                                              r.facts)
         except (health.ProbeError, OSError, subprocess.SubprocessError) as e:
             problems.append(f"health check failed: {e}")

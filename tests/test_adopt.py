@@ -48,6 +48,9 @@ def test_adopt_corals_model_from_its_metadata(coral_photos, tmp_path):
                                      "golden/01-kitten-parrot.jpg", "golden/02-bird.bmp", "labels.txt",
                                      "model.tflite", "model_edgetpu.tflite"]
     assert (out / "model.tflite").read_bytes() == (CORAL / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()
+    # the drift reference (issue 35): every photo of --photos, its top-1 label counted
+    ref = meta["reference"]
+    assert ref["photos"] == 3 and sum(ref["top1"]) == sum(ref["margin"]) == 3 and ref["labels"]["286"] == 1
     v = run_edgecls("verify", out, "--json")
     assert v.returncode == 0 and json_lines(v.stdout)[0]["ok"], v.stdout
     c = run_edgecls("classify", out, CORAL / "cat.bmp", "--json", "--top-k", "1")

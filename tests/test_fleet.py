@@ -188,7 +188,7 @@ def test_yaml_group_rolls_out_in_waves_then_status_and_bench(fleet, bundles, tmp
     p = run_edgecls("deploy", "--status", "--hosts", inv, "--known-hosts", known)
     assert p.returncode == 0, p.stderr
     table = p.stdout.splitlines()
-    assert table[0].split() == ["host", "live", "version", "bundle", "since", "kept", "service", "FPS"]
+    assert table[0].split() == ["host", "live", "version", "bundle", "since", "kept", "service", "FPS", "drift"]
     assert "mobilenet_v1_0.25_128_quant" in table[1] and "ago)" in table[1] and table[3].split()[1] == "(nothing)"
 
     out = tmp_path / "bench.md"

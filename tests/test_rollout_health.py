@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import sshd
@@ -225,3 +226,54 @@ def test_fleet_tables_name_hosts_as_the_inventory_does(device, bundles, tmp_path
     assert rows[0].split()[0] == "host" and [r.split()[0] for r in rows[1:]] == ["kitchen", "garden"]
     p = run_edgecls("deploy", "--rollback", "--hosts", i, "--known-hosts", srv.known_hosts)
     assert [r.split()[0] for r in p.stdout.splitlines()[1:]] == ["kitchen", "garden"]
+
+
+def with_reference(bundle: Path, dest: Path) -> Path:
+    """A copy of ``bundle`` whose edgecls.json records a drift reference: the model's scores on
+    clean copies of parrot.jpg (what its device photos show, unless they are darkened)."""
+    from edge_runtime import Classifier, load_bundle
+    from edge_runtime.bundle.reference import Reference
+
+    shutil.copytree(bundle, dest)
+    with Classifier(load_bundle(dest).path, backend="cpu") as clf:
+        scores = clf.scores(clf.infer(clf.prepare(str(CORAL / "parrot.jpg"))))
+    meta = json.loads((dest / "edgecls.json").read_text())
+    meta["reference"] = Reference.from_scores(np.stack([scores] * 30), "parrot").to_json()
+    (dest / "edgecls.json").write_text(json.dumps(meta))
+    return dest
+
+
+def dark_photos(dev: Path, n: int) -> None:
+    from PIL import Image, ImageEnhance, ImageFilter
+
+    d = dev / "photos"
+    d.mkdir(parents=True)
+    im = ImageEnhance.Brightness(Image.open(CORAL / "parrot.jpg").convert("RGB")).enhance(0.2)
+    im.filter(ImageFilter.GaussianBlur(5)).save(d / "000.png")
+    for i in range(1, n):
+        shutil.copy(d / "000.png", d / f"{i:03d}.png")
+
+
+def test_drift_above_max_drift_fails_the_canary_and_rolls_it_back(device, bundles, tmp_path):
+    """Issue 35: the soak reads the canary's drift; a lens gone dark fails it, and `deploy --status` shows it."""
+    srv, units = device
+    bundle = with_reference(bundles["v1"], tmp_path / "v1-ref")
+    dev = tmp_path / "dev"
+    dark_photos(dev, 400)
+    old = first_version(srv, bundles["v1"], dev, "--no-verify")
+    camera = f"--source photos --fps 30 --drift-window 20 --serve 127.0.0.1:{sshd.free_port()}"
+    p, h = roll(srv, bundle, inv(tmp_path / "i.ini", srv, dev), tmp_path / "r.md", camera, "--max-latency-ratio", "0",
+                "--max-drift", "0.25", "--no-verify")
+    assert p.returncode == 1 and h["result"] == "rolled back", h
+    assert "is above --max-drift 0.25" in h["reason"] and h["facts"]["drift"] > 0.25, h
+    assert h["after"] == old and os.readlink(dev / "current") == f"versions/{old}"
+    assert "max drift 0.25" in (tmp_path / "r.md").read_text()
+    # the same bundle without the rule: healthy, and the status table shows the drift per host
+    p, h = roll(srv, bundle, inv(tmp_path / "i.ini", srv, dev), tmp_path / "r2.md", camera, "--max-latency-ratio",
+                "0", "--no-verify")
+    assert p.returncode == 0 and h["result"] == "healthy" and h["facts"]["drift"] > 0.25, h
+    table = run_edgecls("deploy", "--status", "--hosts", tmp_path / "i.ini", "--known-hosts", srv.known_hosts)
+    stop_service(units)
+    assert table.returncode == 0, table.stderr
+    head, row = table.stdout.splitlines()[:2]
+    assert head.split()[-1] == "drift" and float(row.split()[-1]) > 0.25, table.stdout

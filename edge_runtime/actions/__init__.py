@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from edge_runtime.actions.base import Log, Sink, State, binary_rules, stderr_log
 from edge_runtime.model.postprocess import Class
@@ -123,6 +123,12 @@ class Actions:
                 s.stop(time.monotonic() + 1)
             raise
         return self
+
+    def add_sensor(self, key: str, name: str, value: Callable[[], Any]) -> None:
+        """A figure beside the label in MQTT's state messages, and its Home Assistant sensor (before ``start``)."""
+        for s in self.sinks:
+            if s.name == "mqtt":
+                s.add_sensor(key, name, value)  # type: ignore[attr-defined]
 
     def snapshot(self) -> State | None:
         """The current state of the whole frame (no zones), or of the first zone."""

@@ -145,6 +145,7 @@ class MqttSink(Sink):
         self.state_topic, self.avail_topic = f"{b.prefix}/state", f"{b.prefix}/availability"
         self.ha_prefix = ha_prefix
         self.configs = discovery(b, ha_prefix, list(dict.fromkeys(ha_binary or [])), model, zones) if ha_prefix else {}
+        self.extra: dict[str, Callable[[], Any]] = {}  # add_sensor's figures
         self.connected = False
         self.connects = 0
         self._lock = threading.Lock()
@@ -195,6 +196,19 @@ class MqttSink(Sink):
             self._last_error = msg
             self.log(f"mqtt: {msg}")
 
+    def add_sensor(self, key: str, name: str, value: Callable[[], Any], icon: str = "mdi:chart-bell-curve") -> None:
+        """One more figure in every state message (``key``: ``value()``, read when it is published)
+        and, with discovery, a Home Assistant sensor for it (a measurement, so HA keeps its history)."""
+        self.extra[key] = value
+        if self.ha_prefix and self.configs:
+            first = next(iter(self.configs.values()))
+            common = {k: first[k] for k in ("state_topic", "availability_topic", "payload_available",
+                                            "payload_not_available", "device", "origin")}
+            node = slug(self.broker.prefix)
+            self.configs[f"{self.ha_prefix}/sensor/{node}/{slug(key)}/config"] = {
+                "name": name, "unique_id": f"edgecls_{node}_{slug(key)}", "icon": icon, "state_class": "measurement",
+                "value_template": "{{ value_json.%s }}" % slug(key), **common}
+
     def announce(self) -> None:
         """Availability, discovery and the current state: after every (re)connect."""
         self.client.publish(self.avail_topic, "online", qos=1, retain=True)
@@ -206,7 +220,8 @@ class MqttSink(Sink):
     # -- the sink's thread -------------------------------------------------------------------------
     def publish(self, s: State) -> None:
         topic = state_topic(self.broker.prefix, s.zone)
-        ok = self.connected and self.client.publish(topic, json.dumps(s.to_json()), qos=0,
+        message = {**s.to_json(), **{k: f() for k, f in self.extra.items()}}
+        ok = self.connected and self.client.publish(topic, json.dumps(message), qos=0,
                                                     retain=True).rc == self.paho.MQTT_ERR_SUCCESS
         with self._lock:
             if ok:

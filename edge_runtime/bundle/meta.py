@@ -9,7 +9,8 @@ listing ``model.tflite`` and ``labels.txt``; ``input`` and ``output``: the contr
 (``contract.InputContract`` / ``OutputContract``, validated there); ``golden`` (optional):
 ``{"photos": [{"file": a listed file, "label": str, "input_sha256": hex (optional), "raw": one
 number per class, "top_k": [[class index, score], ...]}, ...]}`` with at most
-``golden.MAX_PHOTOS`` photos. Other sections (``source``, ``metrics``, ``edgetpu``) are free-form
+``golden.MAX_PHOTOS`` photos; ``reference`` (optional): the drift reference (``bundle/reference.py``,
+validated there). Other sections (``source``, ``metrics``, ``edgetpu``) are free-form
 JSON, nested at most ``MAX_DEPTH`` deep.
 
 The text itself is read with a size bound (``$EDGECLS_MAX_META_BYTES``) and parsed without
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
+from edge_runtime.bundle.reference import Reference
 from edge_runtime.errors import BundleError
 from edge_runtime.model.contract import ContractError, InputContract, OutputContract
 from edge_runtime.system.limits import MAX_BUNDLE_BYTES, MAX_BUNDLE_MEMBERS
@@ -152,6 +154,8 @@ def check_meta(meta: Any, where: str) -> Metadata:
         raise BundleError(f"{where}: {e}; {FIX}") from None
     if "golden" in meta:
         _golden(meta["golden"], where, files, contract_out.classes)
+    if "reference" in meta:
+        Reference.from_json(meta["reference"], where, contract_out.classes)
     return Metadata(meta, files, contract_in, contract_out)
 
 

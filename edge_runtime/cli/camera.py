@@ -31,20 +31,59 @@ def run_command(a: argparse.Namespace) -> int:
         acts = actions.Actions(actions.ActionOptions.from_namespace(a), scorer.labels, model=info["model"],
                                zones=zones.names() if zones is not None else ())
         miner = _miner(a, lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True), source.live)
+        monitor = _monitor(a, scorer, info, acts, miner, view)
     except BaseException:
         source.close()  # an early failure never leaves the camera open
         raise
     opts = loop.Options(top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
                         max_frames=a.max_frames)
     s = loop.run(scorer, source, _emitter(a.json), opts, view=view, actions=acts.start() if acts.sinks else None,
-                 miner=miner, on_error=_skipped(a.json), zones=zones)
+                 miner=miner, on_error=_skipped(a.json), zones=zones, watch=monitor)
     if miner is not None:
         print(f"edgecls: {miner.close().describe(a.save_uncertain)}", file=sys.stderr, flush=True)
     if a.json:
-        print(json.dumps(s.to_dict()), flush=True)
+        out = s.to_dict()
+        if monitor.drift is not None:
+            out["summary"]["drift"] = monitor.drift_json()
+        print(json.dumps(out), flush=True)
+    if monitor.drift is not None:
+        from edge_runtime.live.drift import describe
+
+        print(f"edgecls: {describe(monitor.drift.score())}", file=sys.stderr, flush=True)
     if view is not None and s.ended == "end of input":
         _keep_serving()
     return _summary(s, a.source)
+
+
+def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any, miner: Any, view: Any) -> Any:
+    """Drift against the bundle's reference (said once when it has none) and the Prometheus
+    metrics, wired to the web view's /status.json and /metrics."""
+    from edge_runtime.bench import metrics
+    from edge_runtime.bundle.reference import Reference
+    from edge_runtime.live.drift import Drift
+
+    say = lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    bundle = getattr(getattr(scorer, "clf", None), "bundle", None)
+    section = bundle.meta.get("reference") if bundle is not None else None
+    drift = None
+    if section is None:  # a bare model (or the AI Camera's sensor) has no bundle to record one: nothing to say
+        if bundle is not None:
+            say("drift: off - the bundle records no reference (reconvert it, or adopt it again, to get one)")
+    else:
+        where = f"{bundle.path}/edgecls.json"
+        drift = Drift(Reference.from_json(section, where, len(scorer.labels)), window=a.drift_window,
+                      warn=a.drift_warn or None, log=lambda m: say(f"warning: {m}"))
+    monitor = metrics.Monitor({**metrics.bundle_identity(bundle), "backend": str(info.get("backend", ""))}, drift,
+                              actions=acts.stats if acts.sinks else None,
+                              mined=(lambda: miner.stats.saved) if miner is not None else None)
+    if drift is not None:  # MQTT: a Home Assistant sensor beside the label
+        acts.add_sensor("drift", "Drift", lambda: (monitor.drift_json() or {}).get("score"))
+    if view is not None:
+        view.drift_ref = monitor.drift_json
+        view.metrics_ref = lambda: (monitor.exposition(), metrics.CONTENT_TYPE)
+        if monitor.unavailable:
+            say(f"note: {monitor.unavailable} (the camera runs without it)")
+    return monitor
 
 
 # Options that mean a model run here: the AI Camera cannot honour them (the network runs on its sensor).
@@ -151,7 +190,8 @@ def _serve(a: argparse.Namespace, info: dict[str, Any]) -> Any:
     host, port, web = web_options(a, "live")
     view = webview.View(info=info)
     server = webview.serve(view, host, port, **web)
-    print(f"edgecls: web view on {webview.url(server)} (JSON: /status.json)", file=sys.stderr, flush=True)
+    print(f"edgecls: web view on {webview.url(server)} (JSON: /status.json, Prometheus: /metrics)", file=sys.stderr,
+          flush=True)
     return view
 
 
@@ -258,6 +298,12 @@ def add_camera(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--min-score", type=score, default=0.0, metavar="T",
                    help="below T the current label is none (default 0)")
     _mining_options(p)  # --save-uncertain and its limits
+    g = p.add_argument_group("drift (see README: Watch a fleet)")
+    g.add_argument("--drift-warn", type=nonneg_float, default=0.25, metavar="D",
+                   help="log once when the drift from the bundle's reference photos rises above D (population "
+                        "stability index of the top-1 scores and margins; default 0.25; 0: never)")
+    g.add_argument("--drift-window", type=positive_int, default=200, metavar="N",
+                   help="compare the last N frames with the reference (default 200)")
     p.set_defaults(func=run_command)
 
 

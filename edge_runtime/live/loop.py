@@ -177,6 +177,18 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
         box.close()
 
 
+class Watch:
+    """What follows every classified frame besides the sinks (metrics, drift): ``frame`` runs in the
+    loop after each classified frame and must take microseconds; ``run`` sets ``counts`` to read the
+    capture side's totals (captured, dropped, errors) whenever the watcher is asked."""
+
+    def __init__(self) -> None:
+        self.counts: Callable[[], dict[str, int]] = lambda: {}
+
+    def frame(self, f: Any, scores: np.ndarray, classes: list[Class], latency_ms: dict[str, float]) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Options:
     """What the loop reports and when it stops."""
@@ -193,9 +205,9 @@ class _Loop:
     """The inference side: one classified frame per ``step``, its report, the running totals."""
 
     def __init__(self, scorer: Scorer, emit: Callable[[dict], None], opts: Options, summary: Summary,
-                 view: Any, actions: Any, miner: Any = None):
+                 view: Any, actions: Any, miner: Any = None, watch: Watch | None = None):
         self.scorer, self.labels, self.emit, self.opts, self.summary = scorer, scorer.labels, emit, opts, summary
-        self.view, self.actions, self.miner = view, actions, miner
+        self.view, self.actions, self.miner, self.watch = view, actions, miner, watch
         self.smoother = Smoother(opts.smooth)
         self.totals: dict[str, float] = {}
         self.last_label: int | None = None
@@ -219,6 +231,8 @@ class _Loop:
         self.summary.classified += 1
         for k, v in lat.items():
             self.totals[k] = self.totals.get(k, 0.0) + v
+        if self.watch is not None:  # metrics and drift: the unsmoothed scores
+            self.watch.frame(f, raw_scores, classes, lat)
         if self.view is not None:
             self.view.update(f, classes, lat, self.summary.classified / max(time.perf_counter() - self.t0, 1e-9))
         self._report(f, classes, lat)
@@ -309,14 +323,16 @@ class _ZoneLoop(_Loop):
 
 def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None], options: Options | None = None, *,
         stop: threading.Event | None = None, view: Any = None, actions: Any = None, miner: Any = None,
-        on_error: Callable[[str], None] | None = None, zones: ZoneSet | None = None) -> Summary:
+        on_error: Callable[[str], None] | None = None, zones: ZoneSet | None = None,
+        watch: Watch | None = None) -> Summary:
     """Classify ``source``'s frames until it ends, ``max_frames``, ``stop`` or Ctrl-C. ``emit`` gets
     one dict per reported frame: ``{"t", "frame", "classes", "latency_ms"}``. ``view`` (a web view)
     shows every frame; ``actions`` (an ``actions.Actions``) observes every classified frame and, like
     the source, is closed at the end. A file of a folder source that cannot be read is skipped,
     counted in ``Summary.errors`` and passed to ``on_error`` (from the capture thread). A
     ``Classifier`` is run here (``ModelScorer``). With ``zones`` each zone the trigger picks is
-    classified on its own and ``emit`` gets one dict per zone, with ``"zone": NAME``."""
+    classified on its own and ``emit`` gets one dict per zone, with ``"zone": NAME``. ``watch``
+    (metrics, drift) sees every classified frame (of the whole frame: not per zone yet)."""
     scorer = ModelScorer(scorer) if isinstance(scorer, Classifier) else scorer
     opts = options or Options()
     stop = stop or threading.Event()
@@ -324,7 +340,7 @@ def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None
     state: dict[str, Any] = {"captured": 0, "ended": "interrupted", "failed": False, "errors": 0}
     summary = Summary(source.name)
     if zones is None:
-        loop = _Loop(scorer, emit, opts, summary, view, actions, miner)
+        loop = _Loop(scorer, emit, opts, summary, view, actions, miner, watch)
         prepare_frame = None
     else:
         loop = _ZoneLoop(scorer, emit, opts, summary, view, actions, miner, zones)
@@ -336,6 +352,8 @@ def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None
         view.dropped_ref = lambda: box.dropped
         view.errors_ref = lambda: state["errors"]
         view.actions_ref = actions.stats if actions is not None else None
+    if watch is not None:
+        watch.counts = lambda: {"captured": state["captured"], "dropped": box.dropped, "errors": state["errors"]}
     thread.start()
     try:
         while not stop.is_set():

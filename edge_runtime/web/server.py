@@ -93,6 +93,8 @@ class View:
         self.actions_ref: Any = None  # Actions.stats, when the camera acts on labels
         self.errors_ref: Any = None  # frames the source could not read (the camera loop's count)
         self.zones_ref: Any = None  # per zone: box, classified, skipped, newest result (with --zone)
+        self.drift_ref: Any = None  # the drift's JSON (None: the bundle has no reference), read per request
+        self.metrics_ref: Any = None  # () -> (Prometheus text, content type); ImportError without prometheus-client
 
     def update(self, frame: Any, classes: list, latency_ms: dict, fps: float) -> None:
         now = time.monotonic()
@@ -130,8 +132,9 @@ class View:
 
     def snapshot(self) -> dict[str, Any]:
         """What /status.json serves: the latest status and the last minute, built per request, not per frame."""
+        drift = {"drift": self.drift_ref()} if self.drift_ref is not None else {}
         with self.lock:
-            return {**self.status, "history": self._history()}
+            return {**self.status, "history": self._history(), **drift}
 
     def _history(self) -> dict[str, list]:
         t, label, fps, invoke = zip(*self.history) if self.history else ((), (), (), ())
@@ -249,7 +252,20 @@ class Handler(BaseHTTPRequestHandler):
     def pages(self) -> dict[str, Callable[[dict[str, str]], None]]:
         """GET path -> a function of the query that answers it (needs a viewer). Subclasses add theirs."""
         return {"/": lambda q: self._file(self.page), "/status.json": lambda q: self.send_json(self.view.snapshot()),
-                "/stream.mjpg": lambda q: self._stream_slot()}
+                "/stream.mjpg": lambda q: self._stream_slot(), "/metrics": lambda q: self._metrics()}
+
+    def _metrics(self) -> None:
+        """Prometheus's text format, with the same access as /status.json; 501 and one line saying
+        what to install when prometheus-client is not."""
+        metrics = getattr(self.view, "metrics_ref", None)
+        if metrics is None:
+            raise Refused(HTTPStatus.NOT_FOUND, "/metrics: this page has no metrics (edgecls camera --serve has)")
+        try:
+            body, ctype = metrics()
+        except ImportError as e:
+            self._send(f"{e}\n".encode(), "text/plain; charset=utf-8", HTTPStatus.NOT_IMPLEMENTED)
+            return
+        self._send(body, ctype)
 
     def writes(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         """POST path -> a function of the JSON body whose result is answered as JSON (needs an admin)."""

@@ -70,6 +70,9 @@ async function tick() {
       const a = Object.values(s.actions || {});
       $('actions').textContent = a.length ? [a.reduce((n, x) => n + (x.sent || 0), 0), a.reduce((n, x) => n + (x.failed || 0), 0),
                                              a.reduce((n, x) => n + (x.dropped || 0), 0)].join(' / ') : 'none';
+      const d = s.drift;
+      $('drift').textContent = !d ? 'no reference' : d.score === null ? 'warming up (' + d.frames + ' frames)' :
+        d.score.toFixed(2) + (d.score > 0.25 ? ' (significant)' : d.score >= 0.1 ? ' (moderate)' : ' (none)');
       const h = s.history || {t: []}, now = s.now || (h.t.length ? h.t[h.t.length - 1] : 0);
       strip(h, now); spark('fps-chart', 'fps-range', h, 'fps', now, ''); spark('lat-chart', 'lat-range', h, 'invoke_ms', now, ' ms');
     }

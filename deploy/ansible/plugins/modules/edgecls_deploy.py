@@ -120,9 +120,11 @@ def switch(module: AnsibleModule, directory: str, before: str | None) -> dict:
                                        "install it with `edgecls deploy --install-runtime`, or edgecls_verify=false"}
     if not p["src"] or not os.path.isfile(p["src"]):
         return {"failed": True, "msg": f"{p['src']}: the packed bundle is not on the device; copy it there first"}
-    args = [directory, p["version"], str(p["keep"]), device.verify_command(exe) if exe else "",
-            "yes" if p["restart"] else "no"]
     with open(p["src"], "rb") as stdin:
+        need = remote.space_needed(stdin)
+        stdin.seek(0)
+        args = [directory, p["version"], str(p["keep"]), device.verify_command(exe) if exe else "",
+                "yes" if p["restart"] else "no", str(need)]
         r = device.run_step(remote.UPLOAD, "edgecls-deploy", args, stdin=stdin)
     notes = [line.split("edgecls-remote: note: ", 1)[1] for line in r.stderr.splitlines()
              if "edgecls-remote: note: " in line]

@@ -15,6 +15,9 @@ description:
     the version into place and switches C(current) by C(rename(2)), restarts the camera service named in
     C(DIR/service) if asked, and prunes old versions.
   - Any failure before the switch leaves the previous version live.
+  - Before it unpacks, it checks that the folder's file system has room for the unpacked version; when it
+    has not (or fills up during the unpack), it fails naming the folder and the space needed and free,
+    and leaves nothing behind.
   - When the live bundle already has O(sha256), nothing is done and the result is C(ok), not C(changed).
   - The uploaded tar (O(src)) is removed afterwards.
 options:

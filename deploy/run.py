@@ -87,7 +87,8 @@ def deploy(packed: tuple[bytes, str], target: ssh.Target, o: ssh.Options, keep: 
                        f"{'verify with ' + exe if exe else 'skip the device-side verify'}, switch current, keep {keep}")
         return out
     proc = ssh.popen(target, o, ["sh", "-c", remote.UPLOAD, "edgecls-deploy", target.dir, version, str(keep),
-                                 verify_cmd, "no" if service is not None else "yes"])
+                                 verify_cmd, "no" if service is not None else "yes",
+                                 str(remote.space_needed(io.BytesIO(data)))])
     out.bytes_sent = _stream(proc, data, str(target), limit_kbps, progress)
     try:
         stdout, stderr = proc.communicate(timeout=UPLOAD_TIMEOUT_S)

@@ -28,7 +28,7 @@ import statistics
 import tarfile
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
 # Shared prologue: $1 = DIR. Takes the lock or exits 75 (EX_TEMPFAIL) when another deploy holds it.
 _PROLOGUE = r'''
@@ -54,13 +54,38 @@ restart_service() {  # the unit named in $dir/service (edgecls deploy --service)
 '''
 
 # $1 DIR, $2 id, $3 keep, $4 verify command ("" = none), $5 restart the service: yes|no (no when
-# SERVICE runs next) ; stdin = a tar stream of the bundle's files
+# SERVICE runs next), $6 the bytes the unpacked version needs (space_needed; 0 = do not check) ;
+# stdin = a tar stream of the bundle's files. Nothing is unpacked when DIR's file system has less
+# free than that, and a file system that fills up during the unpack (ENOSPC) leaves nothing
+# behind: either way the step exits EXIT_SPACE with one line naming DIR, the space needed and free.
 UPLOAD = _PROLOGUE + r'''
-id=$1; keep=$2; verify=$3; restart=$4
+id=$1; keep=$2; verify=$3; restart=$4; need=${5:-0}
 rm -rf -- "$dir"/versions/.incoming-*
 inc="$dir/versions/.incoming-$id"
+size() { awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%.1f MiB", b / 1048576; else printf "%.0f KiB", b / 1024 }'; }
+free_bytes() {  # what df (statvfs) says is free for this user in DIR; -1 when it cannot say
+  k=$(df -Pk -- "$dir/versions" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  case $k in ''|*[!0-9]*) echo -1 ;; *) echo $((k * 1024)) ;; esac
+}
+no_space() {  # $1 = what happened
+  free=$(free_bytes); needs="needs more than that"; more="free space there"
+  [ "$need" -gt 0 ] && needs="needs $need bytes ($(size "$need"))"
+  [ "$free" -ge 0 ] && has="$free bytes ($(size "$free")) are free" || has="df cannot say what is free"
+  [ "$free" -ge 0 ] && [ "$need" -gt "$free" ] && more="free $(size $((need - free))) more there"
+  echo "edgecls-remote: $1 in $dir: $has, the new version $needs; $more (older versions in $dir/versions can go) and run the same deploy again" >&2
+  exit 8
+}
+free=$(free_bytes)
+if [ "$need" -gt 0 ] && [ "$free" -ge 0 ] && [ "$free" -lt "$need" ]; then no_space "not enough space"; fi
 mkdir -- "$inc"
-tar -x -f - -C "$inc"
+if ! err=$(tar -x -f - -C "$inc" 2>&1); then
+  rm -rf -- "$inc"
+  case $err in
+    *"No space left"*) no_space "the disk filled up during the unpack (nothing was kept)" ;;
+  esac
+  printf '%s\n' "$err" >&2
+  exit 2
+fi
 [ -f "$inc/SHA256SUMS" ] || { echo "edgecls-remote: upload incomplete (no SHA256SUMS)" >&2; exit 4; }
 (cd "$inc" && sha256sum --quiet --strict -c SHA256SUMS) >&2 || { echo "edgecls-remote: sha256 mismatch on the device" >&2; exit 5; }
 rm -f -- "$inc/SHA256SUMS"
@@ -324,6 +349,25 @@ def bundle_tar(root: str, meta: Mapping[str, Any]) -> tuple[bytes, str]:
 # exit statuses of UPLOAD/ROLLBACK and what they mean, for a driver's message
 EXIT_LOCKED = 75
 EXIT_VERIFY = 6
+EXIT_SPACE = 8
+
+BLOCK = 4096  # a file takes whole blocks of its file system (4 KiB on ext4 and tmpfs)
+SPACE_MARGIN = 64 * 1024  # the history line, the symlink, a directory that grows a block
+
+
+def space_needed(tar: IO[bytes]) -> int:
+    """The bytes a version unpacked from ``tar`` (``bundle_tar``'s stream, or the file of it that the
+    Ansible collection copied to the device) takes on the device: each member rounded up to whole
+    blocks, plus one block for its entry, plus a margin; an AI Camera packerOut.zip counts twice
+    (imx500-package writes network.rpk beside it). UPLOAD's $6: its check before anything is written."""
+    need = SPACE_MARGIN
+    try:
+        with tarfile.open(fileobj=tar, mode="r:") as t:
+            for m in t:
+                need += BLOCK + -(-m.size // BLOCK) * BLOCK * (2 if m.name.endswith("packerOut.zip") else 1)
+    except tarfile.TarError:
+        return 0  # not a tar: not known here (the unpack and its sha256 check on the device say what is wrong)
+    return need
 
 
 def device_words(stderr: str) -> list[str]:

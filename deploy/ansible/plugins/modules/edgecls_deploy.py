@@ -15,6 +15,9 @@ description:
     the version into place and switches C(current) by C(rename(2)), restarts the camera service named in
     C(DIR/service) if asked, and prunes old versions.
   - Any failure before the switch leaves the previous version live.
+  - Before it unpacks, it checks that the folder's file system has room for the unpacked version; when it
+    has not (or fills up during the unpack), it fails naming the folder and the space needed and free,
+    and leaves nothing behind.
   - When the live bundle already has O(sha256), nothing is done and the result is C(ok), not C(changed).
   - The uploaded tar (O(src)) is removed afterwards.
 options:
@@ -120,9 +123,11 @@ def switch(module: AnsibleModule, directory: str, before: str | None) -> dict:
                                        "install it with `edgecls deploy --install-runtime`, or edgecls_verify=false"}
     if not p["src"] or not os.path.isfile(p["src"]):
         return {"failed": True, "msg": f"{p['src']}: the packed bundle is not on the device; copy it there first"}
-    args = [directory, p["version"], str(p["keep"]), device.verify_command(exe) if exe else "",
-            "yes" if p["restart"] else "no"]
     with open(p["src"], "rb") as stdin:
+        need = remote.space_needed(stdin)
+        stdin.seek(0)
+        args = [directory, p["version"], str(p["keep"]), device.verify_command(exe) if exe else "",
+                "yes" if p["restart"] else "no", str(need)]
         r = device.run_step(remote.UPLOAD, "edgecls-deploy", args, stdin=stdin)
     notes = [line.split("edgecls-remote: note: ", 1)[1] for line in r.stderr.splitlines()
              if "edgecls-remote: note: " in line]

@@ -100,7 +100,9 @@ def test_per_channel_dense_is_refused_before_invoke_on_tflite_runtime(arm64s, si
 def test_bench_and_doctor_report_an_aarch64_pi(arm64s, sign_bundle, tmp_path, release, pi, interpreter):
     arm = arm64s(release)
     out = tmp_path / "bench.json"
-    b = arm.run("bench", sign_bundle, "--runs", "5", "--warmup", "1", "--save", out, pi=pi)
+    # --in-process: qemu-user cannot start an ARM child process (a child execs the host's binary of
+    # that path, when there is one), and bench runs each configuration in a child of its own.
+    b = arm.run("bench", sign_bundle, "--runs", "5", "--warmup", "1", "--in-process", "--save", out, pi=pi)
     _ok(b)
     result = json.loads(out.read_text())
     (r,) = result["results"]

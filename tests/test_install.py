@@ -157,9 +157,11 @@ def test_train_install_writes_metadata_that_mediapipe_reads(train_python, tiny_m
         md = reader.read(data, name)
         assert md.name == "tiny" and md.labels == TINY_LABELS and md.packed_files == ("labels.txt",)
         assert (md.normalization.mean, md.normalization.std) == (0.0, 1.0)
+        features = (meta.get("features") or {}).get("dim", 0)  # the embedding output edgecls teach uses
         same = metadata.Description(md.name, md.labels, Normalization(0.0, 1.0), "probabilities", version=md.version,
-                                    author=md.author)
-        assert reader.metadata_buffer(data) == metadata.metadata_buffer(same, schema=mp_fb)
+                                    author=md.author, features=features)
+        first = features > 0 and metadata._features_first(data)
+        assert reader.metadata_buffer(data) == metadata.metadata_buffer(same, schema=mp_fb, features_first=first)
     _mediapipe_agrees(edgecls, bundle, sorted((tiny_model / "photos").rglob("*.png"))[::7])
 
 

@@ -255,12 +255,19 @@ def pull(target: ssh.Target, o: ssh.Options, into: str | os.PathLike[str], delet
             wanted[r.path] = r
     if wanted:
         proc = ssh.popen(target, o, ["sh", "-c", SEND, "edgecls-pull", target.dir])
+        received = False
         try:
             _receive(proc, wanted, root, ledger, rep, str(target), limit_kbps, progress)
+            received = True
         except LocalWriteError as e:
             rep.error = (f"{e}; {len(rep.copied)} of {len(wanted)} new files were copied and kept - run the same "
                          "pull again")
         finally:
+            if received and proc.poll() is None:
+                try:  # the stream has ended: let ssh close on its own (it may take a moment on a busy machine)
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
             if proc.poll() is None:
                 proc.kill()
             _, err = proc.communicate(timeout=60)

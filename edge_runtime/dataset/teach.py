@@ -43,7 +43,7 @@ from edge_runtime.model.contract import OutputContract, TensorQuant
 MIN_PHOTOS = 3
 TAUGHT_SECTION = "taught"
 # Sections of the parent's edgecls.json that describe the parent's classes or files, not the taught bundle's.
-DROPPED = ("files", "format_version", "created", "golden", "metrics", "imx500", "tflite_metadata", "output",
+DROPPED = ("files", "format_version", "created", "golden", "metrics", "imx500", "tflite_metadata", "output", "reference",
            "name", FEATURES_SECTION, HEAD_SECTION, TAUGHT_SECTION)
 
 

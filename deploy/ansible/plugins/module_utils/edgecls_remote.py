@@ -24,7 +24,6 @@ import io
 import json
 import os
 import re
-import statistics
 import tarfile
 import time
 from collections.abc import Mapping
@@ -390,8 +389,9 @@ def latency_ms(status: Mapping[str, Any] | None) -> float | None:
     (``history``; one frame's time jumps several-fold on a busy machine), else the last frame's
     ``invoke``, else the sum of its stages."""
     history = [x for x in ((status or {}).get("history") or {}).get("invoke_ms") or [] if isinstance(x, (int, float))]
-    if history:
-        return float(statistics.median(history))
+    if history:  # the median (no statistics module: the device side imports only what a bare Pi has)
+        h, n = sorted(history), len(history)
+        return float(h[n // 2] if n % 2 else (h[n // 2 - 1] + h[n // 2]) / 2)
     lat = (status or {}).get("latency_ms") or {}
     if "invoke" in lat:
         return float(lat["invoke"])

@@ -314,8 +314,12 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help=DEVICE_COMMANDS["doctor"][0])
-    p.add_argument("--json", action="store_true", help="the checks as one JSON line")
+    p = sub.add_parser("doctor", help=DEVICE_COMMANDS["doctor"][0],
+                       description="What this machine can run: the OS release and Python, numpy and Pillow, the "
+                       "interpreter package, the Edge TPU library and devices, a Vulkan GPU, cameras (Pi camera, "
+                       "webcams, the AI Camera), the CPU governor and the board; each gap with what to do about it. "
+                       "Exit status 1 when no interpreter package can run a model, else 0.")
+    p.add_argument("--json", action="store_true", help="the checks as one JSON line ({name, status, found, fix} each)")
     p.set_defaults(func=cmd_doctor)
 
 

@@ -66,7 +66,9 @@ def add_users(sub: argparse._SubParsersAction) -> None:
                        description="A users file for the web pages of camera, collect and review (--users FILE): "
                        "a viewer sees the pages, the live picture and the status; an admin also takes, moves and "
                        "discards photos. Passwords are kept as salted scrypt hashes; the file is written with mode "
-                       "600, and a file others may read is refused.")
+                       "600, and a file others may read is refused. Actions: add FILE NAME --role admin|viewer "
+                       "[--password-stdin] (asks for the password twice, or reads stdin's first line); list FILE; "
+                       "remove FILE NAME. `edgecls users ACTION --help` explains each.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True, help="add, list or remove")
     add = actions.add_parser("add", help="add a user, or change one's password and role",
                              description="Add NAME to FILE (made if missing), or change its password and role. The "

@@ -199,3 +199,15 @@ class SuggestingParser(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(extras)}; "
                        + ("; ".join(hints) if hints else f"`{self.prog} --help` lists its options"))
         return ns, extras
+
+
+def wait_for_ctrl_c() -> None:
+    """Block until Ctrl-C (or SIGTERM, which edgecls turns into one): what a page server's command
+    does while its threads serve."""
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

@@ -7,13 +7,12 @@ import argparse
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from edge_runtime.bundle.classifier import BACKENDS
 from edge_runtime.errors import LabelError
-from edge_runtime.cli.args import model_args, nonneg_float, positive_float, positive_int, score, web_args, web_options
+from edge_runtime.cli.args import model_args, nonneg_float, positive_float, positive_int, score, wait_for_ctrl_c, web_args, web_options
 
 
 def run_command(a: argparse.Namespace) -> int:
@@ -215,11 +214,7 @@ def _skipped(as_json: bool) -> Callable[[str], None]:
 
 def _keep_serving() -> None:
     print("edgecls: the input ended; the web view keeps the last frame - Ctrl-C to stop", file=sys.stderr, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+    wait_for_ctrl_c()
 
 
 def _summary(s: Any, source: str) -> int:

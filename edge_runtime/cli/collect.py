@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
-from edge_runtime.cli.args import nonneg_float, positive_int, web_args, web_options
+from edge_runtime.cli.args import nonneg_float, positive_int, wait_for_ctrl_c, web_args, web_options
 from edge_runtime.dataset.collect import Collector, Saved, take
 from edge_runtime.dataset.files import check_class
 from edge_runtime.live import sources
@@ -50,10 +49,7 @@ def command(a: Any) -> int:
         raise
     print(f"edgecls: collect page on {webview.url(server)} - Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        wait_for_ctrl_c()
     finally:
         server.shutdown()
         grabber.close()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
-from edge_runtime.cli.args import web_args, web_options
+from edge_runtime.cli.args import wait_for_ctrl_c, web_args, web_options
 from edge_runtime.dataset.review import REVIEW, Reviewer
 from edge_runtime.web import server as webview
 from edge_runtime.web.review import serve
@@ -21,10 +20,7 @@ def command(a: Any) -> int:
     print(f"edgecls: review page on {webview.url(server)} ({len(reviewer.pending())} frames in {reviewer.root / REVIEW}) "
           "- Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        wait_for_ctrl_c()
     finally:
         server.shutdown()
     print(f"edgecls: {len(reviewer.pending())} frames left in {reviewer.root / REVIEW}", file=sys.stderr)

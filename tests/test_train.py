@@ -240,6 +240,39 @@ def test_killed_run_resumes_with_every_epoch_done_once(tmp_path, sig):
     assert (out / "model.keras").exists() and json.loads((out / "metrics.json").read_text())["test"]["count"] > 0
 
 
+def test_checkpoint_every_commits_the_last_epoch_of_each_phase_with_the_whole_history(tmp_path):
+    """--checkpoint-every S: fewer commits (the demo's epochs take about as long as a commit), yet
+    each phase's last epoch is committed, with every epoch's history row, and --resume finds the
+    run finished."""
+    root = copy_photos(tmp_path / "d", per_class=10)
+    out = tmp_path / "run"
+    script = f"""
+import json
+import train.fit as fit
+names = []
+commit = fit.commit_checkpoint
+def spy(ckpt_dir, state, model, best):
+    names.append(f"{{state.phase}}-{{state.epoch}}")
+    return commit(ckpt_dir, state, model, best)
+fit.commit_checkpoint = spy
+from train.run import TrainConfig, train
+cfg = TrainConfig(data={str(root)!r}, size=32, weights={str(WEIGHTS)!r}, epochs=3, fine_tune_epochs=3, batch=8,
+                  patience=50, checkpoint_every=3600)
+train({str(out)!r}, cfg)
+print(json.dumps(names))
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    # phase P epoch E; "P-0" is the start of a phase (the phase before it ended)
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == ["1-3", "2-0", "2-3", "3-0"]
+    latest = (out / "checkpoint" / "LATEST").read_text().strip()
+    state = json.loads((out / "checkpoint" / latest / "state.json").read_text())
+    assert [(r["phase"], r["epoch"]) for r in state["history"]] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert (out / "model.keras").exists()
+    r = run_edgecls("train", root, "--out", out, "--resume")
+    assert r.returncode == 0 and not [l for l in r.stdout.splitlines() + r.stderr.splitlines() if l.startswith("Epoch ")]
+
+
 def test_mirrored_strategy_over_two_logical_cpus_trains(tmp_path):
     root = copy_photos(tmp_path / "d", per_class=10)
     out = tmp_path / "run"

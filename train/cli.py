@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_runtime.cli.args import nonneg_int, positive_float, positive_int
+from edge_runtime.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
 
 
 def _fraction(text: str) -> float:
@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="early stop after this many epochs without a better validation loss")
     p.add_argument("--batch", type=positive_int, default=d.batch, help="batch size")
+    p.add_argument("--checkpoint-every", type=nonneg_float, default=d.checkpoint_every, metavar="S",
+                   help="commit a checkpoint at most every S seconds, and after the last epoch of each phase "
+                        "(default 0: after every epoch; --resume after a kill then repeats up to S seconds of "
+                        "training; saves time where an epoch takes about as long as a checkpoint)")
     p.add_argument("--dropout", type=_fraction, default=d.dropout,
                    help="fraction of the features dropped before the classifier head while training")
     p.add_argument("--flip", action="store_true", help="augment with horizontal flips (only where a mirror "
@@ -86,7 +90,7 @@ def _train(a: argparse.Namespace) -> int:
                       learning_rate=a.lr, fine_tune_learning_rate=a.fine_tune_lr, patience=a.patience,
                       batch=a.batch, dropout=a.dropout, flip=a.flip, val=a.val, test=a.test,
                       seed=d.seed if a.seed is None else a.seed, deterministic=a.seed is not None,
-                      lr_schedule=a.lr_schedule)
+                      lr_schedule=a.lr_schedule, checkpoint_every=a.checkpoint_every)
     from .fit import worker_scratch
 
     try:

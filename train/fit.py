@@ -42,6 +42,7 @@ class PhaseConfig:
     epochs: int
     learning_rate: float
     patience: int
+    checkpoint_every: float = 0.0  # seconds between commits (0: after every epoch); the last epoch always
 
 
 @dataclass
@@ -117,9 +118,12 @@ class _Checkpointer(keras.callbacks.Callback):
     whose loss is NaN or infinite is not committed: training stops and ``diverged`` says at
     which epoch (1-based, in this phase)."""
 
-    def __init__(self, ckpt_dir: Path, state: State, patience: int, best_from: Path | None):
+    def __init__(self, ckpt_dir: Path, state: State, patience: int, best_from: Path | None, epochs: int = 0,
+                 every: float = 0.0):
         super().__init__()
         self.ckpt_dir, self.state, self.patience = ckpt_dir, state, patience
+        self.epochs, self.every = epochs, every
+        self.committed = time.monotonic()
         self.best_file = best_from
         self.diverged = 0
         self.stopped = ""  # the early stop's reason, for the log after the progress line
@@ -152,11 +156,15 @@ class _Checkpointer(keras.callbacks.Callback):
             self.best_file = staging
         else:
             s.wait += 1
-        self.best_file = commit_checkpoint(self.ckpt_dir, s, self.model, self.best_file) / "best.weights.h5"
         if s.wait >= self.patience:
             self.stopped = (f"  early stop: val_loss has not improved for {s.wait} epochs (best "
                             f"{s.best_val_loss:.4f} at epoch {s.best_epoch})")
             self.model.stop_training = True
+        last = s.epoch >= self.epochs or self.model.stop_training
+        if self.every and not last and time.monotonic() - self.committed < self.every:
+            return  # committed with a later epoch (history and best weights included)
+        self.best_file = commit_checkpoint(self.ckpt_dir, s, self.model, self.best_file) / "best.weights.h5"
+        self.committed = time.monotonic()
 
 
 def _finite(x: Any) -> bool:
@@ -225,11 +233,12 @@ def _duration(seconds: float) -> str:
 def run_phase(model: Any, train: Any, val: Any, cfg: PhaseConfig, state: State, ckpt_dir: Path,
               best_from: Path | None, log: Callable[[str], None], steps: int | None = None) -> Path | None:
     """Fit ``model`` from ``state.epoch`` up to ``cfg.epochs`` (or an early stop), committing a
-    checkpoint after every epoch. Returns the best weights file; raises ``Diverged`` when the
+    checkpoint after every epoch (or, with ``cfg.checkpoint_every``, at most that often, and always
+    after the last). Returns the best weights file; raises ``Diverged`` when the
     loss becomes NaN (the last good checkpoint stays committed)."""
     if state.epoch >= cfg.epochs or (state.wait >= cfg.patience and state.epoch > 0):
         return best_from
-    cb = _Checkpointer(ckpt_dir, state, cfg.patience, best_from)
+    cb = _Checkpointer(ckpt_dir, state, cfg.patience, best_from, cfg.epochs, cfg.checkpoint_every)
     if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _build_from_local_batch(model)
     model.fit(train, validation_data=val, epochs=cfg.epochs, initial_epoch=state.epoch, callbacks=[_Progress(), cb],

@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # TensorFlow's deterministic ops (train/seeding.py); --seed turns them on
     lr_schedule: str = "constant"  # or "cosine": one warm-up epoch, then cosine decay (fit.learning_rate)
+    checkpoint_every: float = 0.0  # seconds between checkpoint commits; 0: after every epoch
 
     @staticmethod
     def load(path: Path) -> "TrainConfig":
@@ -250,7 +251,7 @@ def train_head(s: _Session, built: Any, strategy: Any) -> None:
     log(f"phase 1: training the head on {built.feature_dim} cached features, up to {cfg.epochs} epochs")
     tr = fit.dataset(feats["train"], s.labels["train"], cfg.batch, shuffle=True, seed=cfg.seed)
     va = fit.dataset(feats["val"], s.labels["val"], cfg.batch) if "val" in feats else None
-    best = fit.run_phase(head, tr, va, fit.PhaseConfig(cfg.epochs, cfg.learning_rate, cfg.patience),
+    best = fit.run_phase(head, tr, va, fit.PhaseConfig(cfg.epochs, cfg.learning_rate, cfg.patience, cfg.checkpoint_every),
                          state, s.ckpt, s.ckpt_path and s.ckpt_path / "best.weights.h5", log)
     if best:
         head.load_weights(best)
@@ -282,7 +283,7 @@ def fine_tune(s: _Session, built: Any, strategy: Any) -> None:
                      augment=fit.augmenter(cfg.flip, cfg.seed), seed=cfg.seed)
     va = fit.dataset(s.pixels["val"], s.labels["val"], cfg.batch) if s.pixels["val"] is not None else None
     best_prev = s.ckpt_path / "best.weights.h5" if s.ckpt_path and (s.ckpt_path / "best.weights.h5").exists() else None
-    best = fit.run_phase(built.model, tr, va, fit.PhaseConfig(cfg.fine_tune_epochs, lr, cfg.patience),
+    best = fit.run_phase(built.model, tr, va, fit.PhaseConfig(cfg.fine_tune_epochs, lr, cfg.patience, cfg.checkpoint_every),
                          s.state, s.ckpt, best_prev, log)
     if best:
         built.model.load_weights(best)
@@ -336,9 +337,12 @@ def keras_load(path: Path) -> Any:
 
 
 def restore(model: Any, path: Path) -> None:
-    """Weights and optimizer state of a checkpoint into an identically built ``model``."""
+    """Weights and optimizer state of a checkpoint into an identically built ``model`` (weights
+    alone into a model not compiled, as a finished run's is when it is resumed again)."""
     saved = keras_load(path)
     model.set_weights(saved.get_weights())
+    if getattr(model, "optimizer", None) is None:
+        return
     if getattr(saved, "optimizer", None) is not None and saved.optimizer.variables:
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)

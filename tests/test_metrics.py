@@ -418,3 +418,80 @@ def test_the_live_page_shows_the_drift(tmp_path, bundle):
         _stop(proc)
     shown = re.search(r'id="drift">([^<]*)<', dom)
     assert shown and re.fullmatch(r"\d+\.\d\d \(significant\)", shown.group(1)), dom[-2000:]
+
+
+def test_with_zones_the_per_frame_metrics_and_the_drift_carry_the_zone(tmp_path, bundle):
+    frames = crops(tmp_path / "live", 20, seed=5)  # 60 frames, each zone a half of it
+    proc, url = _start([bundle, "--source", frames, "--fps", "8", "--backend", "cpu", "--top-k", "1", "--json",
+                        "--zone", "left=0,0,0.5,1", "--zone", "right=0.5,0,0.5,1", "--serve", "127.0.0.1:0"])
+    try:
+        _wait_frames(url, 60)
+        deadline = time.time() + 30
+        while (m := _scrape(url + "metrics")).get("edgecls_frames_total{zone=right}", 0) < 60 and time.time() < deadline:
+            time.sleep(0.2)
+        status = json.loads(urllib.request.urlopen(url + "status.json", timeout=10).read())
+    finally:
+        err = _stop(proc)
+    assert m["edgecls_frames_total{zone=left}"] == m["edgecls_frames_total{zone=right}"] == 60
+    for zone in ("left", "right"):
+        assert m[f"edgecls_inference_seconds_count{{zone={zone}}}"] == 60
+        assert m[f"edgecls_top_score_bucket{{le=+Inf,zone={zone}}}"] == 60
+        assert sum(v for k, v in m.items() if k.startswith("edgecls_label_total{") and f"zone={zone}" in k) == 60
+        assert m[f"edgecls_drift_window_frames{{zone={zone}}}"] == 60
+        assert f"edgecls_drift_score{{zone={zone}}}" in m
+    assert "edgecls_frames_total" not in m  # no unlabelled series beside the zones'
+    zones = status["drift"]["zones"]
+    assert set(zones) == {"left", "right"} and all(z["frames"] == 60 for z in zones.values())
+    assert status["drift"]["score"] == max(z["score"] for z in zones.values())
+    assert "edgecls: zone left: drift" in err and "edgecls: zone right: drift" in err
+
+
+def _page(cmd: str, *args: object) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", cmd, *map(str, args), "--serve", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, url = time.time() + 60, None
+    while url is None and time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+        m = re.search(r"page on (http://\S+/)", line)
+        url = m.group(1) if m else None
+    assert url, proc.stderr.read() if proc.poll() is not None else "no page"
+    return proc, url
+
+
+def _post(url: str, body: dict) -> dict:
+    """A write from the page itself (same origin), as its script sends it."""
+    origin = url.rstrip("/")
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Origin": origin.rsplit("/", 1)[0]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_the_collect_and_review_pages_serve_metrics_of_their_dataset(tmp_path):
+    ds = tmp_path / "ds"
+    crops(ds / "cat", 2, seed=6)  # 6 photos already there
+    proc, url = _page("collect", ds, "--source", crops(tmp_path / "live", 2, seed=7), "--labels", "cat,dog")
+    try:
+        before = _scrape(url + "metrics")
+        _post(url + "capture", {"label": "dog"})
+        _post(url + "capture", {"label": "dog"})
+        after = _scrape(url + "metrics")
+    finally:
+        _stop(proc)
+    assert before["edgecls_dataset_photos{label=cat}"] == 6 and before["edgecls_dataset_photos{label=dog}"] == 0
+    assert after["edgecls_dataset_photos{label=dog}"] == 2 and after["edgecls_collect_saved_total{label=dog}"] == 2
+    assert any(k.startswith("edgecls_page_info{") and "page=collect" in k for k in after)
+    (ds / "_review" / "cat").mkdir(parents=True)
+    for p in sorted((ds / "cat").iterdir())[:3]:
+        shutil.move(p, ds / "_review" / "cat" / p.name)
+    proc, url = _page("review", ds)
+    try:
+        before = _scrape(url + "metrics")
+        _post(url + "move", {"rel": f"_review/cat/{sorted((ds / '_review' / 'cat').iterdir())[0].name}", "label": "dog"})
+        after = _scrape(url + "metrics")
+    finally:
+        _stop(proc)
+    assert before["edgecls_review_pending"] == 3 and after["edgecls_review_pending"] == 2
+    assert after["edgecls_dataset_photos{label=dog}"] == 3 and after["edgecls_review_sorted_total{action=moved}"] == 1

@@ -138,6 +138,9 @@ def test_teach_adds_a_class_the_model_never_saw_and_keeps_the_others(parent, tmp
     assert golden_labels == sorted(CLASSES + ["blue"])  # every class
     assert meta["head"]["kind"] == "cosine-ncm" and meta["output"]["classes"] == 5
     assert (out / "model.tflite").read_bytes() == (parent / "model.tflite").read_bytes()  # the model is unchanged
+    # the drift reference is the taught head's own (leave-one-out on the taught photos), not the parent's
+    ref = meta["reference"]
+    assert ref["photos"] == 10 and "leave-one-out" in ref["source"] and ref["labels"].get("4", 0) >= 8, ref
     v = run_edgecls("verify", out, "--json")
     assert v.returncode == 0 and json.loads(v.stdout)["ok"], v.stdout + v.stderr
     i = run_edgecls("inspect", out)

@@ -148,21 +148,35 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 SCALES = np.geomspace(4.0, 256.0, 49)
 
 
-def fit_scale(protos: Prototypes, features: np.ndarray, per_photo: list[str]) -> float:
-    """The softmax scale that best predicts each taught photo's class from prototypes made
-    without it (leave-one-out: its own class mean with the photo taken out), from ``SCALES``.
-    Without that, the cosines of ReLU features (all between 0.8 and 1) would give near-uniform
-    probabilities."""
+def loo_cosines(protos: Prototypes, features: np.ndarray, per_photo: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each taught photo's cosines to the class means (photos x classes), its own class's mean
+    made without it (leave-one-out: what an unseen photo of the class would meet), and the photos'
+    class indices."""
     means, counts = protos.means.astype(np.float64), protos.counts
     f = np.asarray(features, np.float64)
     idx = np.array([protos.labels.index(p) for p in per_photo])
-    weights = _unit(means)
-    cos = _unit(f) @ weights.T  # photos x classes
+    cos = _unit(f) @ _unit(means).T
     n = counts[idx].astype(np.float64)
     own = np.where(n[:, None] > 1, (means[idx] * n[:, None] - f) / np.maximum(n[:, None] - 1, 1), means[idx])
     cos[np.arange(len(f)), idx] = np.sum(_unit(f) * _unit(own), axis=1)
-    nll = [-np.mean(np.log(np.maximum(_softmax(s * cos)[np.arange(len(f)), idx], 1e-12))) for s in SCALES]
+    return cos, idx
+
+
+def fit_scale(protos: Prototypes, features: np.ndarray, per_photo: list[str]) -> float:
+    """The softmax scale that best predicts each taught photo's class from prototypes made
+    without it (``loo_cosines``), from ``SCALES``. Without that, the cosines of ReLU features
+    (all between 0.8 and 1) would give near-uniform probabilities."""
+    cos, idx = loo_cosines(protos, features, per_photo)
+    rows = np.arange(len(idx))
+    nll = [-np.mean(np.log(np.maximum(_softmax(s * cos)[rows, idx], 1e-12))) for s in SCALES]
     return float(round(SCALES[int(np.argmin(nll))], 3))
+
+
+def loo_probabilities(protos: Prototypes, features: np.ndarray, per_photo: list[str], scale: float) -> np.ndarray:
+    """The head's class probabilities of each taught photo with its own class mean made without
+    it: the scores the taught bundle's drift reference records."""
+    cos, _ = loo_cosines(protos, features, per_photo)
+    return _softmax(float(scale) * cos)
 
 
 def features_section(meta: Mapping[str, Any]) -> dict[str, Any] | None:

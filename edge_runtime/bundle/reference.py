@@ -1,5 +1,5 @@
 """The bundle's reference: what the model's outputs looked like on held-out photos, recorded by
-``convert`` and ``adopt`` in ``edgecls.json`` so that a running camera can tell when what it sees
+``convert`` and ``adopt`` (and ``teach``, from leave-one-out scores of the taught photos) in ``edgecls.json`` so that a running camera can tell when what it sees
 no longer looks like that (``live/drift.py``).
 
 The ``reference`` section::

@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from edge_runtime.bundle.classifier import BACKENDS
 from edge_runtime.errors import LabelError
@@ -30,7 +30,7 @@ def run_command(a: argparse.Namespace) -> int:
         acts = actions.Actions(actions.ActionOptions.from_namespace(a), scorer.labels, model=info["model"],
                                zones=zones.names() if zones is not None else ())
         miner = _miner(a, lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True), source.live)
-        monitor = _monitor(a, scorer, info, acts, miner, view)
+        monitor = _monitor(a, scorer, info, acts, miner, view, zones.names() if zones is not None else ())
     except BaseException:
         source.close()  # an early failure never leaves the camera open
         raise
@@ -42,21 +42,20 @@ def run_command(a: argparse.Namespace) -> int:
         print(f"edgecls: {miner.close().describe(a.save_uncertain)}", file=sys.stderr, flush=True)
     if a.json:
         out = s.to_dict()
-        if monitor.drift is not None:
+        if monitor.drifts:
             out["summary"]["drift"] = monitor.drift_json()
         print(json.dumps(out), flush=True)
-    if monitor.drift is not None:
-        from edge_runtime.live.drift import describe
-
-        print(f"edgecls: {describe(monitor.drift.score())}", file=sys.stderr, flush=True)
+    for line in monitor.describe_drift():
+        print(f"edgecls: {line}", file=sys.stderr, flush=True)
     if view is not None and s.ended == "end of input":
         _keep_serving()
     return _summary(s, a.source)
 
 
-def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any, miner: Any, view: Any) -> Any:
-    """Drift against the bundle's reference (said once when it has none) and the Prometheus
-    metrics, wired to the web view's /status.json and /metrics."""
+def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any, miner: Any, view: Any,
+             zones: Sequence[str] = ()) -> Any:
+    """Drift against the bundle's reference (said once when it has none; with zones a window per
+    zone) and the Prometheus metrics, wired to the web view's /status.json and /metrics."""
     from edge_runtime.bench import metrics
     from edge_runtime.bundle.reference import Reference
     from edge_runtime.live.drift import Drift
@@ -69,12 +68,13 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
         if bundle is not None:
             say("drift: off - the bundle records no reference (reconvert it, or adopt it again, to get one)")
     else:
-        where = f"{bundle.path}/edgecls.json"
-        drift = Drift(Reference.from_json(section, where, len(scorer.labels)), window=a.drift_window,
-                      warn=a.drift_warn or None, log=lambda m: say(f"warning: {m}"))
+        ref = Reference.from_json(section, f"{bundle.path}/edgecls.json", len(scorer.labels))
+        window = lambda prefix: Drift(ref, window=a.drift_window, warn=a.drift_warn or None,  # noqa: E731
+                                      log=lambda m: say(f"warning: {prefix}{m}"))
+        drift = {z: window(f"zone {z}: ") for z in zones} if zones else window("")
     monitor = metrics.Monitor({**metrics.bundle_identity(bundle), "backend": str(info.get("backend", ""))}, drift,
                               actions=acts.stats if acts.sinks else None,
-                              mined=(lambda: miner.stats.saved) if miner is not None else None)
+                              mined=(lambda: miner.stats.saved) if miner is not None else None, zones=zones)
     if drift is not None:  # MQTT: a Home Assistant sensor beside the label
         acts.add_sensor("drift", "Drift", lambda: (monitor.drift_json() or {}).get("score"))
     if view is not None:

@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from edge_runtime.cli.args import nonneg_float, positive_int, wait_for_ctrl_c, web_args, web_options
-from edge_runtime.dataset.collect import Collector, Saved, take
+from edge_runtime.bench import metrics
+from edge_runtime.dataset.collect import Collector, Grabber, Saved, take
 from edge_runtime.dataset.files import check_class
 from edge_runtime.live import sources
 from edge_runtime.live.zones import Zone
@@ -43,7 +44,10 @@ def command(a: Any) -> int:
         return 0 if saved else 1
     try:
         host, port, options = web
-        server, grabber = serve(collector, source, host, port, **options)
+        grabbed: list[Grabber] = []
+        server, grabber = serve(collector, source, host, port, metrics=metrics.page_metrics(
+            "collect", lambda: _collect_metrics(collector, grabbed[0])), **options)
+        grabbed.append(grabber)
     except BaseException:
         source.close()
         raise
@@ -82,3 +86,15 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=positive_int, default=224, help=argparse.SUPPRESS)  # the Pi camera's lores size
     p.add_argument("--height", type=positive_int, default=224, help=argparse.SUPPRESS)
     p.set_defaults(func=command)
+
+
+def _collect_metrics(collector: Collector, grabber: Grabber) -> list[metrics.PageMetric]:
+    """The collect page's /metrics: the class folders and what this page did, read per scrape."""
+    return [("edgecls_dataset_photos", "Photos in each class folder of the dataset", "gauge", "label",
+             {c: float(n) for c, n in collector.counts().items()}),
+            ("edgecls_collect_saved", "Photos saved by this page (less those undone), per class", "counter", "label",
+             {c: float(n) for c, n in collector.saved.items()}),
+            ("edgecls_errors", "Frames the source could not read (skipped files)", "counter", None,
+             {"": float(grabber.errors)}),
+            ("edgecls_source_ended", "1 once the camera or file stopped delivering frames", "gauge", None,
+             {"": 1.0 if grabber.ended else 0.0})]

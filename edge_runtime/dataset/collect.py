@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_runtime.dataset.files import check_class, class_folders, jpeg, stamp, write_new
+from edge_runtime.dataset.files import check_class, class_folders, count_images, jpeg, stamp, write_new
 from edge_runtime.errors import EdgeclsError
 from edge_runtime.live.frames import Frame, Source, SourceError
 from edge_runtime.live.zones import Zone
@@ -47,6 +47,7 @@ class Collector:
         for name in [*class_folders(self.root), *labels]:
             self.add_class(name)
         self.recent: deque[Saved] = deque(maxlen=RECENT)
+        self.saved: dict[str, int] = {}  # photos saved (less those undone) by this process, per class
         self.last_frame = -1
         self.capturing = threading.Lock()  # one capture at a time: a click and a burst never share a frame
 
@@ -75,6 +76,7 @@ class Collector:
         s = Saved(path, label, f"{label}/{path.name}", frame.n)
         with self.lock:
             self.recent.append(s)
+            self.saved[label] = self.saved.get(label, 0) + 1
             self.last_frame = frame.n
         return s
 
@@ -86,6 +88,7 @@ class Collector:
                 return None
             s = hits[-1]
             self.recent.remove(s)
+            self.saved[s.label] -= 1
         try:
             s.path.unlink()
         except FileNotFoundError:
@@ -95,20 +98,13 @@ class Collector:
     def counts(self) -> dict[str, int]:
         with self.lock:
             labels = list(self.labels)
-        return {c: _count_images(self.root / c) for c in labels}
+        return {c: count_images(self.root / c) for c in labels}
 
     def state(self) -> dict[str, Any]:
         with self.lock:
             recent = [{"rel": s.rel, "label": s.label, "frame": s.frame} for s in reversed(self.recent)]
         return {"classes": [{"label": c, "count": n} for c, n in self.counts().items()], "recent": recent,
                 "root": str(self.root)}
-
-
-def _count_images(d: Path) -> int:
-    if not d.is_dir():
-        return 0
-    return sum(1 for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
-               and p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
 
 
 class Grabber:

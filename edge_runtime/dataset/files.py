@@ -56,6 +56,14 @@ def class_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
 
+def count_images(d: Path) -> int:
+    """Photos in a class folder (0 when it does not exist): image files, hidden ones left out."""
+    if not d.is_dir():
+        return 0
+    return sum(1 for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
+               and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def stamp(t: float | None = None) -> str:
     """UTC time to the microsecond, as a file name that sorts by time."""
     t = time.time() if t is None else t

@@ -37,6 +37,7 @@ class Reviewer:
             raise EdgeclsError(f"{self.root}: not a directory; give the dataset folder that `edgecls pull --into` filled")
         self.lock = threading.Lock()
         self.extra: list[str] = []  # classes added on the page, not yet folders
+        self.sorted = {"moved": 0, "discarded": 0}  # frames sorted by this process
 
     def pending(self) -> list[dict[str, Any]]:
         review = self.root / REVIEW
@@ -75,11 +76,15 @@ class Reviewer:
         """Move a frame into the class folder ``label`` (made if new)."""
         label = check_class(label)
         with self.lock:
-            return move_new(self._source(rel), self.root / label)
+            out = move_new(self._source(rel), self.root / label)
+            self.sorted["moved"] += 1
+            return out
 
     def discard(self, rel: str) -> Path:
         with self.lock:
-            return move_new(self._source(rel), self.root / DISCARDED)
+            out = move_new(self._source(rel), self.root / DISCARDED)
+            self.sorted["discarded"] += 1
+            return out
 
     def state(self) -> dict[str, Any]:
         return {"root": str(self.root), "classes": self.classes(), "pending": self.pending()}

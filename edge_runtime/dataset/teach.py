@@ -34,16 +34,18 @@ from edge_runtime.bundle import golden
 from edge_runtime.bundle.classifier import Classifier
 from edge_runtime.bundle.format import LABELS, MODEL_FILES, Bundle, load_bundle, sha256_file, write_bundle
 from edge_runtime.bundle.head import (DEFAULT_SCALE, FEATURES_SECTION, HEAD_SECTION, KIND, OUT_SCALE, PROTOTYPES,
-                                      Prototypes, class_means, features_section, fit_scale)
+                                      Prototypes, class_means, features_section, fit_scale, loo_probabilities)
 from edge_runtime.bundle.meta import METADATA
+from edge_runtime.bundle.reference import Reference
 from edge_runtime.dataset.files import IMAGE_SUFFIXES, check_class
 from edge_runtime.errors import EdgeclsError, ImageError
 from edge_runtime.model.contract import OutputContract, TensorQuant
 
 MIN_PHOTOS = 3
 TAUGHT_SECTION = "taught"
+REFERENCE = "reference"  # the drift reference (bundle/reference.py): the parent's is of other classes, so made anew
 # Sections of the parent's edgecls.json that describe the parent's classes or files, not the taught bundle's.
-DROPPED = ("files", "format_version", "created", "golden", "metrics", "imx500", "tflite_metadata", "output", "reference",
+DROPPED = ("files", "format_version", "created", "golden", "metrics", "imx500", "tflite_metadata", "output", REFERENCE,
            "name", FEATURES_SECTION, HEAD_SECTION, TAUGHT_SECTION)
 
 
@@ -142,6 +144,8 @@ def teach(parent: str | os.PathLike[str], dataset: str | os.PathLike[str], out: 
     per_photo = [c for c, ps in classes.items() for _ in ps]
     scale = fit_scale(protos, feats, per_photo)
     meta = taught_meta(bundle, classes, protos, only, name or Path(out).name, scale)
+    meta[REFERENCE] = Reference.from_scores(loo_probabilities(protos, feats, per_photo, scale),
+                                            f"leave-one-out scores of the {len(per_photo)} taught photos").to_json()
     files = bundle_files(bundle, protos)
     result = write_taught(bundle, classes, files, meta, Path(out), progress)
     n = sum(len(p) for p in classes.values())

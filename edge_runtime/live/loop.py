@@ -180,12 +180,14 @@ def _capture(source: Source, box: Latest, stop: threading.Event, state: dict, re
 class Watch:
     """What follows every classified frame besides the sinks (metrics, drift): ``frame`` runs in the
     loop after each classified frame and must take microseconds; ``run`` sets ``counts`` to read the
-    capture side's totals (captured, dropped, errors) whenever the watcher is asked."""
+    capture side's totals (captured, dropped, errors) whenever the watcher is asked. With zones it
+    runs once per classified zone, ``zone`` naming it (None: the whole frame)."""
 
     def __init__(self) -> None:
         self.counts: Callable[[], dict[str, int]] = lambda: {}
 
-    def frame(self, f: Any, scores: np.ndarray, classes: list[Class], latency_ms: dict[str, float]) -> None:
+    def frame(self, f: Any, scores: np.ndarray, classes: list[Class], latency_ms: dict[str, float],
+              zone: str | None = None) -> None:
         pass
 
 
@@ -252,8 +254,8 @@ class _ZoneLoop(_Loop):
     own, with its own smoothing, ``--on-change`` and action state; the others are counted skipped."""
 
     def __init__(self, scorer: Scorer, emit: Callable[[dict], None], opts: Options, summary: Summary,
-                 view: Any, actions: Any, miner: Any, zones: ZoneSet):
-        super().__init__(scorer, emit, opts, summary, view, actions, miner)
+                 view: Any, actions: Any, miner: Any, zones: ZoneSet, watch: Watch | None = None):
+        super().__init__(scorer, emit, opts, summary, view, actions, miner, watch)
         self.zones = zones
         self.smoothers = {n: Smoother(opts.smooth) for n in zones.names()}
         self.last_labels: dict[str, int | None] = {}
@@ -288,6 +290,8 @@ class _ZoneLoop(_Loop):
                                zone=name)
         lat = {"preprocess": p.prep_ms, **stages, "postprocess": (time.perf_counter() - t2) * 1e3,
                "age": (time.time() - f.t) * 1e3}
+        if self.watch is not None:  # metrics and drift, per zone: the unsmoothed scores
+            self.watch.frame(f, raw_scores, classes, lat, zone=name)
         p.state.classified += 1
         p.state.last = {"frame": f.n, "classes": [{"index": c.index, "label": c.label, "score": c.score}
                                                   for c in classes]}
@@ -332,7 +336,7 @@ def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None
     counted in ``Summary.errors`` and passed to ``on_error`` (from the capture thread). A
     ``Classifier`` is run here (``ModelScorer``). With ``zones`` each zone the trigger picks is
     classified on its own and ``emit`` gets one dict per zone, with ``"zone": NAME``. ``watch``
-    (metrics, drift) sees every classified frame (of the whole frame: not per zone yet)."""
+    (metrics, drift) sees every classified frame, or with zones every classified zone."""
     scorer = ModelScorer(scorer) if isinstance(scorer, Classifier) else scorer
     opts = options or Options()
     stop = stop or threading.Event()
@@ -343,7 +347,7 @@ def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None
         loop = _Loop(scorer, emit, opts, summary, view, actions, miner, watch)
         prepare_frame = None
     else:
-        loop = _ZoneLoop(scorer, emit, opts, summary, view, actions, miner, zones)
+        loop = _ZoneLoop(scorer, emit, opts, summary, view, actions, miner, zones, watch)
         prepare_frame = lambda f: zones.prepare(f, scorer.prepare)  # noqa: E731
     reason = None  # why the inference side stopped, if it did
     thread = threading.Thread(target=_capture, args=(source, box, stop, state, opts.retries, scorer.prepare, on_error,

@@ -59,10 +59,12 @@ def handler(collector: Collector, grabber: Grabber, view: Any) -> type:
     return Handler
 
 
-def serve(collector: Collector, source: Source, host: str, port: int, **web: Any) -> tuple[Any, Grabber]:
-    """Start the page's server and the frame reader; returns (server, grabber). ``web``: ``serve``'s
-    options (users, tls, public)."""
+def serve(collector: Collector, source: Source, host: str, port: int, metrics: Any = None,
+          **web: Any) -> tuple[Any, Grabber]:
+    """Start the page's server and the frame reader; returns (server, grabber). ``metrics``: the
+    ``/metrics`` answer (``bench.metrics.page_metrics``); ``web``: ``serve``'s options (users, tls, public)."""
     view = webview.View()
+    view.metrics_ref = metrics
     grabber = Grabber(source, on_frame=lambda f: view.update(f, [], {}, 0.0))
     server = webview.serve(view, host, port, handler(collector, grabber, view), **web)
     grabber.start()

@@ -31,7 +31,7 @@ def handler(reviewer: Reviewer, view: Any) -> type:
 
         def pages(self) -> dict:  # the live picture and status are the camera's, not here
             return {"/": lambda q: self._file(self.page), "/review.json": lambda q: self.send_json(reviewer.state()),
-                    "/image": lambda q: self.send_image_in(*image(q))}
+                    "/image": lambda q: self.send_image_in(*image(q)), "/metrics": lambda q: self._metrics()}
 
         def writes(self) -> dict:
             return {"/move": move, "/discard": discard, "/class": add_class}
@@ -39,7 +39,9 @@ def handler(reviewer: Reviewer, view: Any) -> type:
     return Handler
 
 
-def serve(reviewer: Reviewer, host: str, port: int, **web: Any) -> Any:
-    """Start the review page's server; ``web``: ``webview.serve``'s options (users, tls, public)."""
+def serve(reviewer: Reviewer, host: str, port: int, metrics: Any = None, **web: Any) -> Any:
+    """Start the review page's server; ``metrics``: the ``/metrics`` answer
+    (``bench.metrics.page_metrics``); ``web``: ``webview.serve``'s options (users, tls, public)."""
     view = webview.View()
+    view.metrics_ref = metrics
     return webview.serve(view, host, port, handler(reviewer, view), **web)

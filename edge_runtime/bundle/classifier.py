@@ -15,7 +15,6 @@ from edge_runtime.bundle.format import Bundle, is_bundle, load_bundle
 from edge_runtime.bundle.head import OUT_SCALE, Head, features_section, load_head
 from edge_runtime.errors import BackendUnavailable, EdgeclsError, LabelError, ModelError
 from edge_runtime.model import interpreter as interp
-from edge_runtime.model import metadata as tflite_metadata
 from edge_runtime.model.labels import read_labels
 from edge_runtime.model.pipeline import DEPTH, prefetch
 from edge_runtime.model.postprocess import Class, OutputKind, dequantize, softmax, top_k
@@ -192,6 +191,8 @@ class Classifier:
     def _metadata_labels(self, path: str, classes: int) -> tuple[list[str] | None, str | None]:
         """A bare model's labels from its TFLite metadata (as ``inspect`` and ``adopt`` read them);
         a model whose metadata says it is an embedder, with no labels, is not run as a classifier."""
+        from edge_runtime.model import metadata as tflite_metadata  # flatbuffers' generated code: only for bare models
+
         try:
             meta = tflite_metadata.read_file(path)
         except EdgeclsError as e:  # unreadable metadata, or no flatbuffers: numbered classes, and why

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import importlib
 import os
 import platform
@@ -616,8 +615,9 @@ def vulkan_status() -> tuple[bool, str]:
     the drivers installed, the devices they report). ``auto`` only tries the GPU when this is
     true: a software rasterizer is never a better choice than XNNPACK. ICD files alone prove
     nothing (a desktop install ships Intel's and AMD's on a machine with neither)."""
-    loader = ctypes.util.find_library("vulkan") or "libvulkan.so.1"
-    devices = vulkan_devices(loader if os.sep in loader else "libvulkan.so.1")
+    # dlopen the loader by its soname, as Dawn does (ctypes.util.find_library would run ldconfig
+    # in a subprocess, 50 ms of every `classify` start, to return the same name).
+    devices = vulkan_devices("libvulkan.so.1")
     if devices is None:
         return False, "no Vulkan loader (libvulkan.so.1); install libvulkan1 and your GPU's Vulkan driver"
     files: list[str] = []

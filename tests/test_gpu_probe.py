@@ -66,3 +66,16 @@ def test_the_device_probe_prints_nothing_itself(absent_gpu):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env={**__import__("os").environ, **absent_gpu}, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() in ("[]", "None") and p.stderr == "", p.stderr
+
+
+def test_without_a_gpu_device_node_auto_does_not_load_the_vulkan_drivers(labels):
+    """No /dev/dri render node (nor NVIDIA's, nor WSL's): no hardware Vulkan device can answer, so
+    auto does not dlopen libvulkan and every driver (50 to 90 ms of each start on this machine)."""
+    if not interp.gpu_nodes_absent():
+        pytest.skip("this machine has a GPU device node")
+    code = ("import sys; from edge_runtime import Classifier\n"
+            f"c = Classifier({str(EMBEDDER)!r}, labels={str(labels)!r}, backend='auto')\n"
+            "print(c.backend, any('libvulkan' in l for l in open('/proc/self/maps')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["cpu", "False"], p.stdout

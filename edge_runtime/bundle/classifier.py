@@ -253,7 +253,7 @@ class Classifier:
             if not explicit:
                 if is_raspberry_pi():
                     raise BackendUnavailable("skipped on a Raspberry Pi: the int8 model on the CPU is faster")
-                ok, _ = interp.vulkan_status()
+                ok = not interp.gpu_nodes_absent() and interp.vulkan_status()[0]
                 if not ok:  # the drivers' own words are edgecls doctor's to show, not every classify's
                     raise BackendUnavailable(f"{interp.NO_VULKAN_DEVICE} (edgecls doctor says more)")
                 try:

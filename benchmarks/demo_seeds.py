@@ -58,6 +58,7 @@ def write(rows: list[dict], repeat: dict | None, out: Path) -> None:
     ok = [r for r in rows if r["exit"] == 0 and r.get("verify_ok")]
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
             "python": platform.python_version(), "command": "edgecls demo --seed S"}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "demo_seeds.json").write_text(json.dumps({**meta, "runs": rows, "repeat": repeat}, indent=1) + "\n")
     lines = ["# `edgecls demo` over ten seeds", "",
              f"{meta['machine']}, Python {meta['python']}. Produced by `python benchmarks/demo_seeds.py`: each run is "

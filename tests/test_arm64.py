@@ -134,3 +134,39 @@ def test_runtime_install_has_no_tensorflow(arm64s, release):
     _ok(p)
     assert p.stdout.strip() == "[]"
     assert du(arm.edgecls) < 4_000_000  # pure Python: 2.6 MB with bytecode (rooms, pages, the metadata schema code)
+
+
+@pytest.mark.parametrize("release,pi,interpreter", targets(boards=("pi4",), interpreters=("litert",)))
+def test_teach_on_the_pi_gives_the_x86_head_and_the_same_scores(arm64s, sign_run, sign_bundle, tmp_path, release,
+                                                                 pi, interpreter):
+    """`edgecls teach` under the emulated Pi (no TensorFlow there) writes the head x86 writes, and a
+    taught bundle scores every photo the same on both: its raw outputs are bit-equal."""
+    import shutil
+
+    import numpy as np
+
+    arm = arm64s(release)
+    rels = [r for r in (sign_run / "splits" / "test.txt").read_text().split("\n") if r]
+    taught = [r for r in rels if r.startswith("2/")][:8]
+    data = tmp_path / "data" / "two-again"  # a sixth class: parity, not accuracy, is the point here
+    data.mkdir(parents=True)
+    for r in taught:
+        shutil.copy(SIGN_DATA / r, data / Path(r).name)
+    x86_out, arm_out = tmp_path / "x86", tmp_path / "arm"
+    _ok(run_edgecls("teach", sign_bundle, tmp_path / "data", "--out", x86_out))
+    _ok(arm.run("teach", sign_bundle, tmp_path / "data", "--out", arm_out, pi=pi, interpreter=interpreter))
+    a, b = (np.load(o / "head" / "prototypes.npz") for o in (x86_out, arm_out))
+    assert list(a["labels"]) == list(b["labels"]) and (a["counts"] == b["counts"]).all()
+    np.testing.assert_allclose(a["means"], b["means"], rtol=1e-6, atol=1e-7)  # summation order may differ
+    meta = [json.loads((o / "edgecls.json").read_text()) for o in (x86_out, arm_out)]
+    assert meta[0]["head"] == meta[1]["head"] and meta[0]["taught"]["photos"] == meta[1]["taught"]["photos"]
+    files = [SIGN_DATA / r for r in rels[::10]]
+    x86 = run_edgecls("classify", x86_out, *files, "--json", "--top-k", "6", "--backend", "cpu")
+    p = arm.run("classify", x86_out, *files, "--json", "--top-k", "6", "--backend", "cpu", pi=pi,
+                interpreter=interpreter)
+    _ok(x86)
+    _ok(p)
+    assert [r["classes"] for r in json_lines(p.stdout)] == [r["classes"] for r in json_lines(x86.stdout)]
+    v = arm.run("verify", x86_out, "--backend", "cpu", "--json", pi=pi, interpreter=interpreter)
+    _ok(v)
+    assert json.loads(v.stdout)["mode"] == "bit-exact", v.stdout

@@ -132,6 +132,8 @@ def test_an_admin_teaches_sees_the_progress_and_the_held_out_results_and_keeps(p
     s = _until(lambda: (steps.append(x := page.get()) or x["state"] != "running") and x)
     assert s["state"] == "done", s
     assert all(x["step"]["done"] <= x["step"]["total"] for x in steps)
+    status, again = page.post("/teach")  # the result waits: keep or undo it first
+    assert status == 409 and "waits for keep or undo" in again["error"] and _siblings(parent) == ["colours.taught-1"]
 
     r = s["result"]
     out = parent.parent / "colours.taught-1"
@@ -353,7 +355,7 @@ def test_teach_keep_and_undo_in_headless_chromium(parent, tmp_path):
             b.wait("document.getElementById('teach-note').textContent.startsWith('removed')")
             assert not (parent.parent / "colours.taught-2").exists()
             assert b.js("document.getElementById('bundle').textContent").startswith("colours.taught-1")
-            _dataset(ds, {"grey": 2})  # too few: the one-line error on the page
+            _dataset(ds, {"red": 2})  # too few: the one-line error on the page
             b.click("#teach")
             b.wait("document.getElementById('teach-error').textContent.includes('at least 3')")
     finally:

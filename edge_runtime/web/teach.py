@@ -78,6 +78,7 @@ class Teacher:
         self.out: Path | None = None
         self.note = ""  # the last keep or undo, for every page that polls
         self.started = 0.0
+        self.seconds = 0.0  # the last teach's, from the click to its result (teach and test)
         self.by: str | None = None
         self.thread: threading.Thread | None = None
         self.seen: tuple[Any, list[dict[str, Any]]] | None = None  # (key, top-k) of the last classified frame
@@ -145,9 +146,9 @@ class Teacher:
             return
         right, tested = tried.accuracy()
         with self.lock:
-            self.state, self.tried = "done", tried
+            self.state, self.tried, self.seconds = "done", tried, time.time() - self.started
             self.step = {**self.step, "done": self.step["total"], "message": "done"}
-        print(f"edgecls: web: taught {out} in {tried.taught.seconds:.1f} s: {right} of {tested} held-out photos "
+        print(f"edgecls: web: taught {out} in {self.seconds:.2f} s: {right} of {tested} held-out photos "
               "right; keep or undo it on the page", file=sys.stderr, flush=True)
 
     def _remove(self, out: Path) -> None:
@@ -214,7 +215,7 @@ class Teacher:
                 t = tried.taught
                 right, tested = tried.accuracy()
                 result = {"bundle": str(t.bundle), "labels": t.labels, "added": t.added, "refined": t.refined,
-                          "kept": t.kept, "photos": t.photos, "seconds": round(t.seconds, 2),
+                          "kept": t.kept, "photos": t.photos, "seconds": round(self.seconds, 2),
                           "embed_ms": round(t.embed_ms, 2), "right": right, "tested": tested,
                           "checks": [c.to_json() for c in tried.checks], "untested": tried.untested}
             return {"bundle": str(self.bundle), "name": self.bundle.name, "classes": list(self.clf.labels or []),

@@ -30,7 +30,7 @@ function teachRender(t) {
   if (t.state === 'done' && r) {
     const parts = [r.added.length ? 'added ' + r.added.join(', ') : '', r.refined.length ? 'refined ' + r.refined.join(', ') : '',
                    r.kept.length ? 'kept ' + r.kept.length + ' from the bundle' : ''].filter(Boolean).join('; ');
-    el('teach-summary').textContent = 'Taught ' + r.photos + ' photos in ' + r.seconds.toFixed(1) + ' s (' + parts + '): ' +
+    el('teach-summary').textContent = 'Taught ' + r.photos + ' photos in ' + r.seconds.toFixed(2) + ' s (' + parts + '): ' +
       r.right + ' of ' + r.tested + ' held-out photos right. ' + t.out + ' waits: keep it, or undo it.';
     el('teach-checks').innerHTML = r.checks.map(c =>
       '<tr><td>' + esc(c.label) + '</td><td>' + esc(c.photo) + (c.source === 'golden' ? ' (golden)' : ' (held out)') +

@@ -47,7 +47,7 @@ def command(a: Any) -> int:
         return 0 if saved else 1
     try:
         host, port, options = web
-        server, grabber = serve(collector, source, host, port, teacher, **options)
+        server, grabber = serve(collector, source, host, port, teacher=teacher, **options)
     except BaseException:
         source.close()
         if teacher is not None:

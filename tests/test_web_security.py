@@ -134,6 +134,10 @@ COLLECT_ROUTES = {
     "/capture": ("POST", {"label": "cat"}, (401, 403, 200)),
     "/undo": ("POST", {}, (401, 403, 200)),
     "/class": ("POST", {"label": "fox"}, (401, 403, 200)),
+    "/teach.json": ("GET", None, (401, 200, 200)),
+    "/teach": ("POST", {}, (401, 403, 400)),  # 400: this page has no --bundle
+    "/teach/keep": ("POST", {}, (401, 403, 400)),
+    "/teach/undo": ("POST", {}, (401, 403, 400)),
 }
 REVIEW_ROUTES = {
     "/": ("GET", None, (401, 200, 200)),
@@ -474,7 +478,7 @@ def test_pages_have_no_inline_script_or_style_and_one_escaper():
             html.replace(" one", ""), page.name
     js = {p.name: p.read_text() for p in static.glob("*.js")}
     assert [n for n, t in js.items() if "function esc(" in t] == ["edgecls.js"]
-    assert all("esc(" in js[n] for n in ("camera.js", "collect.js", "review.js"))
+    assert all("esc(" in js[n] for n in ("camera.js", "collect.js", "review.js", "teach.js"))
     for py in (Path(webview.__file__).parent).glob("*.py"):
         assert "&quot;" not in py.read_text(), py.name  # no escaper left in Python either
 

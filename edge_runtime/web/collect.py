@@ -1,18 +1,24 @@
 """The collect page (static/collect.html, collect.js): the live picture, a button per class, counts,
-and the last photos with undo. Viewers see it; admins take photos."""
+and the last photos with undo. Viewers see it; admins take photos. With a bundle (``--bundle``,
+a ``web.teach.Teacher``): what the bundle sees in the live picture, and the Teach button."""
 
 from __future__ import annotations
 
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Callable
 
 from edge_runtime.dataset.collect import BURST_FPS, Collector, Grabber
 from edge_runtime.live.frames import Source
 from edge_runtime.live.zones import ZoneError
 from edge_runtime.web import server as webview
+from edge_runtime.web.teach import TeachConflict, Teacher
+
+NO_BUNDLE = "this collect page has no bundle to teach; start it with --bundle BUNDLE (a bundle made by edgecls convert)"
 
 
-def handler(collector: Collector, grabber: Grabber, view: Any) -> type:
-    """The camera web view's handler (``/stream.mjpg``) with the collect page and its actions."""
+def handler(collector: Collector, grabber: Grabber, view: Any, teacher: Teacher | None = None) -> type:
+    """The camera web view's handler (``/stream.mjpg``) with the collect page and its actions;
+    with ``teacher``, also ``/teach.json`` and the Teach, keep and undo writes."""
     def state() -> dict[str, Any]:
         return {**collector.state(), "burst_ms": int(1000 / BURST_FPS), "zone": zone_outline()}
 
@@ -46,26 +52,55 @@ def handler(collector: Collector, grabber: Grabber, view: Any) -> type:
         name = collector.add_class(str(body.get("label", "")))
         return {**state(), "message": f"class {name} added"}
 
+    def teach_state() -> dict[str, Any]:
+        """The teach's status and the bundle's top 3 for the newest frame (the saved picture: the
+        zone's crop with --zone)."""
+        if teacher is None:
+            return {"bundle": None, "can_teach": False, "why_not": NO_BUNDLE, "state": "idle", "sees": []}
+        f = grabber.frame
+        sees = []
+        if f is not None:
+            try:
+                g = collector.zone.crop(f) if collector.zone is not None else f
+                sees = teacher.sees(g.display if g.display is not None else g.rgb, f.n)
+            except ZoneError:  # a zone outside this frame: the capture says so
+                pass
+        return {**teacher.status(), "sees": sees}
+
+    def teaching(act: Callable[[Teacher], dict[str, Any]]) -> dict[str, Any]:
+        """Teach, keep or undo: 400 without a bundle, 409 while another teach runs or waits."""
+        if teacher is None:
+            raise ValueError(NO_BUNDLE)
+        try:
+            return {**act(teacher), "sees": []}
+        except TeachConflict as e:
+            raise webview.Refused(HTTPStatus.CONFLICT, str(e)) from None
+
     class Handler(webview.handler_for(view)):  # type: ignore[misc]
         page = "collect.html"
 
         def pages(self) -> dict:
             return {**super().pages(), "/collect.json": lambda q: self.send_json(state()),
+                    "/teach.json": lambda q: self.send_json(teach_state()),
                     "/photo": lambda q: self.send_image_in(collector.root, q.get("rel", ""))}
 
         def writes(self) -> dict:
-            return {"/capture": capture, "/undo": undo, "/class": add_class}
+            return {"/capture": capture, "/undo": undo, "/class": add_class,
+                    "/teach": lambda body: teaching(lambda t: t.start(self.who().name)),
+                    "/teach/keep": lambda body: teaching(lambda t: t.keep(self.who().name)),
+                    "/teach/undo": lambda body: teaching(lambda t: t.undo(self.who().name))}
 
     return Handler
 
 
 def serve(collector: Collector, source: Source, host: str, port: int, metrics: Any = None,
-          **web: Any) -> tuple[Any, Grabber]:
+          teacher: Teacher | None = None, **web: Any) -> tuple[Any, Grabber]:
     """Start the page's server and the frame reader; returns (server, grabber). ``metrics``: the
-    ``/metrics`` answer (``bench.metrics.page_metrics``); ``web``: ``serve``'s options (users, tls, public)."""
+    ``/metrics`` answer (``bench.metrics.page_metrics``); ``teacher``: the page's bundle and Teach
+    button (``--bundle``); ``web``: ``serve``'s options (users, tls, public)."""
     view = webview.View()
     view.metrics_ref = metrics
     grabber = Grabber(source, on_frame=lambda f: view.update(f, [], {}, 0.0))
-    server = webview.serve(view, host, port, handler(collector, grabber, view), **web)
+    server = webview.serve(view, host, port, handler(collector, grabber, view, teacher), **web)
     grabber.start()
     return server, grabber

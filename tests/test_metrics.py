@@ -429,7 +429,8 @@ def test_with_zones_the_per_frame_metrics_and_the_drift_carry_the_zone(tmp_path,
         deadline = time.time() + 30
         while (m := _scrape(url + "metrics")).get("edgecls_frames_total{zone=right}", 0) < 60 and time.time() < deadline:
             time.sleep(0.2)
-        status = json.loads(urllib.request.urlopen(url + "status.json", timeout=10).read())
+        with urllib.request.urlopen(url + "status.json", timeout=10) as r:
+            status = json.loads(r.read())
     finally:
         err = _stop(proc)
     assert m["edgecls_frames_total{zone=left}"] == m["edgecls_frames_total{zone=right}"] == 60

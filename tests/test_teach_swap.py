@@ -76,7 +76,7 @@ def test_teach_into_adds_a_live_version_and_deploys_rollback_returns_the_parent(
     r = json.loads(p.stdout)
     v1 = r["version"]
     assert r["was"] == v0 and r["added"] == ["blue"] and r["bundle"] == str(dev / "versions" / v1)
-    assert re.fullmatch(r"\d{8}T\d{6}Z-colours-[0-9a-f]{10}", v1), v1  # named as a deploy names a version
+    assert re.fullmatch(r"\d{8}T\d{6}Z-parent-[0-9a-f]{10}", v1), v1  # named as a deploy names a version
     assert _live(dev) == f"versions/{v1}"  # relative, as remote.py's switch makes it
     assert (dev / "history").read_text().splitlines() == [v0, v1]
     assert sorted(os.listdir(dev / "versions")) == sorted([v0, v1])  # no incoming or staging left
@@ -136,6 +136,7 @@ def test_a_bad_into_is_refused_in_one_line_and_nothing_is_written(parent, deploy
         if held is not None:
             held.kill()
             held.wait()
+            held.stdout.close()
     assert_one_line_error(p, *expect, *([str(into)] if case != "too few photos" else []))
     assert _listing(into) == before
     assert _live(dev) == f"versions/{v0}" and (dev / "history").read_text().splitlines() == [v0]
@@ -153,9 +154,15 @@ class Camera:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.out: list[str] = []
         self.err: list[str] = []
-        for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True).start()
-        self.url = re.search(r"web view on (http://\S+/)", self.wait(self.err, "web view on")).group(1)
+        self.readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                        for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for r in self.readers:
+            r.start()
+        try:
+            self.url = re.search(r"web view on (http://\S+/)", self.wait(self.err, "web view on")).group(1)
+        except BaseException:
+            self.__exit__()
+            raise
 
     @staticmethod
     def _read(stream, lines: list[str]) -> None:
@@ -185,13 +192,25 @@ class Camera:
     def status(self) -> dict:
         return json.loads(self.get("status.json")[1])
 
+    def __enter__(self) -> "Camera":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=60)
+        for r in self.readers:
+            r.join(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
     def finish(self) -> tuple[list[dict], dict]:
         """Every frame's JSON line and the summary, once the input ended (the view then stays: stopped here)."""
-        try:
-            self.wait(self.out, '"summary"', timeout=300)
-        finally:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
+        self.wait(self.out, '"summary"', timeout=300)
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        for r in self.readers:
+            r.join(timeout=10)
         lines = [json.loads(line) for line in self.out if line.strip()]
         return [x for x in lines if "frame" in x], next(x["summary"] for x in lines if "summary" in x)
 
@@ -212,8 +231,7 @@ def test_a_camera_on_the_folder_takes_each_new_version_between_two_frames(deploy
     log, status JSON and metrics; deploy's rollback mid-run: the parent again. Every frame has its result."""
     dev, v0 = deployed
     n = 240
-    cam = Camera(dev / "current", _frames(tmp_path / "frames", "blue", n), fps=10)
-    try:
+    with Camera(dev / "current", _frames(tmp_path / "frames", "blue", n), fps=10) as cam:
         assert "following" in cam.wait(cam.err, f"(version {v0})")
         cam.wait(cam.out, '"frame"')  # classifying
         assert cam.status()["bundle"]["version"] == v0
@@ -223,7 +241,7 @@ def test_a_camera_on_the_folder_takes_each_new_version_between_two_frames(deploy
         swap1 = cam.wait(cam.err, f"now running {v1}")
         assert "5 classes; taught blue" in swap1 and f"was {v0}" in swap1
         s = cam.status()
-        assert s["bundle"]["version"] == v1 and s["bundle"]["name"] == "colours" and "refused" not in s["bundle"]
+        assert s["bundle"]["version"] == v1 and s["bundle"]["name"] == "parent" and "refused" not in s["bundle"]
         code, text = cam.get("metrics")
         if code == 200:  # prometheus-client installed
             info = next(line for line in text.splitlines() if line.startswith("edgecls_bundle_info{"))
@@ -233,9 +251,6 @@ def test_a_camera_on_the_folder_takes_each_new_version_between_two_frames(deploy
         swap2 = cam.wait(cam.err, f"now running {v0}")
         assert cam.status()["bundle"]["version"] == v0
         frames, summary = cam.finish()
-    finally:
-        if cam.proc.poll() is None:
-            cam.proc.kill()
     assert [f["frame"] for f in frames] == list(range(n))  # every frame once, in order: none lost, none twice
     assert summary["captured"] == summary["classified"] == n and summary["ended"] == "end of input", summary
     k1, k2 = _after_frame(swap1), _after_frame(swap2)
@@ -250,17 +265,16 @@ def test_a_camera_on_the_folder_takes_each_new_version_between_two_frames(deploy
 def test_a_version_that_cannot_run_is_said_once_and_the_old_one_keeps_running(deployed, tmp_path):
     dev, v0 = deployed
     good = dev / "versions" / v0
-    golden = dev / "versions" / "20990101T000000Z-colours-bad-golden"  # loads, but its golden photos fail
+    golden = dev / "versions" / "20990101T000000Z-parent-bad-golden"  # loads, but its golden photos fail
     shutil.copytree(good, golden)
     meta = json.loads((golden / "edgecls.json").read_text())
     meta["golden"]["photos"][0]["raw"] = [(v + 7) % 256 for v in meta["golden"]["photos"][0]["raw"]]
     (golden / "edgecls.json").write_text(json.dumps(meta))
-    torn = dev / "versions" / "20990101T000000Z-colours-torn"  # a file that is not what edgecls.json says
+    torn = dev / "versions" / "20990101T000000Z-parent-torn"  # a label changed: same size, another sha256
     shutil.copytree(good, torn)
-    (torn / "labels.txt").write_text("red\ngreen\nyellow\nparcel\n")
+    (torn / "labels.txt").write_text("red\ngreen\nyellow\npark\n")
     n = 120
-    cam = Camera(dev / "current", _frames(tmp_path / "frames", "red", n), fps=10)
-    try:
+    with Camera(dev / "current", _frames(tmp_path / "frames", "red", n), fps=10) as cam:
         cam.wait(cam.out, '"frame"')
         from edge_runtime.bundle.deployed import Deployed
 
@@ -275,9 +289,6 @@ def test_a_version_that_cannot_run_is_said_once_and_the_old_one_keeps_running(de
         assert s["bundle"]["version"] == v0 and s["bundle"]["refused"]["version"] == torn.name
         time.sleep(2.5)  # the watcher looks again, and says nothing new
         frames, summary = cam.finish()
-    finally:
-        if cam.proc.poll() is None:
-            cam.proc.kill()
     assert [f["frame"] for f in frames] == list(range(n)) and summary["classified"] == n
     assert {f["classes"][0]["label"] for f in frames} == {"red"}  # the parent all along
     assert sum("cannot run here" in line for line in cam.err) == 2 and not any("now running" in l for l in cam.err)

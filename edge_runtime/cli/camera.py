@@ -60,8 +60,6 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
     """Drift against the bundle's reference (said once when it has none; with zones a window per
     zone) and the Prometheus metrics, wired to the web view's /status.json and /metrics."""
     from edge_runtime.bench import metrics
-    from edge_runtime.bundle.reference import Reference
-    from edge_runtime.live.drift import Drift
 
     say = lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True)  # noqa: E731
     bundle = getattr(getattr(scorer, "clf", None), "bundle", None)
@@ -71,10 +69,7 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
         if bundle is not None:
             say("drift: off - the bundle records no reference (reconvert it, or adopt it again, to get one)")
     else:
-        ref = Reference.from_json(section, f"{bundle.path}/edgecls.json", len(scorer.labels))
-        window = lambda prefix: Drift(ref, window=a.drift_window, warn=a.drift_warn or None,  # noqa: E731
-                                      log=lambda m: say(f"warning: {prefix}{m}"))
-        drift = {z: window(f"zone {z}: ") for z in zones} if zones else window("")
+        drift = _drift_windows(a, bundle, zones, say)
     monitor = metrics.Monitor({**metrics.bundle_identity(bundle), "backend": str(info.get("backend", ""))}, drift,
                               actions=acts.stats if acts.sinks else None,
                               mined=(lambda: miner.stats.saved) if miner is not None else None, zones=zones)
@@ -106,7 +101,11 @@ def _follow(a: argparse.Namespace, scorer: Any, monitor: Any, view: Any, zones: 
     def swapped(f: Following) -> None:
         new = f.clf.bundle
         monitor.info = {**monitor.info, **metrics.bundle_identity(new)}
-        monitor.drifts = _drift_windows(a, new, zones, say)
+        if new.meta.get("reference") is not None:
+            monitor.drifts = _drift_windows(a, new, zones, say)
+        else:
+            monitor.drifts = {}
+            say(f"drift: off - {new.name} ({f.version}) records no reference")
         if view is not None:
             view.info["model"] = new.name
 
@@ -119,16 +118,12 @@ def _follow(a: argparse.Namespace, scorer: Any, monitor: Any, view: Any, zones: 
 
 
 def _drift_windows(a: argparse.Namespace, bundle: Any, zones: Sequence[str], say: Callable[[str], None]) -> dict:
-    """A swapped-in version's drift windows (keyed as ``Monitor.drifts``): none when it records no
-    reference (a taught bundle's classes changed), said once."""
+    """Drift windows against the bundle's reference, keyed as ``Monitor.drifts``: one per zone, or
+    one (None) for the whole frame."""
     from edge_runtime.bundle.reference import Reference
     from edge_runtime.live.drift import Drift
 
-    section = bundle.meta.get("reference")
-    if section is None:
-        say(f"drift: off - {bundle.name} records no reference")
-        return {}
-    ref = Reference.from_json(section, f"{bundle.path}/edgecls.json", len(bundle.labels))
+    ref = Reference.from_json(bundle.meta["reference"], f"{bundle.path}/edgecls.json", len(bundle.labels))
     window = lambda prefix: Drift(ref, window=a.drift_window, warn=a.drift_warn or None,  # noqa: E731
                                   log=lambda m: say(f"warning: {prefix}{m}"))
     return {z: window(f"zone {z}: ") for z in zones} if zones else {None: window("")}

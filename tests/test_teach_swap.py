@@ -21,23 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_teach import CLASSES, _dataset, _model, _photo
+from test_teach import CLASSES, _dataset, _photo
+from test_teach import parent  # noqa: F401  (the fixture: the colour model, converted once for this module)
 
 from conftest import assert_one_line_error, run_edgecls
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory) -> Path:
-    """test_teach.py's colour model converted by `edgecls convert` (features on, as by default)."""
-    from convert.run import Options, convert
-
-    root = tmp_path_factory.mktemp("teach-swap")
-    data = _dataset(root / "data", {c: 150 for c in CLASSES})
-    (root / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
-    opts = Options(labels=str(root / "labels.txt"), calibration_data=str(data), calibration=50)
-    return convert(_model(root / "colours.keras"), root / "parent", opts, progress=lambda s: None).bundle
 
 
 def _device(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -230,7 +219,7 @@ def test_a_camera_on_the_folder_takes_each_new_version_between_two_frames(deploy
     """teach --into mid-run: the camera runs the taught version from the next frame on, says so in its
     log, status JSON and metrics; deploy's rollback mid-run: the parent again. Every frame has its result."""
     dev, v0 = deployed
-    n = 240
+    n = 150
     with Camera(dev / "current", _frames(tmp_path / "frames", "blue", n), fps=10) as cam:
         assert "following" in cam.wait(cam.err, f"(version {v0})")
         cam.wait(cam.out, '"frame"')  # classifying

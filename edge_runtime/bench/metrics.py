@@ -26,13 +26,13 @@ Monitor is made."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from edge_runtime import __version__
+from edge_runtime.bundle.deployed import manifest_sha256
 from edge_runtime.live.drift import STATISTIC, Drift, DriftScore, describe
 from edge_runtime.live.loop import Watch
 from edge_runtime.model.postprocess import Class
@@ -50,10 +50,8 @@ def bundle_identity(bundle: Any) -> dict[str, str]:
     bundle's file list with their sha256s: the manifest ``edgecls deploy`` names versions by)."""
     if bundle is None:
         return {"name": "", "version": "", "sha256": ""}
-    files = bundle.meta.get("files", {})
-    sums = "".join(f"{files[f]['sha256']}  {f}\n" for f in sorted(files))
     return {"name": bundle.name, "version": Path(bundle.path).resolve().name,
-            "sha256": hashlib.sha256(sums.encode()).hexdigest()}
+            "sha256": manifest_sha256(bundle.meta.get("files", {}))}
 
 
 class Monitor(Watch):

@@ -50,28 +50,44 @@ def verify(bundle_path: str | os.PathLike[str], backend: str = "auto", interpret
     altered, for tests that prove a fault is caught."""
     bundle = load_bundle(bundle_path)
     named = os.fspath(bundle_path)  # what the user named: a .tar.gz is unpacked into a directory that goes away
-    photos = (bundle.meta.get("golden") or {}).get("photos") or []
-    if not photos:
-        raise BundleError(f"{named}: has no golden photos to verify; reconvert it with edgecls convert")
+    _photos(bundle.meta, named)  # said before a model is loaded
     if fault is not None and fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; valid: {', '.join(FAULTS)}")
     with Classifier(bundle.path, backend=backend, interpreter=interpreter, threads=threads) as clf:
-        int8_cpu = clf.backend == "cpu" and Path(clf.model_path).name == "model.tflite"
-        recorded_by = str(bundle.meta["golden"].get("interpreter", "")).split(" ")[0]
-        exact = int8_cpu and recorded_by == clf.interpreter
-        rep = Report(named, clf.backend, f"{clf.interpreter} {clf.package.version}",
-                     "bit-exact" if exact else
-                     (f"same input tensor; top-1 + scores within {SCORE_TOLERANCE} (outputs recorded with "
-                      f"{recorded_by or 'another interpreter'})" if int8_cpu
-                      else f"top-1 + scores within {SCORE_TOLERANCE}"))
-        transform = FAULTS[fault] if fault else None
-        def prepare(entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-            return golden.prepare(clf, bundle.path, entry, transform)
+        return check(clf, named, fault)
 
-        # The next photo decodes while this one runs; any error is raised in order, as before.
-        rep.photos = [golden.check(clf, bundle.path, g, exact, int8_cpu, transform, prepared)  # type: ignore[arg-type]
-                      for g, prepared in prefetch(photos, prepare, skip=())]
+
+def check(clf: Classifier, named: str | None = None, fault: str | None = None) -> Report:
+    """Rerun the golden photos of the bundle ``clf`` runs, through ``clf`` itself (a camera checks
+    the model it is about to run, not another copy of it). ``named``: the bundle as the report
+    names it (default its directory)."""
+    bundle = clf.bundle
+    if bundle is None:
+        raise BundleError(f"{clf.model_path}: a bare model has no golden photos; verify checks a bundle")
+    photos = _photos(bundle.meta, named or str(bundle.path))
+    int8_cpu = clf.backend == "cpu" and Path(clf.model_path).name == "model.tflite"
+    recorded_by = str(bundle.meta["golden"].get("interpreter", "")).split(" ")[0]
+    exact = int8_cpu and recorded_by == clf.interpreter
+    rep = Report(named or str(bundle.path), clf.backend, f"{clf.interpreter} {clf.package.version}",
+                 "bit-exact" if exact else
+                 (f"same input tensor; top-1 + scores within {SCORE_TOLERANCE} (outputs recorded with "
+                  f"{recorded_by or 'another interpreter'})" if int8_cpu
+                  else f"top-1 + scores within {SCORE_TOLERANCE}"))
+    transform = FAULTS[fault] if fault else None
+    def prepare(entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        return golden.prepare(clf, bundle.path, entry, transform)
+
+    # The next photo decodes while this one runs; any error is raised in order, as before.
+    rep.photos = [golden.check(clf, bundle.path, g, exact, int8_cpu, transform, prepared)  # type: ignore[arg-type]
+                  for g, prepared in prefetch(photos, prepare, skip=())]
     return rep
+
+
+def _photos(meta: dict[str, Any], named: str) -> list[dict[str, Any]]:
+    photos = (meta.get("golden") or {}).get("photos") or []
+    if not photos:
+        raise BundleError(f"{named}: has no golden photos to verify; reconvert it with edgecls convert")
+    return photos
 
 
 def format_report(rep: Report) -> str:

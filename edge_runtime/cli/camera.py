@@ -36,8 +36,11 @@ def run_command(a: argparse.Namespace) -> int:
         raise
     opts = loop.Options(top=a.top_k, threshold=a.threshold, on_change=a.on_change, smooth=a.smooth,
                         max_frames=a.max_frames)
+    following = _follow(a, scorer, monitor, view, zones.names() if zones is not None else ())
     s = loop.run(scorer, source, _emitter(a.json), opts, view=view, actions=acts.start() if acts.sinks else None,
                  miner=miner, on_error=_skipped(a.json), zones=zones, watch=monitor)
+    if following is not None:
+        following.close()
     if miner is not None:
         print(f"edgecls: {miner.close().describe(a.save_uncertain)}", file=sys.stderr, flush=True)
     if a.json:
@@ -57,8 +60,6 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
     """Drift against the bundle's reference (said once when it has none; with zones a window per
     zone) and the Prometheus metrics, wired to the web view's /status.json and /metrics."""
     from edge_runtime.bench import metrics
-    from edge_runtime.bundle.reference import Reference
-    from edge_runtime.live.drift import Drift
 
     say = lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True)  # noqa: E731
     bundle = getattr(getattr(scorer, "clf", None), "bundle", None)
@@ -68,10 +69,7 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
         if bundle is not None:
             say("drift: off - the bundle records no reference (reconvert it, or adopt it again, to get one)")
     else:
-        ref = Reference.from_json(section, f"{bundle.path}/edgecls.json", len(scorer.labels))
-        window = lambda prefix: Drift(ref, window=a.drift_window, warn=a.drift_warn or None,  # noqa: E731
-                                      log=lambda m: say(f"warning: {prefix}{m}"))
-        drift = {z: window(f"zone {z}: ") for z in zones} if zones else window("")
+        drift = _drift_windows(a, bundle, zones, say)
     monitor = metrics.Monitor({**metrics.bundle_identity(bundle), "backend": str(info.get("backend", ""))}, drift,
                               actions=acts.stats if acts.sinks else None,
                               mined=(lambda: miner.stats.saved) if miner is not None else None, zones=zones)
@@ -83,6 +81,52 @@ def _monitor(a: argparse.Namespace, scorer: Any, info: dict[str, Any], acts: Any
         if monitor.unavailable:
             say(f"note: {monitor.unavailable} (the camera runs without it)")
     return monitor
+
+
+def _follow(a: argparse.Namespace, scorer: Any, monitor: Any, view: Any, zones: Sequence[str]) -> Any:
+    """The status JSON's ``bundle`` (name, version, sha256) and, on a deployed folder, the scorer
+    following its ``current`` (live/swap.py): each swap renews the web view's model, the metrics'
+    ``edgecls_bundle_info`` and the drift windows. Returns the started ``Following``, else None."""
+    from edge_runtime.bench import metrics
+    from edge_runtime.live.swap import Following
+
+    bundle = getattr(getattr(scorer, "clf", None), "bundle", None)
+    if not isinstance(scorer, Following):
+        if view is not None and bundle is not None:
+            ident = metrics.bundle_identity(bundle)
+            view.bundle_ref = lambda: ident
+        return None
+    say = lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def swapped(f: Following) -> None:
+        new = f.clf.bundle
+        monitor.info = {**monitor.info, **metrics.bundle_identity(new)}
+        if new.meta.get("reference") is not None:
+            monitor.drifts = _drift_windows(a, new, zones, say)
+        else:
+            monitor.drifts = {}
+            say(f"drift: off - {new.name} ({f.version}) records no reference")
+        if view is not None:
+            view.info["model"] = new.name
+
+    scorer.on_swap.append(swapped)
+    if view is not None:
+        view.bundle_ref = lambda: scorer.status
+    say(f"following {scorer.folder.path}/current (version {scorer.version}): a new live version (edgecls deploy, "
+        "teach --into, a rollback) is taken between two frames")
+    return scorer.start()
+
+
+def _drift_windows(a: argparse.Namespace, bundle: Any, zones: Sequence[str], say: Callable[[str], None]) -> dict:
+    """Drift windows against the bundle's reference, keyed as ``Monitor.drifts``: one per zone, or
+    one (None) for the whole frame."""
+    from edge_runtime.bundle.reference import Reference
+    from edge_runtime.live.drift import Drift
+
+    ref = Reference.from_json(bundle.meta["reference"], f"{bundle.path}/edgecls.json", len(bundle.labels))
+    window = lambda prefix: Drift(ref, window=a.drift_window, warn=a.drift_warn or None,  # noqa: E731
+                                  log=lambda m: say(f"warning: {prefix}{m}"))
+    return {z: window(f"zone {z}: ") for z in zones} if zones else {None: window("")}
 
 
 # Options that mean a model run here: the AI Camera cannot honour them (the network runs on its sensor).
@@ -146,10 +190,16 @@ def _check_zones(zones: Any, source: Any) -> Any:
 def _on_model(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """The model run here (CPU, GPU or Edge TPU) on frames from --source."""
     from edge_runtime.bundle.classifier import Classifier
+    from edge_runtime.bundle.deployed import Deployed
     from edge_runtime.live import sources
     from edge_runtime.live.loop import ModelScorer
+    from edge_runtime.live.swap import Following
 
-    clf = Classifier(a.model, labels=a.labels, backend=a.backend, threads=a.threads, interpreter=a.interpreter)
+    load = lambda model: Classifier(model, labels=a.labels, backend=a.backend, threads=a.threads,  # noqa: E731
+                                    interpreter=a.interpreter)
+    folder = Deployed.find(a.model)  # DIR or DIR/current of a deployed folder: its live version, followed
+    version = folder.live() if folder is not None else None
+    clf = load(folder.version(version) if folder is not None and version is not None else a.model)
     source, note = sources.open_source(a.source, (clf.width, clf.height), fps=a.fps, isp_resize=a.isp_resize == "on",
                                        resize=clf.resize_method, crop=clf.crop)
     source.open()
@@ -158,7 +208,10 @@ def _on_model(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
           + (f"; {note}" if note else "") + (f"; {path}" if path else ""), file=sys.stderr)
     info = {"model": clf.bundle.name if clf.bundle else Path(clf.model_path).stem, "backend": clf.backend,
             "threads": clf.threads, "interpreter": f"{clf.interpreter} {clf.package.version}"}
-    return ModelScorer(clf), source, info
+    if folder is None or version is None:
+        return ModelScorer(clf), source, info
+    return Following(clf, folder, version, load, lambda m: print(f"edgecls: {m}", file=sys.stderr, flush=True)), \
+        source, info
 
 
 def _on_sensor(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:

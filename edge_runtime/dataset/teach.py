@@ -15,10 +15,15 @@ What it does, in order, and nothing is written until every step passed:
    with ``format.write_bundle`` (atomic; an earlier bundle at ``out`` is replaced whole or not at
    all). The ``taught`` section records the parent (name and sha256 of its ``edgecls.json``) and
    every taught photo (class, name, sha256).
+
+``teach_into`` does the same into a deployed bundle folder (``bundle/deployed.py``): the taught
+bundle becomes a new version beside the others and goes live as a deploy's would (a rollback
+returns to the version live before); a camera running on DIR/current follows it (``live/swap.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -32,11 +37,13 @@ import numpy as np
 from edge_runtime import __version__
 from edge_runtime.bundle import golden
 from edge_runtime.bundle.classifier import Classifier
+from edge_runtime.bundle.deployed import KEEP, Deployed, DeployedError, version_id
 from edge_runtime.bundle.format import LABELS, MODEL_FILES, Bundle, load_bundle, sha256_file, write_bundle
 from edge_runtime.bundle.head import (DEFAULT_SCALE, FEATURES_SECTION, HEAD_SECTION, KIND, OUT_SCALE, PROTOTYPES,
                                       Prototypes, class_means, features_section, fit_scale, loo_probabilities)
 from edge_runtime.bundle.meta import METADATA
 from edge_runtime.bundle.reference import Reference
+from edge_runtime.bundle.verify import verify
 from edge_runtime.dataset.files import IMAGE_SUFFIXES, check_class
 from edge_runtime.errors import EdgeclsError, ImageError
 from edge_runtime.model.contract import OutputContract, TensorQuant
@@ -66,6 +73,8 @@ class Taught:
     seconds: float
     embed_ms: float  # per photo
     meta: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None  # teach_into: the new live version's id
+    was: str | None = None  # teach_into: the version live before it
 
 
 def scan(dataset: Path) -> dict[str, list[Path]]:
@@ -117,9 +126,11 @@ def embed_photos(clf: Classifier, classes: dict[str, list[Path]], progress: Call
 
 
 def teach(parent: str | os.PathLike[str], dataset: str | os.PathLike[str], out: str | os.PathLike[str],
-          only: bool = False, name: str | None = None, progress: Callable[[str], None] = lambda s: None) -> Taught:
+          only: bool = False, name: str | None = None, progress: Callable[[str], None] = lambda s: None,
+          *, parent_name: bool = False) -> Taught:
     """Teach ``parent`` the classes of ``dataset`` and write the result to ``out`` (see the module's
-    docstring). Raises TeachError (nothing written) on a bundle or photos it cannot use."""
+    docstring). ``name``: the new bundle's, default the parent's with ``parent_name``, else ``out``'s
+    folder name. Raises TeachError (nothing written) on a bundle or photos it cannot use."""
     t0 = time.perf_counter()
     check_out(Path(parent), Path(out))
     bundle = load_bundle(parent)
@@ -143,7 +154,7 @@ def teach(parent: str | os.PathLike[str], dataset: str | os.PathLike[str], out: 
                          "least 2 classes - add a folder of another class")
     per_photo = [c for c, ps in classes.items() for _ in ps]
     scale = fit_scale(protos, feats, per_photo)
-    meta = taught_meta(bundle, classes, protos, only, name or Path(out).name, scale)
+    meta = taught_meta(bundle, classes, protos, only, name or (bundle.name if parent_name else Path(out).name), scale)
     meta[REFERENCE] = Reference.from_scores(loo_probabilities(protos, feats, per_photo, scale),
                                             f"leave-one-out scores of the {len(per_photo)} taught photos").to_json()
     files = bundle_files(bundle, protos)
@@ -152,6 +163,53 @@ def teach(parent: str | os.PathLike[str], dataset: str | os.PathLike[str], out: 
     taught = meta[TAUGHT_SECTION]
     return Taught(result, protos.labels, taught["added"], taught["refined"], taught["kept"], n,
                   time.perf_counter() - t0, embed_s / n * 1e3, meta)
+
+
+def teach_into(folder: str | os.PathLike[str], dataset: str | os.PathLike[str],
+               parent: str | os.PathLike[str] | None = None, only: bool = False, name: str | None = None,
+               keep: int = KEEP, progress: Callable[[str], None] = lambda s: None) -> Taught:
+    """Teach the live version of the deployed ``folder`` (or ``parent``: a bundle, or a deployed
+    folder meaning its live version) and make the result the live version, as ``edgecls deploy``
+    would: built in versions/.incoming-*, its golden photos rerun as a deploy's verify does, renamed
+    to versions/<id>, ``current`` switched in one rename, the id appended to the history, versions
+    beyond the newest ``keep`` removed; all under DIR/.lock. A folder that is not a deployed one,
+    a lock another operation holds, or anything ``teach`` refuses: TeachError, and the folder is
+    as it was (no version, no switch)."""
+    try:
+        d = Deployed.open(folder)
+    except DeployedError as e:
+        raise TeachError(str(e)) from None
+    try:
+        with d.locked():
+            was = d.live()
+            src = _live_bundle(parent) if parent is not None else d.version(was or "")
+            incoming = d.incoming()
+            try:
+                r = teach(src, dataset, incoming / "bundle", only, name, progress, parent_name=True)
+                _verify(r.bundle)
+                vid = version_id(json.loads((r.bundle / METADATA).read_text(encoding="utf-8")))
+                d.add(r.bundle, vid, keep)
+            finally:
+                shutil.rmtree(incoming, ignore_errors=True)
+    except DeployedError as e:
+        raise TeachError(str(e)) from None
+    r.bundle, r.version, r.was = d.version(vid), vid, was
+    return r
+
+
+def _live_bundle(path: str | os.PathLike[str]) -> Path:
+    """A bundle as given, or a deployed folder's live version."""
+    d = Deployed.find(path)
+    return d.version(d.live() or "") if d is not None else Path(path)
+
+
+def _verify(bundle: Path) -> None:
+    """What a deploy runs on the device before it switches: the golden photos, through the bundle
+    where it will be live."""
+    rep = verify(bundle, backend="cpu")
+    if not rep.ok:
+        raise TeachError(f"{bundle}: the taught bundle fails its golden photos ({'; '.join(rep.causes()) or 'mismatch'}); "
+                         "nothing went live - run edgecls verify on the parent")
 
 
 def check_out(parent: Path, out: Path) -> None:

@@ -70,6 +70,11 @@ class Scorer:
     def score(self, frame: Any, x: Any) -> tuple[np.ndarray | None, dict[str, float]]:
         raise NotImplementedError
 
+    def between_frames(self) -> bool:
+        """Called in the loop before each frame: a scorer that changes its model (live/swap.py)
+        does so here, and says True; the loop then starts its smoothing afresh (the classes may differ)."""
+        return False
+
 
 class ModelScorer(Scorer):
     """A model run here by a ``Classifier``: resize and input conversion in ``prepare``, invoke in ``score``."""
@@ -208,12 +213,22 @@ class _Loop:
 
     def __init__(self, scorer: Scorer, emit: Callable[[dict], None], opts: Options, summary: Summary,
                  view: Any, actions: Any, miner: Any = None, watch: Watch | None = None):
-        self.scorer, self.labels, self.emit, self.opts, self.summary = scorer, scorer.labels, emit, opts, summary
+        self.scorer, self.emit, self.opts, self.summary = scorer, emit, opts, summary
         self.view, self.actions, self.miner, self.watch = view, actions, miner, watch
         self.smoother = Smoother(opts.smooth)
         self.totals: dict[str, float] = {}
         self.last_label: int | None = None
         self.t0 = time.perf_counter()
+
+    @property
+    def labels(self) -> list[str]:
+        return self.scorer.labels  # a swapped model brings its own (live/swap.py)
+
+    def swapped(self) -> None:
+        """The scorer runs another model from this frame on: its scores are not averaged with the
+        old one's, nor compared with its last label."""
+        self.smoother = Smoother(self.opts.smooth)
+        self.last_label = None
 
     def step(self, f: Any, x: np.ndarray, prep_ms: float) -> bool:
         """Classify one prepared frame, report it; False once ``max_frames`` are done."""
@@ -324,6 +339,11 @@ class _ZoneLoop(_Loop):
             out[s.zone.name] = {**s.counts(), "latency_ms": lat}
         return out
 
+    def swapped(self) -> None:
+        super().swapped()
+        self.smoothers = {n: Smoother(self.opts.smooth) for n in self.smoothers}
+        self.last_labels = {}
+
 
 def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None], options: Options | None = None, *,
         stop: threading.Event | None = None, view: Any = None, actions: Any = None, miner: Any = None,
@@ -366,6 +386,8 @@ def run(scorer: Scorer | Classifier, source: Source, emit: Callable[[dict], None
                 if box.closed and box.frame is None:
                     break
                 continue
+            if scorer.between_frames():
+                loop.swapped()
             if not loop.step(*item):
                 reason = "max frames"
                 break

@@ -95,6 +95,7 @@ class View:
         self.zones_ref: Any = None  # per zone: box, classified, skipped, newest result (with --zone)
         self.drift_ref: Any = None  # the drift's JSON (None: the bundle has no reference), read per request
         self.metrics_ref: Any = None  # () -> (Prometheus text, content type); ImportError without prometheus-client
+        self.bundle_ref: Any = None  # the bundle running: name, version, sha256 (following a deployed folder: since, refused)
 
     def update(self, frame: Any, classes: list, latency_ms: dict, fps: float) -> None:
         now = time.monotonic()
@@ -133,8 +134,9 @@ class View:
     def snapshot(self) -> dict[str, Any]:
         """What /status.json serves: the latest status and the last minute, built per request, not per frame."""
         drift = {"drift": self.drift_ref()} if self.drift_ref is not None else {}
+        bundle = {"bundle": self.bundle_ref()} if self.bundle_ref is not None else {}
         with self.lock:
-            return {**self.status, "history": self._history(), **drift}
+            return {**self.status, "history": self._history(), **drift, **bundle}
 
     def _history(self) -> dict[str, list]:
         t, label, fps, invoke = zip(*self.history) if self.history else ((), (), (), ())

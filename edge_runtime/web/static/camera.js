@@ -50,9 +50,11 @@ function zones(z) {  // each zone's box over the picture, with its label and sco
 async function tick() {
   try {
     const s = await (await fetch('/status.json', {cache: 'no-store'})).json();
-    const i = s.info || {};
-    $('model').textContent = [i.model, i.backend && i.backend + ' backend', i.threads && i.threads + ' threads',
-                              i.interpreter].filter(Boolean).join(' \u00b7 ');
+    const i = s.info || {}, b = s.bundle || {};
+    $('model').textContent = [i.model, b.version && 'version ' + b.version, i.backend && i.backend + ' backend',
+                              i.threads && i.threads + ' threads', i.interpreter,
+                              b.refused && 'not running ' + b.refused.version + ': ' + b.refused.reason]
+      .filter(Boolean).join(' \u00b7 ');
     if (s.zones) zones(s.zones);
     if (s.frame !== null) {
       const c = s.zones ? zoneTops(s.zones) : s.classes;

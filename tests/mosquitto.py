@@ -90,6 +90,7 @@ class Subscriber:
         c.connect_async("127.0.0.1", self.port)
         c.loop_start()
         if not self.subscribed.wait(10):
+            self.close()
             raise RuntimeError(f"the subscriber did not subscribe to 127.0.0.1:{self.port} in 10 s")
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -113,5 +114,10 @@ class Subscriber:
             return list(self.messages)
 
     def close(self) -> None:
+        """Disconnect and close every socket now (paho leaves them to the garbage collector, where an
+        unclosed socket is a ResourceWarning, an error under this suite's filterwarnings)."""
+        from edge_runtime.actions.mqtt import release_sockets
+
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)

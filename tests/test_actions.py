@@ -221,6 +221,21 @@ def test_mqtt_survives_a_broker_restart_and_its_last_will_says_offline(broker, t
         sub.close()
 
 
+@pytest.mark.mqtt
+def test_a_closed_mqtt_sink_holds_no_socket(broker):
+    """paho's disconnect() and loop_stop() leave the socket pair that wakes its network thread open
+    until the client is garbage-collected (a ResourceWarning when the cycle collector gets to the
+    sockets first); close() closes them: no file descriptor outlives the sink."""
+    from edge_runtime.actions.mqtt import MqttSink
+
+    before = set(os.listdir("/proc/self/fd"))
+    sink = MqttSink(f"{broker.url}/test/fds", snapshot=lambda: [], log=lambda m: None, connect_wait=20)
+    sink.open()
+    assert sink.connected
+    sink.close()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
 # --- webhook ----------------------------------------------------------------------------------------
 
 

@@ -254,6 +254,20 @@ class MqttSink(Sink):
                 pass
         self.client.disconnect()
         self.client.loop_stop()
+        release_sockets(self.client)
 
     def extra_stats(self) -> dict[str, Any]:
         return {"connected": self.connected, "connects": self.connects}
+
+
+def release_sockets(client: Any) -> None:
+    """Close the sockets a paho client still holds after ``disconnect()`` and ``loop_stop()``: the
+    self-pipe ``loop_start()`` made to wake its network thread (a socket pair) and the connection,
+    where the thread ended before it closed it. paho closes them only in ``Client.__del__``
+    (eclipse-paho/paho.mqtt.python#627), and a client in a reference cycle (its callbacks are bound
+    methods of the object that holds it) waits for the cycle collector, which may finalize the
+    sockets before the client: "ResourceWarning: unclosed socket", and file descriptors held until
+    then. paho 1.x and 2.x have ``_reset_sockets`` for this and no public method."""
+    reset = getattr(client, "_reset_sockets", None)
+    if reset is not None:
+        reset()

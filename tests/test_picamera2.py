@@ -177,3 +177,26 @@ def test_a_camera_that_stops_delivering_is_retried_then_the_run_ends_with_a_summ
     # Frames the loop was not yet asking for are recycled by picamera2 (it holds only the newest).
     assert 1 <= s.captured == cams[0].consumed <= 5 and 1 <= s.classified <= s.captured
     assert len(cams) == 3 and all(c.closed and c.unreleased() == 0 for c in cams)
+
+
+def test_a_frame_that_comes_after_a_timed_out_read_is_left_for_the_next_read():
+    """picamera2 keeps a capture job whose wait timed out: it would take the next frame and hold its
+    request for nobody (and queue close() behind it). The source cancels it, so the late frame is
+    still there, unconsumed, for the next read."""
+    cam = standin.StandInPicamera2(noise=True, fps=0.5)  # a frame at start, the next 2 s later
+    src = open_source(cam, (224, 224), lores_format="RGB888", timeout=30)
+    try:
+        assert src.read() is not None  # the first frame
+        src.timeout = 0.3
+        with pytest.raises(sources.SourceError, match="stopped delivering frames"):
+            src.read()
+        deadline = time.monotonic() + 30
+        while cam.delivered < 2 and time.monotonic() < deadline:  # the late frame arrives
+            time.sleep(0.05)
+        time.sleep(0.2)  # what an abandoned job would do with it, it has done by now
+        assert cam.delivered == 2 and cam.consumed == 1 and cam.unreleased() == 0
+        src.timeout = 30
+        assert src.read() is not None and cam.consumed == 2
+    finally:
+        src.close()
+    assert cam.closed and cam.unreleased() == 0

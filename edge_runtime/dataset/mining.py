@@ -119,6 +119,7 @@ class Miner:
         self.for_room = False  # saving is stopped until there is room again (else for good)
         self.stats = Stats(bytes=self._measure())
         self.lock = threading.Lock()
+        self.settled = threading.Condition(self.lock)  # notified each time a queued frame has been judged
         self.saved_at: deque[float] = deque()  # clock() of each save in the last minute
         self.pending = 0  # queued frames that hold a place in the rate
         self.last_thumb: np.ndarray | None = None
@@ -136,24 +137,32 @@ class Miner:
     def observe(self, frame: Any, classes: Sequence[Any], zone: str | None = None) -> bool:
         """Called for every classified frame (``classes``: best first, at least two where the model
         has them). Never blocks unless the Miner was made with ``wait`` (a file's frames: they wait
-        their turn, as in ``camera.run``); a full queue drops the frame. Returns whether the frame
-        was queued for saving. With ``zone`` (a --zone's crop as ``frame``), its index line says so."""
+        their turn, as in ``camera.run``); a full queue drops the frame. With ``wait``, a frame that
+        finds the rate taken by frames still queued waits until they are judged (a near-duplicate
+        among them gives its place back), so what a file yields does not depend on how fast this
+        machine's disk or saving thread is. Returns whether the frame was queued for saving. With
+        ``zone`` (a --zone's crop as ``frame``), its index line says so."""
         self.stats.seen += 1
         if self.stats.stopped or not self.uncertain(classes):
             return False
         self.stats.uncertain += 1
         now = self.clock()
         with self.lock:
-            while self.saved_at and now - self.saved_at[0] >= 60.0:
-                self.saved_at.popleft()
-            if len(self.saved_at) + self.pending >= self.per_minute:
-                self.stats.rate_limited += 1
-                return False
+            while True:
+                while self.saved_at and now - self.saved_at[0] >= 60.0:
+                    self.saved_at.popleft()
+                if len(self.saved_at) + self.pending < self.per_minute:
+                    break
+                if not (self.wait and self.pending and self.worker.is_alive()):
+                    self.stats.rate_limited += 1
+                    return False
+                self.settled.wait(0.5)  # (a timeout: a worker that dies is noticed)
             self.pending += 1
         top = [{"index": int(c.index), "label": c.label, "score": round(float(c.score), 6)} for c in classes]
         if not self._put((frame, top, now, zone)):
             with self.lock:
                 self.pending -= 1
+                self.settled.notify_all()
             self.stats.dropped += 1
             return False
         return True
@@ -194,6 +203,7 @@ class Miner:
                     self.pending -= 1
                     if saved:
                         self.saved_at.append(now)
+                    self.settled.notify_all()
 
     def _save(self, frame: Any, top: list[dict], zone: str | None = None) -> bool:
         if self.stats.stopped:

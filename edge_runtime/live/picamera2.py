@@ -260,10 +260,7 @@ class Picamera2Source(Source):
         if self.main is None:
             raise SourceError("the Pi camera is not open; call open() first")
         names = ["lores", "main"] if self.lores is not None else ["main"]
-        try:
-            request = self.cam.capture_request(wait=self.timeout)
-        except Exception as e:
-            raise SourceError(f"the Pi camera stopped delivering frames ({type(e).__name__}: {e})") from None
+        request = self._next_request()
         try:  # make_array copies, so the request goes back to the camera before any conversion
             arrays = [request.make_array(n) for n in names]
             metadata = request.get_metadata()
@@ -282,6 +279,29 @@ class Picamera2Source(Source):
         f = Frame(np.ascontiguousarray(rgb), t, self.n, display)
         self.n += 1
         return f
+
+    def _next_request(self) -> Any:
+        """The next completed request, waiting at most ``timeout`` seconds. picamera2 keeps a job
+        whose wait timed out in its queue: it would take the next frame that comes and hold that
+        request (a buffer) with nobody to release it, and close() would queue its stop behind it
+        and wait for a frame forever (picamera2's cancel_all_and_flush exists for this). So a
+        timed-out job is cancelled, and a frame it got in the meantime is used (it came late, not
+        never)."""
+        job = self.cam.capture_request(wait=False)
+        try:
+            return self.cam.wait(job, timeout=self.timeout)
+        except Exception as e:
+            first = e
+        cancel = getattr(self.cam, "cancel_all_and_flush", None)  # picamera2 0.3.13 and later
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001 - the camera is failing: what counts is the error below
+                pass
+        try:  # cancelled: raises at once; finished just before the cancel: its request
+            return job.get_result(timeout=self.timeout)
+        except Exception:
+            raise SourceError(f"the Pi camera stopped delivering frames ({type(first).__name__}: {first})") from None
 
     def close(self) -> None:
         if self.cam is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import importlib
 import os
 import platform
@@ -616,6 +615,8 @@ def vulkan_status() -> tuple[bool, str]:
     the drivers installed, the devices they report). ``auto`` only tries the GPU when this is
     true: a software rasterizer is never a better choice than XNNPACK. ICD files alone prove
     nothing (a desktop install ships Intel's and AMD's on a machine with neither)."""
+    import ctypes.util  # here: it imports subprocess and tempfile, which a Pi's classify never needs
+
     loader = ctypes.util.find_library("vulkan") or "libvulkan.so.1"
     devices = vulkan_devices(loader if os.sep in loader else "libvulkan.so.1")
     if devices is None:

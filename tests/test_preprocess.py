@@ -38,6 +38,29 @@ def test_legacy_bilinear_and_nearest_equal_tensorflow(tf, photo):
         assert np.array_equal(resize(rgb, *size, method="nearest"), tf.image.resize(rgb, size, "nearest").numpy()), size
 
 
+def test_resizing_photos_of_many_sizes_keeps_little_memory():
+    """A folder of photos of many sizes must not fill a 512 MB Pi: what the resize keeps per input
+    size (its index tables) and what one call uses besides its input and output stay small. (A
+    table per output value and whole-picture float buffers held 9 MB per input size for 224.)"""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    sizes = [(480 + 7 * i, 640 + 11 * i) for i in range(12)] + [(3024, 4032)]
+    pictures = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    out = np.empty((224, 224, 3), np.uint8)
+    tracemalloc.start()  # numpy reports its arrays' buffers to tracemalloc
+    try:
+        for rgb in pictures:
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            resize(rgb, 224, 224, out=out)
+            assert tracemalloc.get_traced_memory()[1] - before < 2_000_000, rgb.shape  # one call's work
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000  # 13 input sizes' tables
+
+
 def test_methods_differ_and_unknown_method_is_rejected():
     rgb = load_image(CORAL / "cat.bmp")
     a, b = resize(rgb, 128, 128), resize(rgb, 128, 128, method="pil-bilinear")

@@ -441,8 +441,17 @@ def _command(argv: Sequence[str]) -> str | None:
     return None if first is None or first.startswith("-") else first
 
 
+# Commands that run a frame loop or a page for as long as the device is up: glibc's allocator is set
+# for that before anything is loaded (system/memory.py).
+LONG_RUNNING = ("camera", "collect", "review")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if _command(argv) in LONG_RUNNING:
+        from edge_runtime.system.memory import for_frames
+
+        for_frames()
     if argv[:2] == ["bench", "compare"]:
         from edge_runtime.cli.bench import compare_parser
 

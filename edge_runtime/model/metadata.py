@@ -20,7 +20,6 @@ it to run a model.
 from __future__ import annotations
 
 import io
-import zipfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -186,6 +185,8 @@ def metadata_buffer(data: bytes) -> bytes | None:
 
 def packed_files(data: bytes) -> dict[str, bytes]:
     """The files appended to a model as a zip archive (empty when there are none)."""
+    import zipfile  # here, not at the top: a camera never reads a model's packed files (0.6 MB on a Pi)
+
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return {name: zf.read(name) for name in zf.namelist()}

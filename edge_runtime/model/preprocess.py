@@ -9,14 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence, Union, get_args
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from edge_runtime.errors import ImageError
 from edge_runtime.system.limits import MAX_PIXELS, open_regular
@@ -88,7 +87,11 @@ _TURNED = (5, 6, 7, 8)  # EXIF orientations with a 90 degree turn
 
 def _upright(im: Image.Image) -> Image.Image:
     """EXIF orientation applied; ``im`` itself when it has none (``exif_transpose`` would copy it)."""
-    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+    if im.getexif().get(0x0112, 1) == 1:
+        return im
+    from PIL import ImageOps  # only for a turned photo: it loads Pillow's palette modules (0.6 MB on a Pi)
+
+    return ImageOps.exif_transpose(im)
 
 
 def load_image(source: ImageLike) -> np.ndarray:
@@ -198,8 +201,11 @@ def _half_pixel(in_size: int, out_size: int) -> np.ndarray:
     return (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale
 
 
+BAND = 32  # output rows a bilinear resize works on at a time
+
+
 class _BilinearPlan:
-    """Index tables and buffers for one (input size -> output size) bilinear resize.
+    """Index tables for one (input size -> output size) bilinear resize.
 
     Reproduces TensorFlow 2's ``tf.image.resize(img, size, "bilinear")`` (half-pixel centres,
     no antialiasing) bit for bit in float32 - same coordinates, same interpolation order (x
@@ -210,8 +216,13 @@ class _BilinearPlan:
     Separable: each source row that some output row needs is interpolated along x once (one
     gather of its left and right neighbours), then output rows are whole-row lerps of two of
     those. A row shared by neighbouring output rows (any upscale or mild downscale, e.g. a
-    DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice. Index tables
-    and float buffers are built once per size pair; a call allocates nothing when given ``out``.
+    DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice.
+
+    Small in memory: a plan keeps per-axis tables only (a few kB, built once per size pair; the
+    gather takes the needed rows, then their columns), and a call works through ``BAND`` output
+    rows at a time, so its float buffers are 0.5 MB for a 224 x 224 output whatever the input
+    size. (One table per output value and whole-picture buffers took 9 MB for 640x480 -> 224,
+    kept for every input size seen.) Calls share no state: threads may run one plan at once.
     """
 
     def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, half_pixel: bool = True):
@@ -227,46 +238,48 @@ class _BilinearPlan:
 
         y0, y1, yl = axis(in_h, out_h)
         x0, x1, xl = axis(in_w, out_w)
-        # the source rows any output row reads, ascending (bincount: np.unique would import numpy.ma, 10 ms
-        # of every start)
-        rows = np.flatnonzero(np.bincount(np.concatenate([y0, y1]), minlength=in_h))
+        used = np.zeros(in_h, bool)
+        used[y0] = used[y1] = True
+        self._rows = rows = np.flatnonzero(used)  # the source rows any output row reads, in order
         ch = np.arange(3)
-
-        def flat(xs: np.ndarray) -> np.ndarray:
-            return ((rows[:, None, None] * in_w + xs[None, :, None]) * 3 + ch).reshape(-1)
-
-        self._n = rows.size * out_w * 3
-        self._index = np.concatenate([flat(x0), flat(x1)])  # left neighbours, then right ones
+        self._x0, self._x1 = ((x0[:, None] * 3 + ch).reshape(-1), (x1[:, None] * 3 + ch).reshape(-1))  # into a row
         self._x_lerp = np.repeat(xl, 3)[None, :]
         self._y0, self._y1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)  # into ``rows``
         self._y_lerp = yl[:, None]
         self.shape = (out_h, out_w, 3)
-        self._pixels = np.empty(2 * self._n, np.uint8)
-        self._work = np.empty(2 * self._n, np.float32)
-        self._top = np.empty((out_h, out_w * 3), np.float32)
-        self._bottom = np.empty((out_h, out_w * 3), np.float32)
-        self._lock = threading.Lock()
+        # The most rows of ``_rows`` a band reads (a run: y only grows), for the call's buffers.
+        self._most = max(int(self._y1[min(a + BAND, out_h) - 1]) + 1 - int(self._y0[a]) for a in range(0, out_h, BAND))
 
     def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is None:
             out = np.empty(self.shape, np.uint8)
-        with self._lock:
-            # mode="wrap": the indices are in range by construction, and "raise" would buffer ``out``.
-            np.take(img.reshape(-1), self._index, out=self._pixels, mode="wrap")
-            w = self._work
-            w[...] = self._pixels
-            left = w[: self._n].reshape(-1, self._x_lerp.shape[1])
-            right = w[self._n :].reshape(left.shape)
+        height, width = self.shape[0], self.shape[1] * 3
+        src, dst = img.reshape(img.shape[0], -1), out.reshape(height, width)
+        # A band of output rows at a time: the buffers hold BAND output rows and the source rows
+        # they read (at most two an output row), whatever the picture's size.
+        most = self._most
+        rows, pixels = np.empty((most, src.shape[1]), np.uint8), np.empty((most, width), np.uint8)
+        x, y = np.empty((2, most, width), np.float32), np.empty((2, min(BAND, height), width), np.float32)
+        for a in range(0, height, BAND):
+            y0, y1, y_lerp = self._y0[a:a + BAND], self._y1[a:a + BAND], self._y_lerp[a:a + BAND]
+            first, n = y0[0], y1[-1] + 1 - y0[0]  # the band's rows of ``_rows``
+            # mode="wrap": the indices are in range by construction, and "raise" would buffer ``out``
+            np.take(src, self._rows[first:first + n], axis=0, out=rows[:n], mode="wrap")
+            left, right = x[0, :n], x[1, :n]
+            np.take(rows[:n], self._x0, axis=1, out=pixels[:n], mode="wrap")
+            np.copyto(left, pixels[:n])
+            np.take(rows[:n], self._x1, axis=1, out=pixels[:n], mode="wrap")
+            np.copyto(right, pixels[:n])
             np.subtract(right, left, out=right)
             np.multiply(right, self._x_lerp, out=right)
-            np.add(left, right, out=left)  # every needed row: tl + (tr - tl) * x_lerp
-            top, bottom = self._top, self._bottom
-            np.take(left, self._y0, axis=0, out=top, mode="wrap")
-            np.take(left, self._y1, axis=0, out=bottom, mode="wrap")
+            np.add(left, right, out=left)  # every row the band reads: tl + (tr - tl) * x_lerp
+            top, bottom = y[0, :len(y0)], y[1, :len(y0)]
+            np.take(left, y0 - first, axis=0, out=top, mode="wrap")
+            np.take(left, y1 - first, axis=0, out=bottom, mode="wrap")
             np.subtract(bottom, top, out=bottom)
-            np.multiply(bottom, self._y_lerp, out=bottom)
+            np.multiply(bottom, y_lerp, out=bottom)
             np.add(top, bottom, out=top)  # top + (bottom - top) * y_lerp
-            np.copyto(out.reshape(top.shape), top, casting="unsafe")  # float -> uint8 truncates
+            np.copyto(dst[a:a + BAND], top, casting="unsafe")  # float -> uint8 truncates
         return out
 
 

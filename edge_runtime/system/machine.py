@@ -10,7 +10,6 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
 from typing import Any
 
@@ -91,6 +90,8 @@ def board_state() -> dict[str, Any]:
     if t and t.lstrip("-").isdigit():
         state["temperature_c"] = int(t) / 1000
     if shutil.which("vcgencmd"):
+        import subprocess  # here: only where there is a vcgencmd to run
+
         try:
             out = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5).stdout
             value = int(out.strip().split("=")[1], 16)

@@ -165,6 +165,9 @@ class Users:
         self.problem: str | None = None
         self.verified: dict[bytes, tuple[str, float]] = {}  # keyed HMAC of (name, password) -> (hash, until)
         self.key = secrets.token_bytes(32)
+        # What an unknown name's password is checked against. Made here, not when the module is
+        # imported: scrypt takes 16 MB for a moment, which a page served without users never needs.
+        self.dummy = hash_password(secrets.token_urlsafe(12))
 
     def _stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -195,7 +198,7 @@ class Users:
         hash, in memory), so a script polling with HTTP Basic does not pay for scrypt every request."""
         u = self.current().get(name)
         if u is None:
-            check_password(password, _DUMMY)  # the same time whether or not the name exists
+            check_password(password, self.dummy)  # the same time whether or not the name exists
             return None
         key = hmac.new(self.key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
         now = time.monotonic()
@@ -210,9 +213,6 @@ class Users:
                 self.verified.clear()
             self.verified[key] = (u.hash, now + 60.0)
         return u
-
-
-_DUMMY = hash_password(secrets.token_urlsafe(12))
 
 
 @dataclass

@@ -29,6 +29,7 @@ import json
 import math
 import re
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -595,6 +596,13 @@ class Server(ThreadingHTTPServer):
         self.waiting: dict[socket.socket, float] = {}  # connection -> when its request must have arrived
         self.waiting_lock = threading.Lock()
         super().__init__((host, port), handler)
+
+    def server_bind(self) -> None:
+        """Bind as HTTPServer does, without its ``socket.getfqdn`` of the address: a reverse DNS
+        lookup (slow on a Pi without a resolver) that loads the IDNA codec for a name nothing here
+        reads."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def expect_request(self, conn: socket.socket) -> None:
         with self.waiting_lock:

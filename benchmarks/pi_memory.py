@@ -265,10 +265,10 @@ def sign_bundle() -> Path:
     return found[-1]
 
 
-def report(rows: list[dict], out: Path, before: list[dict] | None = None) -> None:
+def report(rows: list[dict], out: Path, before: list[dict] | None = None, before_label: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "pi_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
-    old = {(r["release"], r["command"], r["model"]): r for r in before or ()}
+    old = {(r["release"], r["command"], r["model"]): r for r in before or () if "net_rss_mb" in r}
     md = ["# Peak memory on a Raspberry Pi Zero 2 W (512 MB), emulated", "",
           ("Raspberry Pi OS arm64 userlands (Debian's Python, ai-edge-litert's aarch64 wheel with numpy 2) run by "
            "qemu-user 7.2 with `-cpu cortex-a53` and a Zero 2 W's /proc/cpuinfo (so 2 XNNPACK threads here, the "
@@ -280,18 +280,41 @@ def report(rows: list[dict], out: Path, before: list[dict] | None = None) -> Non
            "the most it held). Emulated timings say nothing about a real Pi and are not reported. Budget: the "
            f"Zero 2 W's {BUDGET_MB} MB (less the kernel, GPU split and services); goal: camera --serve with "
            f"MobileNetV2 under {GOAL_MB} MB."), ""]
-    head = "| release (Python) | command | model | net | raw | qemu's own |" + (" net before |" if old else "")
-    md += [head + " exit |", "| --- | --- | --- | ---: | ---: | ---: |" + (" ---: |" if old else "") + " --- |"]
+    md += ["| release (Python) | command | model | net | raw | qemu's own |" + (" before: net / raw |" if old else "")
+           + " exit |", "| --- | --- | --- | ---: | ---: | ---: |" + (" ---: |" if old else "") + " --- |"]
     for r in rows:
         was = old.get((r["release"], r["command"], r["model"]))
         md.append(f"| {r['release']} ({r['python']}) | {r['command']} | {r['model']} | **{r['net_rss_mb']:.0f} MB** | "
                   f"{r['peak_rss_mb']:.0f} MB | {r['qemu_rss_mb']:.0f} MB |"
-                  + (f" {was['net_rss_mb']:.0f} MB |" if was and "net_rss_mb" in was else " - |" if old else "")
+                  + ((f" {was['net_rss_mb']:.0f} / {was['peak_rss_mb']:.0f} MB |" if was else " - |") if old else "")
                   + f" {r['exit']} |")
-    md += ["", *where(rows), "", "![peak RSS](pi_memory.png)", ""]
+    md += ["", reading(rows, old, before_label), "", *where(rows), "", "![peak RSS](pi_memory.png)", ""]
     (out / "pi_memory.md").write_text("\n".join(md))
     plot(rows, out / "pi_memory.png")
     print("\n".join(md))
+
+
+def reading(rows: list[dict], old: dict, before_label: str) -> str:
+    """What the table says, from its numbers."""
+    floor = [r for r in rows if r["command"].startswith("python3 -c pass")]
+    goal = [r for r in rows if r["command"].startswith("camera") and r["model"].startswith("MobileNetV2")]
+    top = max(rows, key=lambda r: r["net_rss_mb"])
+    text = (f"Reading: the largest, {top['command'].split(',')[0]} with {top['model'].split(' (')[0]} on "
+            f"{top['release']}, holds {top['net_rss_mb']:.0f} MB of its own, {top['net_rss_mb'] / BUDGET_MB:.0%} of "
+            "a Zero 2 W's memory; "
+            "camera --serve with MobileNetV2 holds " + " and ".join(f"{r['net_rss_mb']:.0f} MB on {r['release']}"
+                                                                     for r in goal)
+            + f" (goal: under {GOAL_MB} MB). qemu-user's own pages are no constant to subtract: "
+            + " and ".join(f"{r['qemu_rss_mb']:.0f} MB beside a bare Python on {r['release']}" for r in floor)
+            + ", " + " and ".join(f"{r['qemu_rss_mb']:.0f} MB" for r in goal) + " beside that camera (its "
+            "translated-code cache grows with the code the program runs, and each thread has its CPU state), so a "
+            "raw peak says little about a Pi; the net one is what a Pi's process holds.")
+    if old and goal:
+        was = [old[(r["release"], r["command"], r["model"])] for r in goal if (r["release"], r["command"], r["model"]) in old]
+        text += (f" Before ({before_label or 'the code before'}), the same run held "
+                 + " and ".join(f"{w['net_rss_mb']:.0f} MB net ({w['peak_rss_mb']:.0f} MB raw) on {w['release']}" for w in was)
+                 + ".")
+    return text
 
 
 def where(rows: list[dict]) -> list[str]:
@@ -336,7 +359,8 @@ def main() -> None:
     ap.add_argument("--release", action="append", choices=sorted(PYTHONS), help="trixie and bookworm by default")
     ap.add_argument("--bundle", type=Path, help="the sign-language bundle (default: the tests' .cache/sign-*/bundle)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--before", type=Path, help="an earlier pi_memory.json: its net peaks become a column")
+    ap.add_argument("--before", type=Path, help="an earlier pi_memory.json: its peaks become a column")
+    ap.add_argument("--before-label", default="", help="what --before measured, for the reading (e.g. a commit)")
     a = ap.parse_args()
     bundle = a.bundle or sign_bundle()
     rows = []
@@ -344,7 +368,7 @@ def main() -> None:
         for release in a.release or ["trixie", "bookworm"]:
             arm = build(ROOT / ".cache", Path(tmp) / release, release)
             rows += measure(arm, release, bundle, Path(tmp) / release)
-    report(rows, a.out, json.loads(a.before.read_text()) if a.before else None)
+    report(rows, a.out, json.loads(a.before.read_text()) if a.before else None, a.before_label)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -145,28 +146,54 @@ def _scrape(url: str, auth: tuple[str, str] | None = None) -> dict[str, float]:
     return out
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
+_STDERR: dict[int, tuple[threading.Thread, list[str]]] = {}  # pid -> the thread reading its stderr, lines so far
+
+
+def _start(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``edgecls camera ARGS`` with its web view's URL. A thread reads its stderr from the start to
+    the end (``_stop`` returns all of it): lines read here with readline() and the rest by
+    communicate() would lose what the file object had buffered past the "web view on" line, such
+    as the note printed right after it, whenever both lines came in one read (on a busy machine)."""
     proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "camera", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    _STDERR[proc.pid] = (reader, lines)
+    serving = re.compile(r"web view on (http://\S+/)")
     deadline, url = time.time() + 90, None
     while url is None and time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
+        alive = reader.is_alive()  # before looking: a last line comes before the end
+        found = [m.group(1) for m in map(serving.search, list(lines)) if m]
+        if found:
+            url = found[0]
+        elif not alive:
             break
-        m = re.search(r"web view on (http://\S+/)", line)
-        url = m.group(1) if m else None
-    assert url, proc.stderr.read() if proc.poll() is not None else "no web view"
+        else:
+            time.sleep(0.05)
+    if url is None:
+        raise AssertionError(f"the camera did not serve: {_stop(proc)[-2000:]}")
     return proc, url
 
 
 def _stop(proc: subprocess.Popen) -> str:
+    """Stop the camera as systemd would (SIGTERM); returns everything it wrote on stderr."""
+    reader, lines = _STDERR.pop(proc.pid)
+    stderr, proc.stderr = proc.stderr, None  # the reader's: communicate() reads only stdout
     proc.terminate()
     try:
-        _, err = proc.communicate(timeout=30)
+        proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    return err
+        proc.communicate()
+    reader.join(30)
+    stderr.close()
+    return "".join(lines)
 
 
 def _wait_frames(url: str, n: int, timeout: float = 120) -> dict:
@@ -284,17 +311,9 @@ def test_without_prometheus_client_the_camera_runs_and_metrics_says_what_to_inst
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError(\"No module named 'prometheus_client'\")\n")
     env_path = f"{blocker.parent}:{ROOT}"
-    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "camera", str(bundle), "--source",
-                             str(crops(tmp_path / "f", 20, seed=5)), "--backend", "cpu", "--serve", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "PYTHONPATH": env_path})
+    proc, url = _start([bundle, "--source", crops(tmp_path / "f", 20, seed=5), "--backend", "cpu",
+                        "--serve", "127.0.0.1:0"], env={**__import__("os").environ, "PYTHONPATH": env_path})
     try:
-        url = None
-        while url is None:
-            line = proc.stderr.readline()
-            assert line, "the camera ended without serving"
-            m = re.search(r"web view on (http://\S+/)", line)
-            url = m.group(1) if m else None
         status = _wait_frames(url, 60)
         assert status["drift"]["score"] is not None  # drift needs no prometheus-client
         with pytest.raises(urllib.error.HTTPError) as e:

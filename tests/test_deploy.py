@@ -219,7 +219,9 @@ def test_service_runs_the_camera_on_the_live_bundle_and_follows_rollback(bundles
         unit = (units / "edgecls-camera.service").read_text()
         assert f'"camera" "{dev}/current"' in unit and "Restart=on-failure" in unit
         out = (units / "edgecls-camera.service.out").read_text()
-        assert "web view on http://127.0.0.1:" in out and str(dev / "current" / "model.tflite") in out
+        # the camera runs the version `current` points to (and follows the link: live/swap.py)
+        live = (dev / "current").resolve().name
+        assert "web view on http://127.0.0.1:" in out and f"versions/{live}/model.tflite" in out, out
         first = json.loads((dev / "current" / "edgecls.json").read_text())["name"]
         assert deploy(srv, bundles["v1b"], srv.target(dev), "--service", camera_args).returncode == 0
         r = run_edgecls("deploy", "--rollback", srv.target(dev), *srv.ssh_args())

@@ -149,12 +149,13 @@ def _scrape(url: str, auth: tuple[str, str] | None = None) -> dict[str, float]:
 _STDERR: dict[int, tuple[threading.Thread, list[str]]] = {}  # pid -> the thread reading its stderr, lines so far
 
 
-def _start(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def _start(args: list[str], env: dict[str, str] | None = None, command: str = "camera",
+           serving: str = r"web view on (http://\S+/)") -> tuple[subprocess.Popen, str]:
     """``edgecls camera ARGS`` with its web view's URL. A thread reads its stderr from the start to
     the end (``_stop`` returns all of it): lines read here with readline() and the rest by
     communicate() would lose what the file object had buffered past the "web view on" line, such
     as the note printed right after it, whenever both lines came in one read (on a busy machine)."""
-    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "camera", *map(str, args)],
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", command, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []
 
@@ -165,11 +166,11 @@ def _start(args: list[str], env: dict[str, str] | None = None) -> tuple[subproce
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     _STDERR[proc.pid] = (reader, lines)
-    serving = re.compile(r"web view on (http://\S+/)")
+    pattern = re.compile(serving)
     deadline, url = time.time() + 90, None
     while url is None and time.time() < deadline:
         alive = reader.is_alive()  # before looking: a last line comes before the end
-        found = [m.group(1) for m in map(serving.search, list(lines)) if m]
+        found = [m.group(1) for m in map(pattern.search, list(lines)) if m]
         if found:
             url = found[0]
         elif not alive:
@@ -478,17 +479,8 @@ def test_with_zones_the_per_frame_metrics_and_the_drift_carry_the_zone(tmp_path,
 
 
 def _page(cmd: str, *args: object) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", cmd, *map(str, args), "--serve", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, url = time.time() + 60, None
-    while url is None and time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            break
-        m = re.search(r"page on (http://\S+/)", line)
-        url = m.group(1) if m else None
-    assert url, proc.stderr.read() if proc.poll() is not None else "no page"
-    return proc, url
+    """``edgecls collect|review ARGS --serve`` with its page's URL (stopped by ``_stop``)."""
+    return _start([*args, "--serve", "127.0.0.1:0"], command=cmd, serving=r"page on (http://\S+/)")
 
 
 def _post(url: str, body: dict) -> dict:

@@ -7,8 +7,12 @@ busy it was. CPU seconds (every thread of the demo's process) say what a stage c
 the load: on an idle machine the wall time of a stage is about its CPU time divided by the
 cores it keeps busy.
 
-usage: python benchmarks/demo_time.py [--runs 3] [--work /tmp/demo-time] [--out benchmarks/results]
-       [-- DEMO_ARGS...]   (e.g. -- --seed 0)
+With ``--before REV`` the demo of that git revision runs too, each run of it taking turns with
+one of this tree (the order alternating), so that the ratio of the two medians is measured in one
+sitting on one machine, whatever its speed that day.
+
+usage: python benchmarks/demo_time.py [--runs 3] [--before REV] [--work /tmp/demo-time]
+       [--out benchmarks/results] [-- DEMO_ARGS...]   (e.g. -- --seed 0)
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import json
 import os
 import platform
 import statistics
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -36,14 +42,30 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_once(i: int, work: Path, demo_args: list[str]) -> dict:
-    out = work / f"run-{i}"
+def tree_at(rev: str, dest: Path) -> Path:
+    """The repository's files at ``rev`` (git archive) in ``dest``, with this checkout's generated
+    metadata schema (made by the editable install, not in git)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    (dest / "tree.tar").write_bytes(data)
+    with tarfile.open(dest / "tree.tar") as t:
+        t.extractall(dest / "tree", filter="data")
+    schema = Path("edge_runtime/model/metadata_schema_generated.py")
+    shutil.copy2(ROOT / schema, dest / "tree" / schema)
+    return dest / "tree"
+
+
+def run_once(i: int, work: Path, demo_args: list[str], tree: Path = ROOT, label: str = "this tree") -> dict:
+    out = work / f"run-{i}-{'this' if tree == ROOT else 'before'}"
     load = os.getloadavg()[0]
+    env = dict(os.environ, PYTHONPATH=str(tree))  # that tree's modules before the editable install's
     t, c = time.perf_counter(), os.times()
     p = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "demo", "--out", str(out), *demo_args],
-                       capture_output=True, text=True, cwd=ROOT, timeout=3600)
+                       capture_output=True, text=True, cwd=tree, timeout=3600, env=env)
     wall, c2 = time.perf_counter() - t, os.times()
-    row: dict = {"run": i, "exit": p.returncode, "wall": round(wall, 1), "load_before": round(load, 2),
+    row: dict = {"run": i, "tree": label, "exit": p.returncode, "wall": round(wall, 1), "load_before": round(load, 2),
                  "load_after": round(os.getloadavg()[0], 2),
                  "cpu": round(c2.children_user - c.children_user + c2.children_system - c.children_system, 1)}
     if not (out / "summary.json").exists():
@@ -84,7 +106,7 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def write(rows: list[dict], demo_args: list[str], out: Path) -> None:
-    ok = [r for r in rows if "stages" in r]
+    trees = list(dict.fromkeys(r.get("tree", "this tree") for r in rows))
     meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(), "command": " ".join(["edgecls demo", *demo_args])}
     out.mkdir(parents=True, exist_ok=True)
@@ -94,17 +116,25 @@ def write(rows: list[dict], demo_args: list[str], out: Path) -> None:
           f"Produced by `python benchmarks/demo_time.py`: {len(rows)} run(s) of `{meta['command']}`, each in its "
           "own process; wall seconds (what a user waits) and CPU seconds (every thread of the demo's process: what a "
           "stage costs whatever else runs on the machine).", "",
-          "| run | exit | wall s | CPU s | load before | load after | epochs | int8 top-1 | verified |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+          "| run | tree | exit | wall s | CPU s | load before | load after | epochs | int8 top-1 | verified |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        md.append(f"| {r['run']} | {r['exit']} | {r['wall']:.0f} | {r['cpu']:.0f} | {r['load_before']} | "
+        md.append(f"| {r['run']} | {r.get('tree', 'this tree')} | {r['exit']} | {r['wall']:.0f} | {r['cpu']:.0f} | {r['load_before']} | "
                   f"{r['load_after']} | {r.get('epochs', '')} | "
                   + (f"{r['int8_test_top1']:.1%} | {'yes' if r['verify_ok'] else 'NO'} |" if "stages" in r
                      else f"{r.get('error', '')} | |"))
     md += ["", "load: the machine's 1-minute load average (2 cores: above 2, other jobs were taking turns with the "
                "demo, and its wall times stretch accordingly).", ""]
-    if ok:
-        md += table(rows)
+    medians = {}
+    for tree in trees:
+        ok = [r for r in rows if "stages" in r and r.get("tree", "this tree") == tree]
+        if ok:
+            medians[tree] = statistics.median(r["wall"] for r in ok)
+            md += [f"## {tree}", ""] + table(ok) + [""]
+    if len(medians) == 2:
+        (a, ta), (b, tb) = medians.items()
+        md += [f"**{a} / {b}, median wall: {ta:.1f} / {tb:.1f} s = {ta / tb:.2f}** (measured in one sitting, "
+               "the runs taking turns)."]
     (out / "demo_time.md").write_text("\n".join(md) + "\n")
 
 
@@ -114,13 +144,20 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("/tmp/demo-time"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--before", default=None, help="also run the demo of this git revision, taking turns")
     ap.add_argument("demo_args", nargs="*", help="passed to edgecls demo (after --)")
     a = ap.parse_args()
+    trees = [(ROOT, "this tree")]
+    if a.before:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", a.before], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        trees.append((tree_at(a.before, a.work / "before"), f"before ({rev})"))
     rows: list[dict] = []
     for i in range(1, a.runs + 1):
-        rows.append(run_once(i, a.work, a.demo_args))
-        print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("stages", "epoch_seconds")}), flush=True)
-        write(rows, a.demo_args, a.out)  # after every run: an interrupted benchmark keeps what it measured
+        for tree, label in (trees if i % 2 else trees[::-1]):
+            rows.append(run_once(i, a.work, a.demo_args, tree, label))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("stages", "epoch_seconds")}), flush=True)
+            write(rows, a.demo_args, a.out)  # after every run: an interrupted benchmark keeps what it measured
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 
 

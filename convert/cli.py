@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "convert", help="quantize a trained model to a full-int8 bundle (workstation; needs edgecls[train])",
         description="Convert a training run (or a Keras model with --labels and --calibration-data) into a bundle: "
                     "model.tflite (full int8), model_float.tflite, labels.txt, golden photos and edgecls.json with "
-                    "checksums. The int8 model is evaluated against float and Keras on the test split and judged on "
+                    "checksums. The int8 model has a second output, the features edgecls teach embeds photos with "
+                    "(the pooled features, whitened against the variation within the training classes), and the "
+                    "bundle the training classes' prototypes. The int8 model is evaluated against float and Keras on the test split and judged on "
                     "the paired evidence: the images float gets right and int8 wrong, and the reverse. It fails only "
                     "when int8 top-1 falls more than --max-drop points below float and an exact McNemar test says "
                     "that is unlikely to be chance (p < --gate-level), or when int8/float agreement is below "
@@ -70,6 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also quantize and convert for the Raspberry Pi AI Camera (Sony IMX500): imx500/packerOut.zip "
                         "(builds Sony's converter environment once, about 2.3 GB; needs Java 17); exit status "
                         f"{EXIT_NO_IMX500} when it fails, with the CPU bundle complete")
+    p.add_argument("--plain-features", action="store_true",
+                   help="export the pooled features edgecls teach embeds with as they are, not whitened against "
+                        "the variation within the training classes (saves the whitening's D x D int8 weights, 64 KB "
+                        "at alpha 0.25; classes taught from a few photos are less accurate: "
+                        "benchmarks/results/teach.md)")
     p.add_argument("--tar", action="store_true", help="also write BUNDLE_DIR.tar.gz")
     p.add_argument("--labels", metavar="FILE", help="label file, for a bare Keras model")
     p.add_argument("--calibration-data", metavar="DIR",
@@ -100,7 +107,7 @@ def _convert(a: argparse.Namespace) -> int:
     opts = Options(io=a.io, calibration=a.calibration, max_drop=a.max_drop, per_channel_dense=a.per_channel_dense,
                    edgetpu=a.edgetpu, imx500=a.imx500, tar=a.tar, labels=a.labels, calibration_data=a.calibration_data,
                    name=a.name, alpha=a.gate_level, min_agreement=a.min_agreement, repair=not a.no_repair,
-                   metadata=not a.no_metadata, author=a.author, license=a.license,
+                   metadata=not a.no_metadata, author=a.author, license=a.license, whiten=not a.plain_features,
                    targets=tuple(dict.fromkeys(getattr(a, "target_runtime", DEFAULT_TARGETS))))
     r = convert(a.source, a.out, opts)
     if a.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -43,22 +44,76 @@ def feature_tensor(model: Any) -> Any | None:
     return None
 
 
-def with_features(model: Any) -> Any | None:
+def with_features(model: Any, transform: np.ndarray | None = None) -> Any | None:
     """``model`` with two outputs named as the runtime looks for them (``interpreter.split_outputs``):
-    ``scores`` (the model's own output) and ``features`` (``feature_tensor``); None when the
-    model has no feature tensor."""
+    ``scores`` (the model's own output) and ``features`` (``feature_tensor``, mapped by
+    ``transform`` (D x K) when given: a dense layer without bias named ``embedding``, which the
+    scores do not pass through; convert/embedding.py); None when the model has no feature tensor."""
     f = feature_tensor(model)
     if f is None:
         return None
+    if transform is not None:
+        if transform.ndim != 2 or transform.shape[0] != f.shape[-1]:
+            raise ValueError(f"the feature transform is {transform.shape}, the features have {f.shape[-1]} dimensions")
+        layer = keras.layers.Dense(transform.shape[1], use_bias=False, name="embedding")
+        f = layer(f)
+        layer.set_weights([np.asarray(transform, np.float32)])
     return keras.Model(model.inputs, {"scores": model.outputs[0], "features": f}, name=model.name)
 
 
-def _converter(model: Any) -> Any:
-    """A converter for ``model`` with a static [1, H, W, 3] input (batch size 1)."""
+def _converter(model: Any) -> tuple[Any, list[str]]:
+    """A converter for ``model`` with a static [1, H, W, 3] input (batch size 1), from one traced
+    function, frozen (TensorFlow's converter would otherwise export a SavedModel of it first:
+    about 8 of its 9.5 seconds on a 2-core machine, twice per convert; the int8 model comes out
+    bit-identical); and the names of its outputs in the converted model's order, the scores first
+    (``with_features``'s ``scores`` and ``features``; MediaPipe reads the first output as the
+    classification head), which ``_signed`` writes back as a signature."""
     _, h, w, c = model.input_shape
-    image = keras.Input((h, w, c), batch_size=1, name="image")
-    fixed = keras.Model(image, model(image, training=False), name=model.name)
-    return tf.lite.TFLiteConverter.from_keras_model(fixed)
+    spec = tf.TensorSpec([1, h, w, c], tf.float32, name=INPUT_NAME)
+    probe = model.output
+    names = sorted(probe, key=lambda k: k != "scores") if isinstance(probe, dict) else ["output_0"]
+
+    def serve(image: Any) -> Any:
+        out = model(image, training=False)
+        return tuple(out[k] for k in names) if isinstance(out, dict) else out
+
+    fn = tf.function(serve).get_concrete_function(spec)
+    absl = logging.getLogger("absl")  # "consider providing the trackable_obj": that path is the SavedModel one
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return tf.lite.TFLiteConverter.from_concrete_functions([fn]), names
+    finally:
+        absl.setLevel(level)
+
+
+INPUT_NAME = "image"
+
+
+def _signed(tflite: bytes, outputs: list[str]) -> bytes:
+    """``tflite`` with the ``serving_default`` signature a SavedModel conversion would have given
+    it: the input named ``image``, the outputs by name (``scores``, ``features``), which the
+    runtime reads (edge_runtime/model/interpreter.py ``signature_outputs``)."""
+    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
+    g = m.subgraphs[0]
+    if len(g.inputs) != 1 or len(g.outputs) != len(outputs):
+        raise ConversionFailed(f"TFLite conversion gave {len(g.inputs)} input(s) and {len(g.outputs)} output(s); "
+                               f"expected 1 and {len(outputs)}")
+
+    def tensor(name: str, index: int) -> Any:
+        t = fb.TensorMapT()
+        t.name, t.tensorIndex = name, int(index)
+        return t
+
+    sig = fb.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = "serving_default", 0
+    sig.inputs = [tensor(INPUT_NAME, g.inputs[0])]
+    sig.outputs = [tensor(n, i) for n, i in zip(outputs, g.outputs)]
+    m.signatureDefs = [sig]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
 @contextlib.contextmanager
@@ -88,8 +143,9 @@ def _quiet() -> Iterator[None]:
 
 
 def to_float(model: Any) -> bytes:
+    conv, names = _converter(model)
     with _quiet():
-        return _converter(model).convert()
+        return _signed(conv.convert(), names)
 
 
 def to_int8(model: Any, calibration: np.ndarray, io: str = "uint8", per_channel_dense: bool = False) -> bytes:
@@ -106,7 +162,7 @@ def to_int8(model: Any, calibration: np.ndarray, io: str = "uint8", per_channel_
         for img in calibration:
             yield [np.asarray(img, np.float32)[None]]
 
-    conv = _converter(model)
+    conv, names = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -115,7 +171,7 @@ def to_int8(model: Any, calibration: np.ndarray, io: str = "uint8", per_channel_
     if not per_channel_dense:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     with _quiet():
-        return conv.convert()
+        return _signed(conv.convert(), names)
 
 
 def float_ops(ops: list[OpInfo]) -> list[str]:

@@ -28,7 +28,7 @@ from edge_runtime.model.preprocess import Normalization
 from train import data as dataset
 from train.run import Clock, log
 
-from . import destination, metadata
+from . import destination, embedding, metadata
 from .ladder import DEFAULT_TARGETS
 
 GOLDEN_MAX = 10
@@ -59,6 +59,7 @@ class Options:
     author: str | None = None  # the metadata's author (default: edgecls VERSION)
     license: str | None = None  # the metadata's license
     features: bool = True  # a second output, the embedding, and per-class prototypes (edgecls teach)
+    whiten: bool = True  # the embedding whitened against within-class variation (convert/embedding.py)
 
 
 @dataclass
@@ -186,10 +187,12 @@ def format_table(m: dict, sizes: dict[str, int]) -> str:
 
 
 def gate(model: Any, src: Source, data: _Data, opts: Options, work: Path, progress: Callable[[str], None],
-         clock: Clock | None = None) -> tuple[list[interp.OpInfo], _Converted, Options, int]:
+         clock: Clock | None = None, transform: np.ndarray | None = None
+         ) -> tuple[list[interp.OpInfo], _Converted, Options, int]:
     """Quantize, evaluate and judge int8 against float (convert/gate.py); when the damage is
     real, climb the repair ladder (convert/ladder.py). Returns the int8 graph's ops, the passing
-    evaluation, the options that made it and its number of calibration photos."""
+    evaluation, the options that made it and its number of calibration photos. ``transform``:
+    the feature output's map (``quantize.with_features``)."""
     from . import gate as judge
     from . import ladder
 
@@ -202,7 +205,7 @@ def gate(model: Any, src: Source, data: _Data, opts: Options, work: Path, progre
                 decoded[o.calibration] = replace(data, **_calibration(src, o))
         d = decoded[o.calibration]
         with clock("quantize"):
-            ops, seconds = quantize_models(model, d, o, work, progress)
+            ops, seconds = quantize_models(model, d, o, work, progress, transform)
         with clock("evaluate"):
             conv = evaluate_models(model, src, d, work, progress)
         conv.metrics["convert_seconds"] = round(seconds, 1)
@@ -253,11 +256,12 @@ def record_golden(model: Path, labels: list[str], contract: InputContract,
 # --- features for edgecls teach ----------------------------------------------------------
 
 
-def record_features(model: Path, src: Source, files: dict[str, Any], progress: Callable[[str], None]
-                    ) -> dict[str, Any] | None:
+def record_features(model: Path, src: Source, files: dict[str, Any], progress: Callable[[str], None],
+                    whitened: bool = False) -> dict[str, Any] | None:
     """Embed every training photo with the int8 model's feature output and add the per-class
     prototypes (edge_runtime/bundle/head.py) to ``files``; returns the bundle's ``features``
-    section, or None (said) when the model has no feature output."""
+    section (``whitened``: the output is the pooled features through convert/embedding.py's
+    map), or None (said) when the model has no feature output."""
     c = src.contract
     with Classifier(model, labels=src.labels, backend="cpu", normalization=Normalization(0.0, 1.0),
                     output="probabilities") as clf:
@@ -270,9 +274,12 @@ def record_features(model: Path, src: Source, files: dict[str, Any], progress: C
         feats = np.stack([clf.embed(clf.prepare(img)) for img in x])
     protos = head.class_means(feats, src.labels, [src.labels[s.label] for s in src.train])
     files[head.PROTOTYPES] = protos.to_bytes()
-    return {"output": "features", "dim": protos.dim, "dtype": spec.dtype.name, "scale": spec.scale,
-            "zero_point": spec.zero_point, "layer": "pool", "prototypes": head.PROTOTYPES,
-            "photos": int(len(src.train))}
+    section = {"output": "features", "dim": protos.dim, "dtype": spec.dtype.name, "scale": spec.scale,
+               "zero_point": spec.zero_point, "layer": "embedding" if whitened else "pool",
+               "prototypes": head.PROTOTYPES, "photos": int(len(src.train))}
+    if whitened:
+        section["whitening"] = {"of": "pool", "covariance": "within-class", "shrinkage": embedding.SHRINKAGE}
+    return section
 
 
 # --- the whole conversion ------------------------------------------------------------------
@@ -312,17 +319,24 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         src, model = load_source(Path(source), opts)
     with clock("decode photos"):
         data = decode_photos(src, opts, progress)
+    transform = None
+    if opts.features and opts.whiten:
+        with clock("fit embedding"):
+            c = src.contract
+            transform = embedding.fit(model, lambda s: dataset.decode(s, c.height, c.width, c.resize,
+                                                                      decode_mode=c.decode), src.train, progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.convert-", dir=out.parent))
     try:
-        ops, conv, opts, n_calib = gate(model, src, data, opts, work, progress, clock)
+        ops, conv, opts, n_calib = gate(model, src, data, opts, work, progress, clock, transform)
         with clock("golden photos"):
             golden_meta, golden_files = record_golden(work / "model.tflite", src.labels, src.contract,
                                                       pick_golden(src.test, conv.q_scores))
         files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
-        features = record_features(work / "model.tflite", src, files, progress) if opts.features else None
+        features = (record_features(work / "model.tflite", src, files, progress, transform is not None)
+                    if opts.features else None)
         with clock("edge tpu"):
             edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
         meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)
@@ -380,14 +394,15 @@ def decode_photos(src: Source, opts: Options, progress: Callable[[str], None]) -
                  np.array([s.label for s in src.test]))
 
 
-def quantize_models(model: Any, data: _Data, opts: Options, work: Path,
-                    progress: Callable[[str], None]) -> tuple[list[interp.OpInfo], float]:
-    """model_float.tflite and the full-int8 model.tflite in ``work``; returns the int8 graph's ops
-    and the seconds it took."""
+def quantize_models(model: Any, data: _Data, opts: Options, work: Path, progress: Callable[[str], None],
+                    transform: np.ndarray | None = None) -> tuple[list[interp.OpInfo], float]:
+    """model_float.tflite and the full-int8 model.tflite in ``work`` (with the feature output, mapped
+    by ``transform`` when given, if ``opts.features``); returns the int8 graph's ops and the
+    seconds it took."""
     from . import quantize
 
     t = time.perf_counter()
-    model = (quantize.with_features(model) if opts.features else None) or model
+    model = (quantize.with_features(model, transform) if opts.features else None) or model
     (work / "model_float.tflite").write_bytes(quantize.to_float(model))
     progress(f"quantizing to full int8 ({opts.io} I/O, {len(data.calib)} calibration photos, dense layers "
              f"{'per channel' if opts.per_channel_dense else 'per tensor'})")

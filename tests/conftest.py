@@ -179,6 +179,21 @@ def cache_lock(name: str) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def colours_bundle(tmp_path_factory) -> Path:
+    """test_teach.py's tiny colour model (red, green, yellow, dark; blue it cannot tell from dark)
+    converted by `edgecls convert` (features on, as by default), once for every module that
+    teaches it (test_teach, test_teach_swap, test_teach_web). Read-only: copy it to write beside it."""
+    from convert.run import Options, convert
+    from test_teach import CLASSES, _dataset, _model
+
+    root = tmp_path_factory.mktemp("teach")
+    data = _dataset(root / "data", {c: 150 for c in CLASSES})
+    (root / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
+    opts = Options(labels=str(root / "labels.txt"), calibration_data=str(data), calibration=50)
+    return convert(_model(root / "colours.keras"), root / "parent", opts, progress=lambda s: None).bundle
+
+
+@pytest.fixture(scope="session")
 def sign_run() -> Path:
     """runs/sign of the training issue, trained with the exact command of its acceptance check.
     Cached in .cache/sign-<code key> so that a rerun of unchanged code does not retrain."""

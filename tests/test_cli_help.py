@@ -142,3 +142,12 @@ def test_errors_on_a_folder_that_is_not_a_bundle_name_only_the_command_options(a
     known = {s for a in PARSERS[argv[0]]._actions for s in a.option_strings}
     named = set(OPTION.findall(p.stderr))
     assert named <= known, (argv[0], named - known, p.stderr)
+
+
+@pytest.mark.parametrize("name", ["doctor", "users add", "bench compare"])
+def test_help_command_is_the_command_help(name, capsys):
+    """`edgecls help users add` prints what `edgecls users add --help` prints."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["help", *name.split()])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == _help(name, capsys)

@@ -65,15 +65,9 @@ def _model(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def parent(tmp_path_factory) -> Path:
-    """The tiny model converted by `edgecls convert` (features on, as by default)."""
-    from convert.run import Options, convert
-
-    root = tmp_path_factory.mktemp("teach")
-    data = _dataset(root / "data", {c: 150 for c in CLASSES})
-    (root / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
-    opts = Options(labels=str(root / "labels.txt"), calibration_data=str(data), calibration=50)
-    return convert(_model(root / "colours.keras"), root / "parent", opts, progress=lambda s: None).bundle
+def parent(colours_bundle) -> Path:
+    """The tiny model converted by `edgecls convert` (conftest.py ``colours_bundle``)."""
+    return colours_bundle
 
 
 def _meta(bundle: Path) -> dict:
@@ -99,6 +93,7 @@ def test_convert_exports_features_and_prototypes_and_the_scores_stay_the_scores(
     meta = _meta(parent)
     f = meta["features"]
     assert f["dim"] == 6 and f["prototypes"] == "head/prototypes.npz" and "head/prototypes.npz" in meta["files"]
+    assert f["layer"] == "embedding"  # the hidden layer's output, whitened (convert/embedding.py)
     assert meta["files"]["head/prototypes.npz"]["size"] < 4096  # a few KB
     protos = Prototypes.from_file(parent / "head/prototypes.npz")
     assert protos.labels == CLASSES and protos.counts.sum() == f["photos"] and "head" not in meta
@@ -113,6 +108,43 @@ def test_convert_exports_features_and_prototypes_and_the_scores_stay_the_scores(
             assert np.argmax(protos.means @ feat / np.linalg.norm(protos.means, axis=1)) == CLASSES.index(c)
     p = run_edgecls("verify", parent)
     assert p.returncode == 0 and "golden photos match" in p.stdout, p.stdout + p.stderr
+
+
+def test_the_features_are_whitened_inside_the_model_and_the_scores_do_not_change(parent, tmp_path):
+    """convert/embedding.py: the feature output passes through the whitening (a dense layer on the
+    feature branch only); --plain-features leaves it out. The raw scores are bit-identical either way."""
+    from convert.run import Options, convert
+    from edge_runtime import Classifier
+
+    root = parent.parent
+    opts = Options(labels=str(root / "labels.txt"), calibration_data=str(root / "data"), calibration=50, whiten=False)
+    plain = convert(root / "colours.keras", tmp_path / "plain", opts, progress=lambda s: None).bundle
+    whitened, raw = _meta(parent)["features"], _meta(plain)["features"]
+    assert whitened["layer"] == "embedding" and whitened["whitening"]["covariance"] == "within-class"
+    assert raw["layer"] == "pool" and "whitening" not in raw and raw["dim"] == whitened["dim"] == 6
+    photos = [_photo(tmp_path / f"{c}.png", c, np.random.default_rng(7)) for c in CLASSES + ["blue"]]
+    with Classifier(parent, backend="cpu") as a, Classifier(plain, backend="cpu") as b:
+        for p in photos:
+            assert np.array_equal(a.infer(a.prepare(p)), b.infer(b.prepare(p)))
+            fa, fb = a.embed(a.prepare(p)), b.embed(b.prepare(p))
+            assert np.all(fb >= 0) and np.any(fa < 0)  # ReLU features in, a rotation and scaling of them out
+    assert (parent / "model.tflite").stat().st_size > (plain / "model.tflite").stat().st_size  # its 6 x 6 weights
+
+
+def test_converted_models_name_their_input_and_outputs_in_a_signature(parent):
+    """convert freezes one traced function (convert/quantize.py) and writes back the signature a
+    SavedModel conversion gives: the runtime finds ``scores`` and ``features`` by name."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    for name in ("model.tflite", "model_float.tflite"):
+        it = Interpreter(model_path=str(parent / name))
+        sig = it.get_signature_list()
+        assert sig == {"serving_default": {"inputs": ["image"], "outputs": ["features", "scores"]}}, (name, sig)
+        it.allocate_tensors()
+        runner = it.get_signature_runner("serving_default")
+        inp = it.get_input_details()[0]
+        out = runner(image=np.zeros(inp["shape"], inp["dtype"]))
+        assert out["scores"].shape == (1, len(CLASSES)) and out["features"].shape == (1, 6), (name, out)
 
 
 def test_teach_adds_a_class_the_model_never_saw_and_keeps_the_others(parent, tmp_path):

@@ -1,7 +1,7 @@
 """The collect page's Teach button (issue 33 item 4; edge_runtime/web/teach.py,
 edge_runtime/dataset/held_out.py): the real server, a real bundle (test_teach's tiny colour
-model, converted once per module), real HTTP. An admin teaches the page's bundle the dataset's
-class folders with a photo per class held out, follows the progress, reads the per-class result
+model, converted once per test session: conftest.py colours_bundle), real HTTP. An admin
+teaches the page's bundle the dataset's class folders with a photo per class held out, follows the progress, reads the per-class result
 and keeps it (the page then classifies with it) or undoes it (the folder is gone); viewers and
 other sites are refused; a second Teach while one runs or waits is a 409; errors are one line and
 leave nothing behind."""
@@ -19,7 +19,7 @@ from pathlib import Path
 import browser
 import pytest
 from conftest import assert_one_line_error, run_edgecls
-from test_teach import CLASSES, _dataset, _model
+from test_teach import CLASSES, _dataset
 from test_web_security import basic, make_users, post_json, request, stop
 
 from edge_runtime.bundle.format import load_bundle
@@ -35,22 +35,10 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Path:
-    """test_teach's tiny model (red, green, yellow, dark; blue it cannot tell from dark) as a bundle."""
-    from convert.run import Options, convert
-
-    root = tmp_path_factory.mktemp("teach-web")
-    data = _dataset(root / "data", {c: 150 for c in CLASSES})
-    (root / "labels.txt").write_text("".join(c + "\n" for c in CLASSES))
-    opts = Options(labels=str(root / "labels.txt"), calibration_data=str(data), calibration=50)
-    return convert(_model(root / "colours.keras"), root / "parent", opts, progress=lambda s: None).bundle
-
-
 @pytest.fixture
-def parent(converted, tmp_path) -> Path:
+def parent(colours_bundle, tmp_path) -> Path:
     """A copy per test, in a folder of its own: the taught bundles are written beside it."""
-    return Path(shutil.copytree(converted, tmp_path / "bundles" / "colours"))
+    return Path(shutil.copytree(colours_bundle, tmp_path / "bundles" / "colours"))
 
 
 def _until(cond, timeout: float = 60.0):

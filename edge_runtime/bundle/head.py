@@ -1,7 +1,8 @@
 """A bundle's features and its taught head: plain numpy, no TensorFlow.
 
 ``edgecls convert`` exports the int8 model with a second output, ``features``: the pooled
-embedding the model's own classifier layer reads. It stores, per class, the mean embedding of the
+embedding the model's own classifier layer reads, whitened against the variation within the
+training classes (convert/embedding.py; its ``features`` section names the layer). It stores, per class, the mean embedding of the
 training photos and how many photos made it (``head/prototypes.npz``, a few KB). ``edgecls teach``
 embeds new photos with the same model, merges their means into these prototypes, and writes a
 bundle whose ``head`` section says to score with the prototypes instead of the model's own

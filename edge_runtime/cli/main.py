@@ -177,7 +177,7 @@ class _TopParser(argparse.ArgumentParser):
             out.append("other commands:")
             out += [f"  {n:<9} {self.commands[n]}" for n in others] + [""]
         out.append("options:\n  -h, --help  show this help\n  --version   the edgecls version")
-        out.append("\n`edgecls COMMAND --help` explains a command.")
+        out.append("\n`edgecls COMMAND --help` (or `edgecls help COMMAND`) explains a command.")
         return "\n".join(out) + "\n"
 
 
@@ -448,6 +448,8 @@ LONG_RUNNING = ("camera", "collect", "review")
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["help"]:  # `edgecls help users add` = `edgecls users add --help`
+        argv = [*argv[1:], "--help"]
     if _command(argv) in LONG_RUNNING:
         from edge_runtime.system.memory import for_frames
 

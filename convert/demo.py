@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="the whole path offline: train, convert, classify, verify, bench (needs edgecls[train])",
         description="Train a MobileNet V1 from scratch on scikit-learn's handwritten digits (shipped inside its "
                     "wheel, so nothing is downloaded), convert it to a full-int8 bundle, classify held-out digits, "
-                    "verify the golden photos and benchmark the bundle. About 130-160 CPU-seconds on a 2-core x86 "
+                    "verify the golden photos and benchmark the bundle. About 2 to 3 CPU-minutes on a 2-core x86 "
                     "machine (benchmarks/results/demo_time.md). Without --seed it is seeded with 0 but uses "
                     "TensorFlow's faster, non-deterministic kernels.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

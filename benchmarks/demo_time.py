@@ -52,15 +52,20 @@ def tree_at(rev: str, dest: Path) -> Path:
     (dest / "tree.tar").write_bytes(data)
     with tarfile.open(dest / "tree.tar") as t:
         t.extractall(dest / "tree", filter="data")
+    missing = [pkg for pkg in ("train", "convert", "edge_runtime", "deploy") if not (dest / "tree" / pkg).is_dir()]
+    if missing:  # the editable install would quietly supply this checkout's copy of them
+        raise SystemExit(f"demo_time.py: {rev} has no {', '.join(missing)}/: pass a revision of this layout")
     schema = Path("edge_runtime/model/metadata_schema_generated.py")
-    shutil.copy2(ROOT / schema, dest / "tree" / schema)
+    if (ROOT / schema).exists() and (dest / "tree" / schema).parent.is_dir():
+        shutil.copy2(ROOT / schema, dest / "tree" / schema)
     return dest / "tree"
 
 
 def run_once(i: int, work: Path, demo_args: list[str], tree: Path = ROOT, label: str = "this tree") -> dict:
     out = work / f"run-{i}-{'this' if tree == ROOT else 'before'}"
     load = os.getloadavg()[0]
-    env = dict(os.environ, PYTHONPATH=str(tree))  # that tree's modules before the editable install's
+    # that tree's modules before the editable install's
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
     t, c = time.perf_counter(), os.times()
     p = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "demo", "--out", str(out), *demo_args],
                        capture_output=True, text=True, cwd=tree, timeout=3600, env=env)
@@ -71,10 +76,15 @@ def run_once(i: int, work: Path, demo_args: list[str], tree: Path = ROOT, label:
     if not (out / "summary.json").exists():
         row["error"] = (p.stderr.strip().splitlines() or ["no output"])[-1]
         return row
-    s = json.loads((out / "summary.json").read_text())
-    row.update({k: s[k] for k in ("int8_test_top1", "float_test_top1", "verify_ok", "gate", "stages", "epochs")})
-    history = json.loads((out / "run" / "history.json").read_text())
-    row["epoch_seconds"] = [h["seconds"] for h in history]
+    try:
+        s = json.loads((out / "summary.json").read_text())
+        row.update({k: s[k] for k in ("int8_test_top1", "float_test_top1", "verify_ok", "gate", "stages", "epochs")})
+        history = json.loads((out / "run" / "history.json").read_text())
+        row["epoch_seconds"] = [h["seconds"] for h in history]
+    except (OSError, ValueError, KeyError) as e:  # an older demo that reports less: a failed row, not a crash
+        for k in ("stages", "epoch_seconds"):
+            row.pop(k, None)
+        row["error"] = f"its summary lacks {e}"
     return row
 
 

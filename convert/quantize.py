@@ -143,8 +143,8 @@ def _quiet() -> Iterator[None]:
 
 
 def to_float(model: Any) -> bytes:
-    conv, names = _converter(model)
     with _quiet():
+        conv, names = _converter(model)
         return _signed(conv.convert(), names)
 
 
@@ -162,7 +162,8 @@ def to_int8(model: Any, calibration: np.ndarray, io: str = "uint8", per_channel_
         for img in calibration:
             yield [np.asarray(img, np.float32)[None]]
 
-    conv, names = _converter(model)
+    with _quiet():
+        conv, names = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -175,12 +176,17 @@ def to_int8(model: Any, calibration: np.ndarray, io: str = "uint8", per_channel_
 
 
 def float_ops(ops: list[OpInfo]) -> list[str]:
-    """Ops inside the graph that compute in float. QUANTIZE/DEQUANTIZE at the graph's edges (the
-    float32 I/O conversion) are not counted; anything else with a float tensor is."""
+    """Ops inside the graph that compute in float. The float32 I/O conversion is not counted: a
+    QUANTIZE of a graph input (a tensor no op makes and no weight) and a DEQUANTIZE into a graph
+    output (a tensor no op reads; with the feature output there are two of them). Anything else
+    with a float tensor is."""
+    made = {t.name for op in ops for t in op.outputs}
+    read = {t.name for op in ops for t in op.inputs}
     found = []
-    for i, op in enumerate(ops):
-        edge = op.name in ("QUANTIZE", "DEQUANTIZE") and (i == 0 or i == len(ops) - 1)
-        if edge:
+    for op in ops:
+        if op.name == "QUANTIZE" and all(t.name not in made and not t.constant for t in op.inputs):
+            continue
+        if op.name == "DEQUANTIZE" and all(t.name not in read for t in op.outputs):
             continue
         floats = [t for t in op.inputs + op.outputs if t.dtype in ("float32", "float16")]
         if floats:

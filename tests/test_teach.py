@@ -323,3 +323,23 @@ def test_the_taught_head_runs_on_the_gpu_backend_too(parent, tmp_path):
         top1[backend] = {Path(r["image"]).parent.name + "/" + Path(r["image"]).name: r["classes"][0]["label"]
                          for r in map(json.loads, p.stdout.splitlines())}
     assert top1["gpu"] == top1["cpu"] and all(k.split("/")[0] == v for k, v in top1["cpu"].items())
+
+
+def test_float32_io_with_the_feature_output_converts_and_teaches(colours_bundle, tmp_path):
+    """`convert --io float32` on a model with the feature output: both outputs get a DEQUANTIZE
+    into a graph output, which is the float I/O conversion, not float compute (convert/quantize.py
+    ``float_ops``); the bundle classifies as the uint8 one and can be taught."""
+    from convert.run import Options, convert
+    from edge_runtime import Classifier
+
+    root = colours_bundle.parent
+    opts = Options(labels=str(root / "labels.txt"), calibration_data=str(root / "data"), calibration=50, io="float32")
+    f32 = convert(root / "colours.keras", tmp_path / "f32", opts, progress=lambda s: None).bundle
+    photos = [_photo(tmp_path / f"{c}.png", c, np.random.default_rng(11)) for c in CLASSES]
+    with Classifier(f32, backend="cpu") as clf:
+        assert clf.input_spec.dtype == np.float32 and clf.has_features
+    assert _top1(f32, photos) == _top1(colours_bundle, photos) == CLASSES
+    out = tmp_path / "taught"
+    p = run_edgecls("teach", f32, _dataset(tmp_path / "new", {"blue": 10}, seed=2), "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert _top1(out, [_photo(tmp_path / "blue.png", "blue", np.random.default_rng(12))]) == ["blue"]

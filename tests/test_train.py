@@ -306,3 +306,26 @@ def test_workstation_commands_without_tensorflow_name_the_extra(tmp_path, comman
             "demo": ["--out", tmp_path / "demo"]}[command]
     p = run_edgecls(command, *args, env=env)
     assert_one_line_error(p, "edgecls[train]")
+
+
+def test_time_left_after_the_first_epoch_leaves_out_the_tracing(monkeypatch):
+    """The first step also traces the graphs (about a tenth of the demo): the estimate after epoch 1
+    goes by the later steps' pace plus the validation, not by epoch 1's wall time."""
+    import io
+    import types
+
+    from train import fit
+
+    clock = [100.0]
+    monkeypatch.setattr(fit, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], monotonic=time.monotonic))
+    p = fit._Progress(stream=io.StringIO())
+    p.set_params({"epochs": 5, "steps": 10})
+    p.on_train_begin()
+    p.on_epoch_begin(0)
+    for b in range(10):
+        clock[0] += 10.0 if b == 0 else 0.1  # 10 s to trace, then 0.1 s a step
+        p.on_train_batch_end(b, {"loss": 1.0})
+    clock[0] += 0.5  # validation
+    p.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+    assert p._left() == pytest.approx(4 * (10 * 0.1 + 0.5))  # not 4 x 11.4 s
+    assert "Epoch 1/5  11.4 s" in p.stream.getvalue() and "6 s left" in p.stream.getvalue()

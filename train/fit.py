@@ -179,24 +179,29 @@ class _Progress(keras.callbacks.Callback):
         super().__init__()
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.epoch, self.done, self.batches, self.t_train, self.t_epoch, self.traced = 0, 0, 0, 0.0, 0.0, 0.0
+        self.epoch, self.done, self.t_train, self.t_epoch = 0, 0, 0.0, 0.0
+        self.t_batch, self.step_time, self.steps_timed, self.tail = 0.0, 0.0, 0, 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.t_train = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch, self.t_epoch = epoch + 1, time.perf_counter()
+        self.t_batch = self.t_epoch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.batches += 1
-        if self.batches == 1:
-            self.traced = time.perf_counter() - self.t_train  # the first step also traces the graphs
+        now = time.perf_counter()
+        if self.done or batch:  # the very first step also traces the graphs: not a step's pace
+            self.step_time += now - self.t_batch
+            self.steps_timed += 1
+        self.t_batch = now
         steps = self.params.get("steps") or 0
         if self.tty and steps:
             self._show(f"batch {batch + 1}/{steps}", logs or {}, self._left(partial=(batch + 1) / steps))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.done += 1
+        self.tail = time.perf_counter() - self.t_batch  # the validation after the last step
         self._show(f"{time.perf_counter() - self.t_epoch:.1f} s", logs or {}, self._left(), end="" if self.tty else "\n")
 
     def on_train_end(self, logs: dict | None = None) -> None:
@@ -204,15 +209,15 @@ class _Progress(keras.callbacks.Callback):
             print(file=self.stream, flush=True)
 
     def _left(self, partial: float = 0.0) -> float:
-        """Seconds left to the phase's last epoch (early stopping may end it sooner), at the pace
-        of the steps after the first: the first step also traces the graphs (about a tenth of the
-        demo), which would make the estimate after epoch 1 several times too long."""
+        """Seconds left to the phase's last epoch (early stopping may end it sooner): the epochs
+        to go at the pace of the steps so far (the very first step, which also traces the graphs,
+        left out: it would make the estimate after epoch 1 several times too long) plus the last
+        epoch's validation."""
         steps = self.params.get("steps") or 0
-        done = self.done + partial
         remaining = self.params.get("epochs", self.epoch) - self.epoch + (1 - partial if partial else 0)
-        if steps and self.batches > 1:
-            per_epoch = (time.perf_counter() - self.t_train - self.traced) / (self.batches - 1) * steps
-            return per_epoch * remaining
+        if steps and self.steps_timed:
+            return (self.step_time / self.steps_timed * steps + self.tail) * remaining
+        done = self.done + partial
         return (time.perf_counter() - self.t_train) / done * remaining if done else math.nan
 
     def _show(self, where: str, logs: dict, left: float, end: str = "") -> None:

@@ -449,7 +449,7 @@ LONG_RUNNING = ("camera", "collect", "review")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["help"]:  # `edgecls help users add` = `edgecls users add --help`
-        argv = [*argv[1:], "--help"]
+        argv = [*argv[1:], "--help"] if argv[1:2] and not argv[1].startswith("-") and argv[1] != "help" else ["--help"]
     if _command(argv) in LONG_RUNNING:
         from edge_runtime.system.memory import for_frames
 

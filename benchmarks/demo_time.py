@@ -22,12 +22,12 @@ import json
 import os
 import platform
 import statistics
-import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
+
+from revisions import tree_at
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,25 +40,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def tree_at(rev: str, dest: Path) -> Path:
-    """The repository's files at ``rev`` (git archive) in ``dest``, with this checkout's generated
-    metadata schema (made by the editable install, not in git)."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
-    (dest / "tree.tar").write_bytes(data)
-    with tarfile.open(dest / "tree.tar") as t:
-        t.extractall(dest / "tree", filter="data")
-    missing = [pkg for pkg in ("train", "convert", "edge_runtime", "deploy") if not (dest / "tree" / pkg).is_dir()]
-    if missing:  # the editable install would quietly supply this checkout's copy of them
-        raise SystemExit(f"demo_time.py: {rev} has no {', '.join(missing)}/: pass a revision of this layout")
-    schema = Path("edge_runtime/model/metadata_schema_generated.py")
-    if (ROOT / schema).exists() and (dest / "tree" / schema).parent.is_dir():
-        shutil.copy2(ROOT / schema, dest / "tree" / schema)
-    return dest / "tree"
 
 
 def run_once(i: int, work: Path, demo_args: list[str], tree: Path = ROOT, label: str = "this tree") -> dict:

@@ -23,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from edge_runtime.bundle.classifier import Classifier  # noqa: E402
+from revisions import tree_at  # noqa: E402
 
 ASSETS = Path(os.environ.get("EDGECLS_ASSETS", ROOT.parent / "shared" / "assets"))
 CORAL = ASSETS / "coral"
@@ -145,17 +145,6 @@ def measure_model(name: str, model: str, labels: str | None, threads: int, paths
                 "sequential_cores_used": round(statistics.median(c / w for c, w in zip(cpu["sequential"], seq_s)), 2),
                 "pipelined_cores_used": round(statistics.median(c / w for c, w in zip(cpu["pipelined"], pipe_s)), 2),
                 "identical": identical}
-
-
-def tree_at(rev: str, dest: Path) -> Path:
-    """The repository's files at ``rev`` (git archive), for the 'before' start-up times."""
-    dest.mkdir(parents=True, exist_ok=True)
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
-    tar = dest / "tree.tar"
-    tar.write_bytes(data)
-    with tarfile.open(tar) as t:
-        t.extractall(dest / "tree")
-    return dest / "tree"
 
 
 def startup(trees: dict[str, Path], commands: dict[str, list[str]], runs: int) -> list[dict]:

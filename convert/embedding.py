@@ -27,12 +27,12 @@ entries then have one scale per column, which a per-tensor int8 weight keeps.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 SHRINKAGE = 0.5  # the ``a`` above; sign-language digits: 0.4 to 0.7 all within a point
-CHUNK = 256  # photos decoded and embedded at a time
+CHUNK = 256  # photos converted to float and embedded at a time
 
 
 def within_class_whitening(features: np.ndarray, labels: np.ndarray, shrinkage: float = SHRINKAGE) -> np.ndarray:
@@ -60,21 +60,21 @@ def within_class_whitening(features: np.ndarray, labels: np.ndarray, shrinkage: 
     return (v / np.sqrt(eigenvalues)).astype(np.float32)
 
 
-def fit(model: Any, images: Callable[[Sequence[Any]], np.ndarray], samples: Sequence[Any],
-        progress: Callable[[str], None]) -> np.ndarray | None:
+def fit(model: Any, pixels: np.ndarray, labels: np.ndarray, progress: Callable[[str], None]) -> np.ndarray | None:
     """``within_class_whitening`` of a Keras classifier's feature tensor (convert/quantize.py
-    ``feature_tensor``) over ``samples`` (each with a ``label``), decoded ``CHUNK`` at a time by
-    ``images``; None when the model has no feature tensor or no class has two photos."""
+    ``feature_tensor``) over the training photos ``pixels`` (N x H x W x 3 uint8, as convert
+    decoded them) of classes ``labels``, ``CHUNK`` photos at a time in float; None when the model
+    has no feature tensor or no class has two photos."""
     from train._tf import keras
 
     from .quantize import feature_tensor
 
     f = feature_tensor(model)
-    labels = np.array([s.label for s in samples])
+    labels = np.asarray(labels)
     if f is None or not any(np.sum(labels == c) > 1 for c in np.unique(labels)):
         return None
     embed = keras.Model(model.inputs, f)
-    progress(f"fitting the feature whitening on {len(samples)} training photos ({int(f.shape[-1])} features)")
-    parts = [embed.predict(images(samples[i:i + CHUNK]).astype(np.float32), batch_size=32, verbose=0)
-             for i in range(0, len(samples), CHUNK)]
+    progress(f"fitting the feature whitening on {len(pixels)} training photos ({int(f.shape[-1])} features)")
+    parts = [embed.predict(pixels[i:i + CHUNK].astype(np.float32), batch_size=32, verbose=0)
+             for i in range(0, len(pixels), CHUNK)]
     return within_class_whitening(np.concatenate(parts), labels)

@@ -256,13 +256,12 @@ def record_golden(model: Path, labels: list[str], contract: InputContract,
 # --- features for edgecls teach ----------------------------------------------------------
 
 
-def record_features(model: Path, src: Source, files: dict[str, Any], progress: Callable[[str], None],
-                    whitened: bool = False) -> dict[str, Any] | None:
-    """Embed every training photo with the int8 model's feature output and add the per-class
-    prototypes (edge_runtime/bundle/head.py) to ``files``; returns the bundle's ``features``
-    section (``whitened``: the output is the pooled features through convert/embedding.py's
-    map), or None (said) when the model has no feature output."""
-    c = src.contract
+def record_features(model: Path, src: Source, x_train: np.ndarray, files: dict[str, Any],
+                    progress: Callable[[str], None], whitened: bool = False) -> dict[str, Any] | None:
+    """Embed every training photo (``x_train``, decoded by the contract) with the int8 model's
+    feature output and add the per-class prototypes (edge_runtime/bundle/head.py) to ``files``;
+    returns the bundle's ``features`` section (``whitened``: the output is the pooled features
+    through convert/embedding.py's map), or None (said) when the model has no feature output."""
     with Classifier(model, labels=src.labels, backend="cpu", normalization=Normalization(0.0, 1.0),
                     output="probabilities") as clf:
         if not clf.has_features:
@@ -270,8 +269,7 @@ def record_features(model: Path, src: Source, files: dict[str, Any], progress: C
             return None
         spec = clf.features_spec
         progress(f"embedding {len(src.train)} training photos for the prototypes edgecls teach starts from")
-        x = dataset.decode(src.train, c.height, c.width, c.resize, decode_mode=c.decode)
-        feats = np.stack([clf.embed(clf.prepare(img)) for img in x])
+        feats = np.stack([clf.embed(clf.prepare(img)) for img in x_train])
     protos = head.class_means(feats, src.labels, [src.labels[s.label] for s in src.train])
     files[head.PROTOTYPES] = protos.to_bytes()
     section = {"output": "features", "dim": protos.dim, "dtype": spec.dtype.name, "scale": spec.scale,
@@ -319,12 +317,14 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
         src, model = load_source(Path(source), opts)
     with clock("decode photos"):
         data = decode_photos(src, opts, progress)
-    transform = None
-    if opts.features and opts.whiten:
-        with clock("fit embedding"):
+    transform, x_train = None, None
+    if opts.features:  # the training photos, for the whitening and the prototypes: decoded once
+        with clock("decode photos"):
             c = src.contract
-            transform = embedding.fit(model, lambda s: dataset.decode(s, c.height, c.width, c.resize,
-                                                                      decode_mode=c.decode), src.train, progress)
+            x_train = dataset.decode(src.train, c.height, c.width, c.resize, decode_mode=c.decode)
+    if x_train is not None and opts.whiten:
+        with clock("fit embedding"):
+            transform = embedding.fit(model, x_train, np.array([s.label for s in src.train]), progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.convert-", dir=out.parent))
@@ -335,8 +335,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], opts: O
                                                       pick_golden(src.test, conv.q_scores))
         files: dict[str, Any] = {"model.tflite": work / "model.tflite", "model_float.tflite": work / "model_float.tflite",
                                  "labels.txt": "".join(l + "\n" for l in src.labels).encode("utf-8"), **golden_files}
-        features = (record_features(work / "model.tflite", src, files, progress, transform is not None)
-                    if opts.features else None)
+        features = (record_features(work / "model.tflite", src, x_train, files, progress, transform is not None)
+                    if x_train is not None else None)
         with clock("edge tpu"):
             edgetpu_info = compile_edgetpu(work, ops, opts, files, progress) if opts.edgetpu else {}
         meta = bundle_meta(src, opts, out, conv, n_calib, len(ops), golden_meta, edgetpu_info)

@@ -43,3 +43,22 @@ def test_a_python_without_litert_wheels_says_which_to_use():
 def test_doctor_prints_the_os_line():
     p = run_edgecls("doctor")
     assert any(line[7:].split()[:1] == ["os"] for line in p.stdout.splitlines()), p.stdout
+
+
+def test_need_exits_1_unless_the_named_checks_are_ok():
+    """`edgecls doctor --need CHECK`: for scripts; a name that is no check is a usage error naming the checks."""
+    from conftest import run_edgecls
+
+    from edge_runtime.cli.doctor import checks
+
+    status = {c.name: c.status for c in checks()}
+    ok = next(n for n, s in status.items() if s == "ok")
+    p = run_edgecls("doctor", "--need", ok, "--need", "interpreter")
+    assert p.returncode == 0, p.stderr
+    assert f"] {ok}" in p.stdout
+    gap = next((n for n, s in status.items() if s != "ok"), None)
+    if gap is not None:  # this machine lacks something (a CI machine has no Coral): --need says so in the status
+        assert run_edgecls("doctor", "--need", gap).returncode == 1
+    p = run_edgecls("doctor", "--need", "coral")
+    assert p.returncode == 2 and "no check named 'coral'" in p.stderr and "edgetpu devices" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ import shutil
 import struct
 import sys
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 from edge_runtime._version import __version__
 from edge_runtime.live import imx500
@@ -148,10 +148,16 @@ def checks() -> list[Check]:
     return out
 
 
-def report(json_out: bool = False) -> tuple[str, int]:
-    """The doctor's text (or JSON) and exit status (1 when no interpreter can run models)."""
+def report(json_out: bool = False, need: Sequence[str] = ()) -> tuple[str, int]:
+    """The doctor's text (or JSON) and exit status: 1 when no interpreter can run models, or when
+    a check named in ``need`` is not ok. ValueError for a name that is no check."""
     items = checks()
-    code = 1 if any(c.name == "interpreter" and c.status == "missing" for c in items) else 0
+    names = [c.name for c in items]
+    unknown = [n for n in need if n not in names]
+    if unknown:
+        raise ValueError(f"doctor --need: no check named {', '.join(map(repr, unknown))}; the checks: {', '.join(names)}")
+    code = 1 if any((c.name in need and c.status != "ok") or (c.name == "interpreter" and c.status == "missing")
+                    for c in items) else 0
     if json_out:
         import json
 

@@ -60,7 +60,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
 def cmd_doctor(a: argparse.Namespace) -> int:
     from edge_runtime.cli.doctor import report
 
-    text, code = report(a.json)
+    text, code = report(a.json, a.need)
     print(text)
     return code
 
@@ -122,7 +122,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "verify": ("edgecls verify bundles/cat", "edgecls verify bundles/cat.tar.gz --backend cpu --json"),
     "camera": ("edgecls camera bundles/cat", "edgecls camera bundles/cat --serve 8000 --on-change",
                "edgecls camera bundles/cat --mqtt mqtt://broker.local --save-uncertain mined/"),
-    "doctor": ("edgecls doctor", "edgecls doctor --json"),
+    "doctor": ("edgecls doctor", "edgecls doctor --json", "edgecls doctor --need 'edgetpu devices' --need interpreter"),
     "inspect": ("edgecls inspect model.tflite", "edgecls inspect bundles/cat --json"),
     "collect": ("edgecls collect photos/ --serve 8000 --labels cat,empty",
                 "edgecls collect photos/ --label cat --count 20 --every 1"),
@@ -133,12 +133,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "adopt": ("edgecls adopt model.tflite --photos photos/ --out bundles/theirs",
               "edgecls adopt model.tflite --photos photos/ --out bundles/theirs --labels labels.txt"),
     "demo": ("edgecls demo", "edgecls demo --out /tmp/edgecls-demo --epochs 5"),
-    "users": ("edgecls users add users.txt alice --role admin", "edgecls users list users.txt"),
+    "users": ("edgecls users add users.txt alice --role admin", "edgecls users list users.txt",
+              "edgecls users add users.txt kiosk --role viewer --password-stdin",
+              "edgecls users remove users.txt kiosk"),
     "teach": ("edgecls teach bundles/cat photos/ --out bundles/cat-2",
               "edgecls teach bundles/cat photos/ --out bundles/doors --only --json",
               "edgecls teach photos/ --into edgecls"),
     "users add": ("edgecls users add users.txt alice --role admin",
-                  "edgecls users add users.txt kitchen-tablet --role viewer"),
+                  "edgecls users add users.txt kitchen-tablet --role viewer",
+                  "edgecls users add users.txt kiosk --role viewer --password-stdin"),
     "users list": ("edgecls users list users.txt",),
     "users remove": ("edgecls users remove users.txt alice",),
     "bench compare": ("edgecls bench compare pi4.json pi5.json", "edgecls bench compare *.json --markdown table.md"),
@@ -321,6 +324,9 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
                        "webcams, the AI Camera), the CPU governor and the board; each gap with what to do about it. "
                        "Exit status 1 when no interpreter package can run a model, else 0.")
     p.add_argument("--json", action="store_true", help="the checks as one JSON line ({name, status, found, fix} each)")
+    p.add_argument("--need", metavar="CHECK", action="append", default=[],
+                   help="exit 1 unless this check is ok, for scripts (repeatable; the names of the report's first "
+                        "column, e.g. 'edgetpu devices', gpu, 'ai camera', picamera2)")
     p.set_defaults(func=cmd_doctor)
 
 

@@ -86,8 +86,9 @@ def add_users(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("file", metavar="FILE", help="the users file")
     rm.add_argument("name", metavar="NAME", help="the user to remove")
     rm.set_defaults(func=cmd_remove)
-    # `edgecls users --help` lists each action's own arguments too (read from their parsers).
-    p.add_argument_group("each action's arguments", "; ".join(
-        f"{name}: " + ", ".join(f"{'/'.join(a.option_strings) or a.metavar} ({a.help})"
-                                for a in parser._actions if a.help != argparse.SUPPRESS and a.dest != "help")
-        for name, parser in actions.choices.items()))
+    # `edgecls users --help` lists each action's own arguments too, formatted by argparse from the
+    # action's parser (so they cannot drift from it), a section an action.
+    for name, parser in actions.choices.items():
+        f = argparse.HelpFormatter(parser.prog)
+        f.add_arguments([a for a in parser._actions if a.help != argparse.SUPPRESS and a.dest != "help"])
+        p.add_argument_group(f"{name}'s arguments", "\n".join("  " + line for line in f.format_help().rstrip().splitlines()))

@@ -10,6 +10,10 @@ rounds (sequential, pipelined and bare invoke take turns, the order alternating)
 average is recorded before and after. Results must be identical between the paths (same top-5
 indices, same scores, same raw output): the script checks it and says so.
 
+With ``--before REV`` that revision's sequential path runs too (in a process of its own, once in
+each round) and its start-up is timed: the pipelined path against the sequential one that a user
+of REV had.
+
 usage: python benchmarks/folder_throughput.py [--images 300] [--rounds 3] [--sign-bundle DIR]
        [--before REV] [--startup-runs 7] [--out benchmarks/results]
 """
@@ -109,12 +113,36 @@ def same(a: list, b: list) -> bool:
         and np.array_equal(x.raw, y.raw) for x, y in zip(a, b))
 
 
+# The sequential path of another revision (``--before``), timed in its own process: the same model,
+# photos, threads and resize; the first 20 photos warm it, then the folder is timed.
+BEFORE_SEQUENTIAL = """
+import json, sys, time
+from edge_runtime.bundle.classifier import Classifier
+model, labels, threads, resize, *paths = sys.argv[1:]
+with Classifier(model, labels=labels or None, backend="cpu", threads=int(threads), resize=resize or None) as clf:
+    for p in paths[:20]:
+        clf.classify(p, top=5)
+    t = time.perf_counter()
+    for p in paths:
+        clf.classify(p, top=5)
+    print(json.dumps(len(paths) / (time.perf_counter() - t)))
+"""
+
+
+def before_sequential(tree: Path, model: str, labels: str | None, threads: int, resize: str | None,
+                      paths: list[Path]) -> float:
+    p = subprocess.run([sys.executable, "-c", BEFORE_SEQUENTIAL, model, labels or "", str(threads), resize or "",
+                        *map(str, paths)], env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree,
+                       capture_output=True, text=True, check=True)
+    return float(p.stdout.strip().splitlines()[-1])
+
+
 def measure_model(name: str, model: str, labels: str | None, threads: int, paths: list[Path], rounds: int,
-                  resize: str | None = None) -> dict:
+                  resize: str | None = None, before: Path | None = None) -> dict:
     with Classifier(model, labels=labels, backend="cpu", threads=threads, resize=resize) as clf:  # type: ignore[arg-type]
         x = clf.prepare(paths[0])
         pipelined(clf, paths[:20])  # warm: caches, the interpreter's first runs
-        seq_s, pipe_s, inv_ms, identical = [], [], [], True
+        seq_s, pipe_s, inv_ms, before_ips, identical = [], [], [], [], True
         cpu: dict[str, list[float]] = {"sequential": [], "pipelined": []}
         for r in range(rounds):
             inv_ms.append(bare_invoke_ms(clf, x, 50))
@@ -126,6 +154,8 @@ def measure_model(name: str, model: str, labels: str | None, threads: int, paths
                 cpu[f.__name__].append(cpu_s)
                 (seq_s if f is sequential else pipe_s).append(secs)
             identical = identical and same(got["sequential"], got["pipelined"])
+            if before:
+                before_ips.append(before_sequential(before, model, labels, threads, resize, paths))
             inv_ms.append(bare_invoke_ms(clf, x, 50))
             print(f"  {name} round {r + 1}: sequential {len(paths) / seq_s[-1]:.1f}/s, pipelined "
                   f"{len(paths) / pipe_s[-1]:.1f}/s, invoke {inv_ms[-1]:.2f} ms", file=sys.stderr)
@@ -144,7 +174,10 @@ def measure_model(name: str, model: str, labels: str | None, threads: int, paths
                 "pipelined_cpu_ms_per_image": round(statistics.median(cpu["pipelined"]) / n * 1e3, 2),
                 "sequential_cores_used": round(statistics.median(c / w for c, w in zip(cpu["sequential"], seq_s)), 2),
                 "pipelined_cores_used": round(statistics.median(c / w for c, w in zip(cpu["pipelined"], pipe_s)), 2),
-                "identical": identical}
+                "identical": identical,
+                **({"before_sequential_ips": round(statistics.median(before_ips), 1),
+                    "pipelined_vs_before_sequential": round(statistics.median(
+                        p / b for p, b in zip(pipe_ips, before_ips)), 2)} if before_ips else {})}
 
 
 def startup(trees: dict[str, Path], commands: dict[str, list[str]], runs: int) -> list[dict]:
@@ -196,6 +229,7 @@ def write_report(out: Path, result: dict) -> None:
              "| pipelined / sequential | pipelined x invoke | CPU ms/img seq / pipe | cores used seq / pipe "
              "| identical |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    before = [r for r in result["throughput"] if "before_sequential_ips" in r]
     for r in result["throughput"]:
         lines.append(f"| {r['model']} | {r['threads']} | {r['decode']} | {r['invoke_median_ms']} | {r['invoke_limit_ips']} "
                      f"| {r['sequential_ips']} | {r['pipelined_ips']} | {r['speedup']}x | "
@@ -208,6 +242,14 @@ def write_report(out: Path, result: dict) -> None:
               "runs at the speed of the model. CPU ms/img counts every thread of the process; 'cores used' is CPU "
               "seconds over wall seconds: on an idle 2-core machine the pipelined path can use up to 2, the "
               "sequential one 1.", ""]
+    if before:
+        lines += [f"Against the sequential path of {result['before']} (its `Classifier.classify` image after image, "
+                  "in a process of its own, one run in each round between this tree's):", "",
+                  f"| model | {result['before']} sequential img/s | this tree pipelined img/s | pipelined / "
+                  f"{result['before']} sequential |", "|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['before_sequential_ips']} | {r['pipelined_ips']} | "
+                  f"{r['pipelined_vs_before_sequential']}x |" for r in before]
+        lines.append("")
     starved = [r for r in result["throughput"] if r.get("sequential_cores_used", 1) < 0.9]
     if starved:
         got = ", ".join(f"{r['sequential_cores_used']}-{r['pipelined_cores_used']}" for r in starved)
@@ -238,7 +280,8 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sign-bundle", type=Path, default=sign_bundle_default())
-    ap.add_argument("--before", default=None, help="a git revision to time start-up against (e.g. HEAD~3)")
+    ap.add_argument("--before", default=None, help="a git revision whose sequential path and start-up to time "
+                    "against (e.g. HEAD~3)")
     ap.add_argument("--startup-runs", type=int, default=7)
     ap.add_argument("--skip", choices=("throughput", "startup"), default=None)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgecls-folder-throughput")
@@ -258,12 +301,15 @@ def main() -> int:
                    str(CORAL / "imagenet_labels.txt"), 1, "bilinear-legacy")]
         if a.sign_bundle:
             models += [("sign bundle (MobileNet V1 0.25 128)", str(a.sign_bundle), None, 1, None)]
+        before = tree_at(a.before, a.work / "before") if a.before else None
+        result["before"] = a.before
         for name, model, labels, threads, resize in models:
-            result["throughput"].append(measure_model(name, model, labels, threads, paths, a.rounds, resize))
+            result["throughput"].append(measure_model(name, model, labels, threads, paths, a.rounds, resize, before))
     if a.skip != "startup" and a.sign_bundle:
         trees = {"this tree": ROOT}
         if a.before:
-            trees[f"before ({a.before})"] = tree_at(a.before, a.work / "before")
+            trees[f"before ({a.before})"] = (a.work / "before" / "tree" if (a.work / "before" / "tree").is_dir()
+                                             else tree_at(a.before, a.work / "before"))
         commands = {"python -c pass": ["-c", "pass"],
                     "edgecls --help": ["-m", "edge_runtime.cli", "--help"],
                     "edgecls classify BUNDLE one.jpg": ["-m", "edge_runtime.cli", "classify", str(a.sign_bundle),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,61 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
+class _Pixels:
+    """An array interface over Pillow's own memory for an RGB image (``_rgbx_view``); holds the
+    Arrow capsule, whose release (when this is collected) frees Pillow's hold on the memory."""
+
+    def __init__(self, capsule: object, address: int, height: int, width: int):
+        self.capsule = capsule
+        self.__array_interface__ = {"version": 3, "shape": (height, width, 4), "typestr": "|u1",
+                                    "data": (address, True)}
+
+
+def _rgbx_view(im: Image.Image) -> np.ndarray | None:
+    """The pixels of a loaded RGB image as an HxWx4 read-only view of Pillow's own memory (RGB
+    and a pad byte a pixel, as Pillow keeps them), through the Arrow C data interface (Pillow >=
+    11.2), or None (older Pillow, another mode, memory in more than one block).
+
+    ``np.asarray(im)`` copies the pixels with ``tobytes``, which packs them to 3 bytes a pixel
+    holding Python's GIL: a quarter of the time that images prepared in two threads waited on
+    each other (pipeline.py). The view costs no copy; the bilinear resize reads 4-channel rows."""
+    if im.mode != "RGB" or not hasattr(im, "__arrow_c_array__"):
+        return None
+    try:
+        _, capsule = im.__arrow_c_array__()
+    except (ValueError, OSError):
+        return None
+    address_of, arrow_array = _arrow()
+    array = arrow_array.from_address(address_of(capsule, b"arrow_array"))
+    width, height = im.size
+    # Pillow's RGB: a fixed-size list of 4 bytes a pixel, one child array whose buffer 1 holds them.
+    if array.length != width * height or array.n_children != 1:
+        return None
+    child = array.children[0].contents
+    if child.length != width * height * 4 or child.offset != 0 or child.n_buffers != 2 or not child.buffers[1]:
+        return None
+    return np.asarray(_Pixels(capsule, child.buffers[1], height, width))
+
+
+@functools.lru_cache(maxsize=1)
+def _arrow() -> tuple[Callable[[object, bytes], int], type]:
+    """CPython's PyCapsule_GetPointer and the Arrow C data interface's ``struct ArrowArray`` (its
+    leading fields), by ctypes, loaded on the first use (a folder's first image)."""
+    import ctypes
+
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+
+    class ArrowArray(ctypes.Structure):
+        pass
+
+    ArrowArray._fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+                           ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+                           ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+                           ("children", ctypes.POINTER(ctypes.POINTER(ArrowArray)))]
+    return get, ArrowArray
+
+
 _TURNED = (5, 6, 7, 8)  # EXIF orientations with a 90 degree turn
 
 
@@ -120,8 +176,9 @@ def load_image_for(source: ImageLike, height: int, width: int, decode: DecodeMod
     return _decode_file(os.fspath(source), (width, height))
 
 
-def _decode_file(path: str, draft_to: tuple[int, int] | None) -> np.ndarray:
-    """Decode one image file (at a DCT scale for ``draft_to`` = (width, height), JPEG only)."""
+def _decode_file(path: str, draft_to: tuple[int, int] | None, rgbx: bool = False) -> np.ndarray:
+    """Decode one image file (at a DCT scale for ``draft_to`` = (width, height), JPEG only).
+    ``rgbx``: an RGB picture may come as HxWx4, a view of Pillow's own pixels (``_rgbx_view``)."""
     limit = MAX_PIXELS.get()
     fd = open_regular(path, "image", ImageError)  # a FIFO or a device is refused unopened
     try:
@@ -139,7 +196,9 @@ def _decode_file(path: str, draft_to: tuple[int, int] | None) -> np.ndarray:
                     im.draft(None, (h, w) if im.getexif().get(0x0112, 1) in _TURNED else (w, h))
                 _within_pixels(im, path, limit)
                 im.load()
-                return _pil_to_rgb(_upright(im))
+                im = _upright(im)
+                view = _rgbx_view(im) if rgbx else None
+                return _pil_to_rgb(im) if view is None else view
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: refused as a likely decompression bomb ({e}); {MAX_PIXELS.hint()}") from None
     except UnidentifiedImageError:
@@ -201,7 +260,16 @@ def _half_pixel(in_size: int, out_size: int) -> np.ndarray:
     return (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale
 
 
-BAND = 32  # output rows a bilinear resize works on at a time
+BAND_BYTES = 1 << 20  # the most bytes of buffers a bilinear resize works in (for a band of output rows)
+_SCRATCH = threading.local()  # each thread's working memory for resizes
+
+
+def _scratch() -> np.ndarray:
+    """This thread's working memory for bilinear resizes: one block of BAND_BYTES, kept."""
+    mem = getattr(_SCRATCH, "mem", None)
+    if mem is None:
+        mem = _SCRATCH.mem = np.empty(BAND_BYTES, np.uint8)
+    return mem
 
 
 class _BilinearPlan:
@@ -218,14 +286,18 @@ class _BilinearPlan:
     those. A row shared by neighbouring output rows (any upscale or mild downscale, e.g. a
     DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice.
 
-    Small in memory: a plan keeps per-axis tables only (a few kB, built once per size pair; the
-    gather takes the needed rows, then their columns), and a call works through ``BAND`` output
-    rows at a time, so its float buffers are 0.5 MB for a 224 x 224 output whatever the input
-    size. (One table per output value and whole-picture buffers took 9 MB for 640x480 -> 224,
-    kept for every input size seen.) Calls share no state: threads may run one plan at once.
+    Few numpy calls, each on many pixels: a call works through the fewest bands of output rows
+    whose buffers fit ``BAND_BYTES`` (2 for a 320x240 JPEG to 128 x 128, 5 for 640x480 to 224 x
+    224), ten numpy calls a band. Every call gives Python's GIL up and takes it back, and a thread
+    that wants it back while another holds it waits: preparing images in two threads
+    (pipeline.py), 56 calls an image (fixed 32-row bands) kept the second core idle part of the
+    time. The buffers are views of one block per thread, made on its first call and kept: made per
+    call, each buffer of 128 kB or more was a fresh mapping whose every page faulted in again
+    (640x480 -> 224 took twice as long). A plan keeps its per-axis tables (a few kB); calls share
+    no state: threads may run one plan at once.
     """
 
-    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, half_pixel: bool = True):
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, half_pixel: bool = True, channels: int = 3):
         def axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             if half_pixel:
                 x = _half_pixel(in_size, out_size) - np.float32(0.5)
@@ -242,44 +314,77 @@ class _BilinearPlan:
         used[y0] = used[y1] = True
         self._rows = rows = np.flatnonzero(used)  # the source rows any output row reads, in order
         ch = np.arange(3)
-        self._x0, self._x1 = ((x0[:, None] * 3 + ch).reshape(-1), (x1[:, None] * 3 + ch).reshape(-1))  # into a row
+        width = out_w * 3
+        # One gather takes a row's left neighbours then its right ones (``[:width]``, ``[width:]``);
+        # a source of 4 channels (RGBX: Pillow's own layout) is read for its first 3.
+        self._x01 = np.concatenate([(x0[:, None] * channels + ch).reshape(-1), (x1[:, None] * channels + ch).reshape(-1)])
         self._x_lerp = np.repeat(xl, 3)[None, :]
-        self._y0, self._y1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)  # into ``rows``
-        self._y_lerp = yl[:, None]
+        ry0, ry1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)  # into ``rows``
         self.shape = (out_h, out_w, 3)
-        # The most rows of ``_rows`` a band reads (a run: y only grows), for the call's buffers.
-        self._most = max(int(self._y1[min(a + BAND, out_h) - 1]) + 1 - int(self._y0[a]) for a in range(0, out_h, BAND))
+        # Bands of equal height, the fewest whose buffers fit BAND_BYTES: the source rows a band
+        # reads (uint8), their gathered neighbours (uint8 and float32), its tops and bottoms.
+        row_bytes = in_w * channels
+
+        def bands(height: int) -> list[tuple]:
+            out = []
+            for a in range(0, out_h, height):
+                e, first = min(a + height, out_h), int(ry0[a])
+                out.append((a, e, first, int(ry1[e - 1]) + 1 - first, np.concatenate([ry0[a:e], ry1[a:e]]) - first,
+                            yl[a:e, None]))
+            return out
+
+        def size(bs: list[tuple]) -> tuple[int, int, int]:
+            most, tall = max(b[3] for b in bs), max(b[1] - b[0] for b in bs)
+            return most * (row_bytes + 2 * width * 5) + 2 * tall * width * 4 + 3 * 64, most, tall  # + alignment
+
+        n = 1
+        while True:  # one band if it fits, else two, ... (one row a band at the least)
+            self._bands = bands(-(-out_h // n))
+            need, most, tall = size(self._bands)
+            if need <= BAND_BYTES or len(self._bands) == out_h:
+                break
+            n = max(n + 1, n * need // BAND_BYTES)
+        # Where each buffer starts in the thread's scratch memory (64-byte aligned) and its shape.
+        shapes = [(most, row_bytes), (most, 2 * width), (most, 2 * width), (2 * tall, width)]
+        sizes = [a * b * k for (a, b), k in zip(shapes, (1, 1, 4, 4))]
+        starts = [sum(-(-z // 64) * 64 for z in sizes[:i]) for i in range(4)]
+        self._layout = tuple(zip(starts, sizes, shapes, (np.uint8, np.uint8, np.float32, np.float32)))
+        self._bytes = starts[-1] + sizes[-1]
+        self._views = threading.local()
+
+    def _buffers(self) -> list[np.ndarray]:
+        """Views of this thread's working memory (``_scratch``, or a block of this plan's own
+        where even one-row bands need more): the source rows a band reads, their gathered
+        neighbours (uint8, then float32), the band's tops and bottoms. Made once a thread."""
+        views = getattr(self._views, "views", None)
+        if views is None:
+            mem = _scratch() if self._bytes <= BAND_BYTES else np.empty(self._bytes, np.uint8)
+            views = self._views.views = [mem[a:a + z].view(t).reshape(shape) for a, z, shape, t in self._layout]
+        return views
 
     def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is None:
             out = np.empty(self.shape, np.uint8)
-        height, width = self.shape[0], self.shape[1] * 3
-        src, dst = img.reshape(img.shape[0], -1), out.reshape(height, width)
-        # A band of output rows at a time: the buffers hold BAND output rows and the source rows
-        # they read (at most two an output row), whatever the picture's size.
-        most = self._most
-        rows, pixels = np.empty((most, src.shape[1]), np.uint8), np.empty((most, width), np.uint8)
-        x, y = np.empty((2, most, width), np.float32), np.empty((2, min(BAND, height), width), np.float32)
-        for a in range(0, height, BAND):
-            y0, y1, y_lerp = self._y0[a:a + BAND], self._y1[a:a + BAND], self._y_lerp[a:a + BAND]
-            first, n = y0[0], y1[-1] + 1 - y0[0]  # the band's rows of ``_rows``
-            # mode="wrap": the indices are in range by construction, and "raise" would buffer ``out``
-            np.take(src, self._rows[first:first + n], axis=0, out=rows[:n], mode="wrap")
-            left, right = x[0, :n], x[1, :n]
-            np.take(rows[:n], self._x0, axis=1, out=pixels[:n], mode="wrap")
-            np.copyto(left, pixels[:n])
-            np.take(rows[:n], self._x1, axis=1, out=pixels[:n], mode="wrap")
-            np.copyto(right, pixels[:n])
+        width = self.shape[1] * 3
+        src, dst = img.reshape(img.shape[0], -1), out.reshape(self.shape[0], width)
+        rows, pixels, x, y = self._buffers()
+        for a, e, first, n, y01, y_lerp in self._bands:
+            # ndarray.take, not np.take (a Python wrapper: its time holds the GIL); mode="wrap": the
+            # indices are in range by construction, and "raise" would buffer ``out``
+            src.take(self._rows[first:first + n], axis=0, out=rows[:n], mode="wrap")
+            rows[:n].take(self._x01, axis=1, out=pixels[:n], mode="wrap")
+            np.copyto(x[:n], pixels[:n])
+            left, right = x[:n, :width], x[:n, width:]
             np.subtract(right, left, out=right)
             np.multiply(right, self._x_lerp, out=right)
             np.add(left, right, out=left)  # every row the band reads: tl + (tr - tl) * x_lerp
-            top, bottom = y[0, :len(y0)], y[1, :len(y0)]
-            np.take(left, y0 - first, axis=0, out=top, mode="wrap")
-            np.take(left, y1 - first, axis=0, out=bottom, mode="wrap")
+            k = e - a
+            left.take(y01, axis=0, out=y[:2 * k], mode="wrap")
+            top, bottom = y[:k], y[k:2 * k]
             np.subtract(bottom, top, out=bottom)
             np.multiply(bottom, y_lerp, out=bottom)
             np.add(top, bottom, out=top)  # top + (bottom - top) * y_lerp
-            np.copyto(dst[a:a + BAND], top, casting="unsafe")  # float -> uint8 truncates
+            np.copyto(dst[a:e], top, casting="unsafe")  # float -> uint8 truncates
         return out
 
 
@@ -321,13 +426,16 @@ _PLANS: dict[str, Callable[[int, int, int, int], Plan]] = {
 
 
 @functools.lru_cache(maxsize=32)
-def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int) -> Plan:
+def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int, channels: int = 3) -> Plan:
+    if channels != 3:  # RGBX pixels: the bilinear plans read the first three channels
+        return _BilinearPlan(in_h, in_w, out_h, out_w, half_pixel=method == "bilinear", channels=channels)
     return _PLANS[method](in_h, in_w, out_h, out_w)
 
 
 def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFAULT_RESIZE,
            crop: CropMode = "none", out: np.ndarray | None = None) -> np.ndarray:
-    """Resize an HxWx3 uint8 RGB image to height x width by ``method``.
+    """Resize an HxWx3 uint8 RGB image (or HxWx4, RGBX or RGBA: its first three channels) to
+    height x width by ``method``.
 
     ``bilinear`` (the default) equals ``tf.image.resize(img, (height, width), "bilinear")``
     truncated to uint8; ``bilinear-legacy`` equals TensorFlow 1's ``resize_bilinear`` (no
@@ -342,10 +450,12 @@ def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFA
     check_choice(crop, CROP_MODES, "crop")
     if crop == "center":
         img = center_crop(img, height, width)
-    h, w = img.shape[:2]
+    h, w, channels = img.shape
+    if channels == 4 and (method not in ("bilinear", "bilinear-legacy") or (h, w) == (height, width)):
+        img, channels = np.ascontiguousarray(img[:, :, :3]), 3
     if (h, w) == (height, width):
         return _into(img, out)
-    return _plan(method, h, w, height, width)(np.ascontiguousarray(img), out)
+    return _plan(method, h, w, height, width, channels)(np.ascontiguousarray(img), out)
 
 
 # --- input conversion ----------------------------------------------------------------------
@@ -427,12 +537,19 @@ class Preprocessor:
     def decode_image(self, image: ImageLike) -> np.ndarray:
         return load_image_for(image, self.height, self.width, self.decode)
 
+    def _pixels(self, image: ImageLike) -> np.ndarray:
+        """``decode_image`` for the resize: a file's RGB picture comes as Pillow's own RGBX
+        memory (``_rgbx_view``: no copy, which would hold the GIL), the same pixels."""
+        if isinstance(image, (np.ndarray, Image.Image)):
+            return load_image(image)
+        return _decode_file(os.fspath(image), (self.width, self.height) if self.decode == "draft" else None, rgbx=True)
+
     def __call__(self, image: ImageLike) -> np.ndarray:
-        rgb = self.decode_image(image)
+        rgb = self._pixels(image)
         return self.to_input(resize(rgb, self.height, self.width, self.method, self.crop))
 
     def into(self, image: ImageLike, buf: np.ndarray) -> None:
-        rgb = self.decode_image(image)
+        rgb = self._pixels(image)
         kind = self.to_input.kind
         pixels = buf.reshape(self.height, self.width, 3)
         if kind == "identity":

@@ -296,20 +296,19 @@ def main() -> int:
                                 "python": platform.python_version()},
                     "images": a.images, "rounds": a.rounds, "load_before": uptime(), "throughput": []}
     paths = make_photos(a.work / "photos", a.images)
+    before = tree_at(a.before, a.work / "before") if a.before else None  # this run's, whatever was there
     if a.skip != "throughput":
         models = [("Coral MobileNet V2 1.0 224 int8", str(CORAL / "mobilenet_v2_1.0_224_quant.tflite"),
                    str(CORAL / "imagenet_labels.txt"), 1, "bilinear-legacy")]
         if a.sign_bundle:
             models += [("sign bundle (MobileNet V1 0.25 128)", str(a.sign_bundle), None, 1, None)]
-        before = tree_at(a.before, a.work / "before") if a.before else None
         result["before"] = a.before
         for name, model, labels, threads, resize in models:
             result["throughput"].append(measure_model(name, model, labels, threads, paths, a.rounds, resize, before))
     if a.skip != "startup" and a.sign_bundle:
         trees = {"this tree": ROOT}
-        if a.before:
-            trees[f"before ({a.before})"] = (a.work / "before" / "tree" if (a.work / "before" / "tree").is_dir()
-                                             else tree_at(a.before, a.work / "before"))
+        if before:
+            trees[f"before ({a.before})"] = before
         commands = {"python -c pass": ["-c", "pass"],
                     "edgecls --help": ["-m", "edge_runtime.cli", "--help"],
                     "edgecls classify BUNDLE one.jpg": ["-m", "edge_runtime.cli", "classify", str(a.sign_bundle),

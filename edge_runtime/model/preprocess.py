@@ -101,11 +101,13 @@ def _rgbx_view(im: Image.Image) -> np.ndarray | None:
     ``np.asarray(im)`` copies the pixels with ``tobytes``, which packs them to 3 bytes a pixel
     holding Python's GIL: a quarter of the time that images prepared in two threads waited on
     each other (pipeline.py). The view costs no copy; the bilinear resize reads 4-channel rows."""
-    if im.mode != "RGB" or not hasattr(im, "__arrow_c_array__"):
+    # Rows padded to an alignment (PILLOW_ALIGNMENT) are exported by Pillow 11.2-12 as if they were
+    # not (13 refuses them): only unpadded memory is read.
+    if im.mode != "RGB" or not hasattr(im, "__arrow_c_array__") or getattr(Image.core, "get_alignment", lambda: 1)() != 1:
         return None
     try:
         _, capsule = im.__arrow_c_array__()
-    except (ValueError, OSError):
+    except (ValueError, OSError, MemoryError):
         return None
     address_of, arrow_array = _arrow()
     array = arrow_array.from_address(address_of(capsule, b"arrow_array"))
@@ -116,7 +118,11 @@ def _rgbx_view(im: Image.Image) -> np.ndarray | None:
     child = array.children[0].contents
     if child.length != width * height * 4 or child.offset != 0 or child.n_buffers != 2 or not child.buffers[1]:
         return None
-    return np.asarray(_Pixels(capsule, child.buffers[1], height, width))
+    view = np.asarray(_Pixels(capsule, child.buffers[1], height, width))
+    # the first and last pixels where Pillow has them, or the copy instead
+    if tuple(view[0, 0, :3]) != im.getpixel((0, 0)) or tuple(view[-1, -1, :3]) != im.getpixel((width - 1, height - 1)):
+        return None
+    return view
 
 
 @functools.lru_cache(maxsize=1)
@@ -125,7 +131,7 @@ def _arrow() -> tuple[Callable[[object, bytes], int], type]:
     leading fields), by ctypes, loaded on the first use (a folder's first image)."""
     import ctypes
 
-    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get = ctypes.pythonapi["PyCapsule_GetPointer"]  # a function object of our own: its types are set here only
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
 
     class ArrowArray(ctypes.Structure):
@@ -358,7 +364,10 @@ class _BilinearPlan:
         neighbours (uint8, then float32), the band's tops and bottoms. Made once a thread."""
         views = getattr(self._views, "views", None)
         if views is None:
-            mem = _scratch() if self._bytes <= BAND_BYTES else np.empty(self._bytes, np.uint8)
+            if self._bytes > BAND_BYTES:  # a picture over 100,000 pixels wide: a block for this call only
+                mem = np.empty(self._bytes, np.uint8)
+                return [mem[a:a + z].view(t).reshape(shape) for a, z, shape, t in self._layout]
+            mem = _scratch()
             views = self._views.views = [mem[a:a + z].view(t).reshape(shape) for a, z, shape, t in self._layout]
         return views
 
@@ -450,7 +459,8 @@ def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFA
     check_choice(crop, CROP_MODES, "crop")
     if crop == "center":
         img = center_crop(img, height, width)
-    h, w, channels = img.shape
+    h, w = img.shape[:2]
+    channels = img.shape[2] if img.ndim == 3 and img.shape[2] == 4 else 3  # 4: RGBX or RGBA
     if channels == 4 and (method not in ("bilinear", "bilinear-legacy") or (h, w) == (height, width)):
         img, channels = np.ascontiguousarray(img[:, :, :3]), 3
     if (h, w) == (height, width):

@@ -117,7 +117,10 @@ def same(a: list, b: list) -> bool:
 # photos, threads and resize; the first 20 photos warm it, then the folder is timed.
 BEFORE_SEQUENTIAL = """
 import json, sys, time
-from edge_runtime.bundle.classifier import Classifier
+try:
+    from edge_runtime.bundle.classifier import Classifier
+except ImportError:  # before edge_runtime's rooms (issue 27)
+    from edge_runtime.classifier import Classifier
 model, labels, threads, resize, *paths = sys.argv[1:]
 with Classifier(model, labels=labels or None, backend="cpu", threads=int(threads), resize=resize or None) as clf:
     for p in paths[:20]:
@@ -133,7 +136,9 @@ def before_sequential(tree: Path, model: str, labels: str | None, threads: int, 
                       paths: list[Path]) -> float:
     p = subprocess.run([sys.executable, "-c", BEFORE_SEQUENTIAL, model, labels or "", str(threads), resize or "",
                         *map(str, paths)], env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree,
-                       capture_output=True, text=True, check=True)
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"the sequential path of {tree} failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
     return float(p.stdout.strip().splitlines()[-1])
 
 

@@ -177,9 +177,15 @@ def load_image_for(source: ImageLike, height: int, width: int, decode: DecodeMod
     both directions (after its EXIF rotation), so that a 640x480 photo for a 224 model decodes
     as 320x240, about three times faster. Arrays, Pillow images and other formats decode fully."""
     check_choice(decode, DECODE_MODES, "decode mode")
-    if decode == "full" or isinstance(source, (np.ndarray, Image.Image)):
+    return _load_for(source, height, width, decode)
+
+
+def _load_for(source: ImageLike, height: int, width: int, decode: DecodeMode, rgbx: bool = False) -> np.ndarray:
+    """``load_image_for`` (``decode`` checked); ``rgbx``: a file's RGB picture may come as HxWx4,
+    Pillow's own pixels (``_rgbx_view``)."""
+    if isinstance(source, (np.ndarray, Image.Image)):
         return load_image(source)
-    return _decode_file(os.fspath(source), (width, height))
+    return _decode_file(os.fspath(source), (width, height) if decode == "draft" else None, rgbx)
 
 
 def _decode_file(path: str, draft_to: tuple[int, int] | None, rgbx: bool = False) -> np.ndarray:
@@ -303,7 +309,7 @@ class _BilinearPlan:
     no state: threads may run one plan at once.
     """
 
-    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, half_pixel: bool = True, channels: int = 3):
+    def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int, channels: int = 3, half_pixel: bool = True):
         def axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             if half_pixel:
                 x = _half_pixel(in_size, out_size) - np.float32(0.5)
@@ -339,23 +345,22 @@ class _BilinearPlan:
                             yl[a:e, None]))
             return out
 
-        def size(bs: list[tuple]) -> tuple[int, int, int]:
+        def layout(bs: list[tuple]) -> tuple[tuple, int]:
+            """Where each buffer starts in the scratch memory (64-byte aligned), its size, shape and
+            type; and the bytes they take."""
             most, tall = max(b[3] for b in bs), max(b[1] - b[0] for b in bs)
-            return most * (row_bytes + 2 * width * 5) + 2 * tall * width * 4 + 3 * 64, most, tall  # + alignment
+            shapes = [(most, row_bytes), (most, 2 * width), (most, 2 * width), (2 * tall, width)]
+            sizes = [a * b * k for (a, b), k in zip(shapes, (1, 1, 4, 4))]
+            starts = [sum(-(-z // 64) * 64 for z in sizes[:i]) for i in range(4)]
+            return tuple(zip(starts, sizes, shapes, (np.uint8, np.uint8, np.float32, np.float32))), starts[-1] + sizes[-1]
 
         n = 1
         while True:  # one band if it fits, else two, ... (one row a band at the least)
             self._bands = bands(-(-out_h // n))
-            need, most, tall = size(self._bands)
-            if need <= BAND_BYTES or len(self._bands) == out_h:
+            self._layout, self._bytes = layout(self._bands)
+            if self._bytes <= BAND_BYTES or len(self._bands) == out_h:
                 break
-            n = max(n + 1, n * need // BAND_BYTES)
-        # Where each buffer starts in the thread's scratch memory (64-byte aligned) and its shape.
-        shapes = [(most, row_bytes), (most, 2 * width), (most, 2 * width), (2 * tall, width)]
-        sizes = [a * b * k for (a, b), k in zip(shapes, (1, 1, 4, 4))]
-        starts = [sum(-(-z // 64) * 64 for z in sizes[:i]) for i in range(4)]
-        self._layout = tuple(zip(starts, sizes, shapes, (np.uint8, np.uint8, np.float32, np.float32)))
-        self._bytes = starts[-1] + sizes[-1]
+            n = max(n + 1, n * self._bytes // BAND_BYTES)
         self._views = threading.local()
 
     def _buffers(self) -> list[np.ndarray]:
@@ -436,9 +441,8 @@ _PLANS: dict[str, Callable[[int, int, int, int], Plan]] = {
 
 @functools.lru_cache(maxsize=32)
 def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int, channels: int = 3) -> Plan:
-    if channels != 3:  # RGBX pixels: the bilinear plans read the first three channels
-        return _BilinearPlan(in_h, in_w, out_h, out_w, half_pixel=method == "bilinear", channels=channels)
-    return _PLANS[method](in_h, in_w, out_h, out_w)
+    # RGBX pixels (channels=4) reach the bilinear plans only (``resize``), which read their first three
+    return _PLANS[method](in_h, in_w, out_h, out_w, *(() if channels == 3 else (channels,)))
 
 
 def resize(img: np.ndarray, height: int, width: int, method: ResizeMethod = DEFAULT_RESIZE,
@@ -550,9 +554,7 @@ class Preprocessor:
     def _pixels(self, image: ImageLike) -> np.ndarray:
         """``decode_image`` for the resize: a file's RGB picture comes as Pillow's own RGBX
         memory (``_rgbx_view``: no copy, which would hold the GIL), the same pixels."""
-        if isinstance(image, (np.ndarray, Image.Image)):
-            return load_image(image)
-        return _decode_file(os.fspath(image), (self.width, self.height) if self.decode == "draft" else None, rgbx=True)
+        return _load_for(image, self.height, self.width, self.decode, rgbx=True)
 
     def __call__(self, image: ImageLike) -> np.ndarray:
         rgb = self._pixels(image)

@@ -38,6 +38,24 @@ def test_legacy_bilinear_and_nearest_equal_tensorflow(tf, photo):
         assert np.array_equal(resize(rgb, *size, method="nearest"), tf.image.resize(rgb, size, "nearest").numpy()), size
 
 
+@pytest.mark.parametrize("method", ["bilinear", "bilinear-legacy"])
+def test_four_channel_pixels_resize_to_the_bits_of_their_first_three(method):
+    """RGBX (Pillow's own layout) and RGBA are gathered a pixel at a time and interpolated in all
+    four channels: what comes out equals the resize of the first three channels, bit for bit, for
+    up- and downscales, odd sizes, one band or many (a wide picture), and into an ``out`` buffer."""
+    rng = np.random.default_rng(7)
+    ins = [(240, 320), (480, 640), (31, 17), (1, 9), (300, 2000), (128, 128), (7, 1)]
+    outs = [(128, 128), (224, 224), (96, 160), (1, 1), (333, 17), (480, 640)]
+    for h, w in ins:
+        rgbx = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        rgb = np.ascontiguousarray(rgbx[:, :, :3])
+        for size in outs:
+            want = resize(rgb, *size, method=method)
+            assert np.array_equal(resize(rgbx, *size, method=method), want), ((h, w), size)
+            out = np.empty((*size, 3), np.uint8)
+            assert resize(rgbx, *size, method=method, out=out) is out and np.array_equal(out, want), ((h, w), size)
+
+
 def test_resizing_photos_of_many_sizes_keeps_little_memory():
     """A folder of photos of many sizes must not fill a 512 MB Pi: what the resize keeps per input
     size (its index tables) and what one call uses besides its input and output stay small, and

@@ -293,14 +293,17 @@ class _BilinearPlan:
     * y_lerp``) - and truncates to uint8. With ``half_pixel=False`` it is TensorFlow 1's
     ``resize_bilinear`` (and the TFLite op's default), the resize Coral's reference tests use.
 
-    Separable: each source row that some output row needs is interpolated along x once (one
-    gather of its left and right neighbours), then output rows are whole-row lerps of two of
-    those. A row shared by neighbouring output rows (any upscale or mild downscale, e.g. a
-    DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice.
+    Separable: each source row that some output row needs is interpolated along x once (a
+    gather of its left neighbours, one of its right ones), then output rows are whole-row lerps
+    of two of those. A row shared by neighbouring output rows (any upscale or mild downscale,
+    e.g. a DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice. Pillow's
+    own pixels (RGBX, 4 bytes) are gathered a pixel at a time as uint32 and interpolated in all
+    four channels, the fourth dropped at the end: a byte gather of three channels took as long
+    as all the arithmetic (320x240 RGBX to 128: 220 us against 420 us an image, same bits).
 
     Few numpy calls, each on many pixels: a call works through the fewest bands of output rows
-    whose buffers fit ``BAND_BYTES`` (2 for a 320x240 JPEG to 128 x 128, 5 for 640x480 to 224 x
-    224), ten numpy calls a band. Every call gives Python's GIL up and takes it back, and a thread
+    whose buffers fit ``BAND_BYTES`` (3 for a 320x240 JPEG to 128 x 128, 7 for 640x480 to 224 x
+    224), 12 or 13 numpy calls a band. Every call gives Python's GIL up and takes it back, and a thread
     that wants it back while another holds it waits: preparing images in two threads
     (pipeline.py), 56 calls an image (fixed 32-row bands) kept the second core idle part of the
     time. The buffers are views of one block per thread, made on its first call and kept: made per
@@ -325,16 +328,24 @@ class _BilinearPlan:
         used = np.zeros(in_h, bool)
         used[y0] = used[y1] = True
         self._rows = rows = np.flatnonzero(used)  # the source rows any output row reads, in order
-        ch = np.arange(3)
-        width = out_w * 3
-        # One gather takes a row's left neighbours then its right ones (``[:width]``, ``[width:]``);
-        # a source of 4 channels (RGBX: Pillow's own layout) is read for its first 3.
-        self._x01 = np.concatenate([(x0[:, None] * channels + ch).reshape(-1), (x1[:, None] * channels + ch).reshape(-1)])
-        self._x_lerp = np.repeat(xl, 3)[None, :]
+        # A source of 4 channels (RGBX: Pillow's own layout; RGBA) is gathered a whole pixel (uint32)
+        # at a time - a third of the elements of a byte gather - and interpolated in all four (the
+        # fourth is dropped at the end); one of 3 channels a byte at a time.
+        self._pixelwise = pixelwise = channels == 4
+        c = 4 if pixelwise else 3
+        if pixelwise:
+            self._x0, self._x1 = x0, x1
+        else:
+            ch = np.arange(3)
+            self._x0, self._x1 = (x0[:, None] * 3 + ch).reshape(-1), (x1[:, None] * 3 + ch).reshape(-1)
+        self._x_lerp = np.repeat(xl, c)[None, :]
+        width = out_w * c  # values in a row of interpolated pixels
+        self._drop = (np.arange(out_w)[:, None] * 4 + np.arange(3)).reshape(-1) if pixelwise else None
         ry0, ry1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)  # into ``rows``
         self.shape = (out_h, out_w, 3)
         # Bands of equal height, the fewest whose buffers fit BAND_BYTES: the source rows a band
-        # reads (uint8), their gathered neighbours (uint8 and float32), its tops and bottoms.
+        # reads (uint8), their left and right neighbours (uint8, then float32), its tops and
+        # bottoms (float32) and, for RGBX, its four-channel pixels (uint8).
         row_bytes = in_w * channels
 
         def bands(height: int) -> list[tuple]:
@@ -349,10 +360,12 @@ class _BilinearPlan:
             """Where each buffer starts in the scratch memory (64-byte aligned), its size, shape and
             type; and the bytes they take."""
             most, tall = max(b[3] for b in bs), max(b[1] - b[0] for b in bs)
-            shapes = [(most, row_bytes), (most, 2 * width), (most, 2 * width), (2 * tall, width)]
-            sizes = [a * b * k for (a, b), k in zip(shapes, (1, 1, 4, 4))]
-            starts = [sum(-(-z // 64) * 64 for z in sizes[:i]) for i in range(4)]
-            return tuple(zip(starts, sizes, shapes, (np.uint8, np.uint8, np.float32, np.float32))), starts[-1] + sizes[-1]
+            shapes = [(most, row_bytes), (2, most, width), (2, most, width), (2 * tall, width),
+                      (tall if pixelwise else 0, width)]
+            kinds = (np.uint8, np.uint8, np.float32, np.float32, np.uint8)
+            sizes = [int(np.prod(shape)) * np.dtype(k).itemsize for shape, k in zip(shapes, kinds)]
+            starts = [sum(-(-z // 64) * 64 for z in sizes[:i]) for i in range(5)]
+            return tuple(zip(starts, sizes, shapes, kinds)), starts[-1] + sizes[-1]
 
         n = 1
         while True:  # one band if it fits, else two, ... (one row a band at the least)
@@ -365,8 +378,9 @@ class _BilinearPlan:
 
     def _buffers(self) -> list[np.ndarray]:
         """Views of this thread's working memory (``_scratch``, or a block of this plan's own
-        where even one-row bands need more): the source rows a band reads, their gathered
-        neighbours (uint8, then float32), the band's tops and bottoms. Made once a thread."""
+        where even one-row bands need more): the source rows a band reads, their left and right
+        neighbours (uint8, then float32), the band's tops and bottoms, its RGBX pixels. Made once
+        a thread."""
         views = getattr(self._views, "views", None)
         if views is None:
             if self._bytes > BAND_BYTES:  # a picture over 100,000 pixels wide: a block for this call only
@@ -379,16 +393,18 @@ class _BilinearPlan:
     def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is None:
             out = np.empty(self.shape, np.uint8)
-        width = self.shape[1] * 3
-        src, dst = img.reshape(img.shape[0], -1), out.reshape(self.shape[0], width)
-        rows, pixels, x, y = self._buffers()
+        src, dst = img.reshape(img.shape[0], -1), out.reshape(self.shape[0], -1)
+        rows, gathered, lr, y, rgbx = self._buffers()
         for a, e, first, n, y01, y_lerp in self._bands:
             # ndarray.take, not np.take (a Python wrapper: its time holds the GIL); mode="wrap": the
             # indices are in range by construction, and "raise" would buffer ``out``
             src.take(self._rows[first:first + n], axis=0, out=rows[:n], mode="wrap")
-            rows[:n].take(self._x01, axis=1, out=pixels[:n], mode="wrap")
-            np.copyto(x[:n], pixels[:n])
-            left, right = x[:n, :width], x[:n, width:]
+            picked = rows[:n].view(np.uint32) if self._pixelwise else rows[:n]
+            left, right = gathered[0, :n], gathered[1, :n]
+            picked.take(self._x0, axis=1, out=left.view(picked.dtype), mode="wrap")
+            picked.take(self._x1, axis=1, out=right.view(picked.dtype), mode="wrap")
+            np.copyto(lr[:, :n], gathered[:, :n])
+            left, right = lr[0, :n], lr[1, :n]
             np.subtract(right, left, out=right)
             np.multiply(right, self._x_lerp, out=right)
             np.add(left, right, out=left)  # every row the band reads: tl + (tr - tl) * x_lerp
@@ -398,7 +414,11 @@ class _BilinearPlan:
             np.subtract(bottom, top, out=bottom)
             np.multiply(bottom, y_lerp, out=bottom)
             np.add(top, bottom, out=top)  # top + (bottom - top) * y_lerp
-            np.copyto(dst[a:e], top, casting="unsafe")  # float -> uint8 truncates
+            if self._drop is None:
+                np.copyto(dst[a:e], top, casting="unsafe")  # float -> uint8 truncates
+            else:
+                np.copyto(rgbx[:k], top, casting="unsafe")
+                rgbx[:k].take(self._drop, axis=1, out=dst[a:e], mode="wrap")  # RGBX -> RGB
         return out
 
 

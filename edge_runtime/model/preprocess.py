@@ -296,15 +296,16 @@ class _BilinearPlan:
     Separable: each source row that some output row needs is interpolated along x once (a
     gather of its left neighbours, one of its right ones), then output rows are whole-row lerps
     of two of those. A row shared by neighbouring output rows (any upscale or mild downscale,
-    e.g. a DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice. Pillow's
+    e.g. a DCT-scaled 320x240 JPEG to 224) is gathered and interpolated once, not twice; where
+    a band's source rows are consecutive they are read in place, else gathered first. Pillow's
     own pixels (RGBX, 4 bytes) are gathered a pixel at a time as uint32 and interpolated in all
     four channels, the fourth dropped at the end: a byte gather of three channels took as long
     as all the arithmetic (320x240 RGBX to 128: 220 us against 420 us an image, same bits).
 
     Few numpy calls, each on many pixels: a call works through the fewest bands of output rows
     whose buffers fit ``BAND_BYTES`` (3 for a 320x240 JPEG to 128 x 128, 7 for 640x480 to 224 x
-    224), 12 or 13 numpy calls a band. Every call gives Python's GIL up and takes it back, and a thread
-    that wants it back while another holds it waits: preparing images in two threads
+    224), 11 to 13 numpy calls a band. Every call gives Python's GIL up and takes it back, and a
+    thread that wants it back while another holds it waits: preparing images in two threads
     (pipeline.py), 56 calls an image (fixed 32-row bands) kept the second core idle part of the
     time. The buffers are views of one block per thread, made on its first call and kept: made per
     call, each buffer of 128 kB or more was a fresh mapping whose every page faulted in again
@@ -352,8 +353,11 @@ class _BilinearPlan:
             out = []
             for a in range(0, out_h, height):
                 e, first = min(a + height, out_h), int(ry0[a])
-                out.append((a, e, first, int(ry1[e - 1]) + 1 - first, np.concatenate([ry0[a:e], ry1[a:e]]) - first,
-                            yl[a:e, None]))
+                n = int(ry1[e - 1]) + 1 - first
+                # -1, or where the band's source rows start when they are consecutive rows of the
+                # picture (any upscale, a downscale up to 2x): then they are read in place
+                start = int(rows[first]) if rows[first + n - 1] - rows[first] == n - 1 else -1
+                out.append((a, e, first, n, start, np.concatenate([ry0[a:e], ry1[a:e]]) - first, yl[a:e, None]))
             return out
 
         def layout(bs: list[tuple]) -> tuple[tuple, int]:
@@ -395,11 +399,16 @@ class _BilinearPlan:
             out = np.empty(self.shape, np.uint8)
         src, dst = img.reshape(img.shape[0], -1), out.reshape(self.shape[0], -1)
         rows, gathered, lr, y, rgbx = self._buffers()
-        for a, e, first, n, y01, y_lerp in self._bands:
+        in_place = not self._pixelwise or src.ctypes.data % 4 == 0  # uint32 reads want 4-byte alignment
+        for a, e, first, n, start, y01, y_lerp in self._bands:
             # ndarray.take, not np.take (a Python wrapper: its time holds the GIL); mode="wrap": the
             # indices are in range by construction, and "raise" would buffer ``out``
-            src.take(self._rows[first:first + n], axis=0, out=rows[:n], mode="wrap")
-            picked = rows[:n].view(np.uint32) if self._pixelwise else rows[:n]
+            if start >= 0 and in_place:
+                read = src[start:start + n]
+            else:
+                read = rows[:n]
+                src.take(self._rows[first:first + n], axis=0, out=read, mode="wrap")
+            picked = read.view(np.uint32) if self._pixelwise else read
             left, right = gathered[0, :n], gathered[1, :n]
             picked.take(self._x0, axis=1, out=left.view(picked.dtype), mode="wrap")
             picked.take(self._x1, axis=1, out=right.view(picked.dtype), mode="wrap")

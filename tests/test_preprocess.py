@@ -54,6 +54,21 @@ def test_four_channel_pixels_resize_to_the_bits_of_their_first_three(method):
             assert np.array_equal(resize(rgbx, *size, method=method), want), ((h, w), size)
             out = np.empty((*size, 3), np.uint8)
             assert resize(rgbx, *size, method=method, out=out) is out and np.array_equal(out, want), ((h, w), size)
+        shifted = np.frombuffer(b"\0" + rgbx.tobytes(), np.uint8)[1:].reshape(h, w, 4)  # not 4-byte aligned
+        assert np.array_equal(resize(shifted, 96, 160, method=method), resize(rgb, 96, 160, method=method))
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_resize_writes_any_out_buffer_it_is_given(channels):
+    """An ``out`` that is not contiguous uint8 (a column slice of a larger frame, int8) gets the
+    pixels too, rather than a copy of it getting them."""
+    img = np.random.default_rng(1).integers(0, 256, (40, 30, channels), dtype=np.uint8)
+    want = resize(img, 8, 6)
+    big = np.zeros((8, 12, 3), np.uint8)
+    assert resize(img, 8, 6, out=big[:, ::2]) is not None and np.array_equal(big[:, ::2], want)
+    signed = np.zeros((8, 6, 3), np.int8)
+    resize(img, 8, 6, out=signed)
+    assert np.array_equal(signed.view(np.uint8), want)
 
 
 def test_resizing_photos_of_many_sizes_keeps_little_memory():

@@ -364,7 +364,8 @@ class _BilinearPlan:
             """Where each buffer starts in the scratch memory (64-byte aligned), its size, shape and
             type; and the bytes they take."""
             most, tall = max(b[3] for b in bs), max(b[1] - b[0] for b in bs)
-            shapes = [(most, row_bytes), (2, most, width), (2, most, width), (2 * tall, width),
+            gather = max((b[3] for b in bs if b[4] < 0), default=0)  # rows of the bands not read in place
+            shapes = [(gather, row_bytes), (2, most, width), (2, most, width), (2 * tall, width),
                       (tall if pixelwise else 0, width)]
             kinds = (np.uint8, np.uint8, np.float32, np.float32, np.uint8)
             sizes = [int(np.prod(shape)) * np.dtype(k).itemsize for shape, k in zip(shapes, kinds)]
@@ -381,13 +382,13 @@ class _BilinearPlan:
         self._views = threading.local()
 
     def _buffers(self) -> list[np.ndarray]:
-        """Views of this thread's working memory (``_scratch``, or a block of this plan's own
-        where even one-row bands need more): the source rows a band reads, their left and right
+        """Views of this thread's working memory (``_scratch``; a fresh block for the call where
+        even one-row bands need more): the source rows a band gathers, their left and right
         neighbours (uint8, then float32), the band's tops and bottoms, its RGBX pixels. Made once
         a thread."""
         views = getattr(self._views, "views", None)
         if views is None:
-            if self._bytes > BAND_BYTES:  # a picture over 100,000 pixels wide: a block for this call only
+            if self._bytes > BAND_BYTES:  # a picture some 100,000 pixels wide, in or out: not kept
                 mem = np.empty(self._bytes, np.uint8)
                 return [mem[a:a + z].view(t).reshape(shape) for a, z, shape, t in self._layout]
             mem = _scratch()
@@ -397,13 +398,17 @@ class _BilinearPlan:
     def __call__(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is None:
             out = np.empty(self.shape, np.uint8)
+        elif out.dtype != np.uint8 or not out.flags.c_contiguous:  # written through a reshape below
+            out[...] = self(img)
+            return out
         src, dst = img.reshape(img.shape[0], -1), out.reshape(self.shape[0], -1)
+        if self._pixelwise and src.ctypes.data % 4:  # uint32 reads want 4-byte alignment: a copy has it
+            src = src.copy()
         rows, gathered, lr, y, rgbx = self._buffers()
-        in_place = not self._pixelwise or src.ctypes.data % 4 == 0  # uint32 reads want 4-byte alignment
         for a, e, first, n, start, y01, y_lerp in self._bands:
             # ndarray.take, not np.take (a Python wrapper: its time holds the GIL); mode="wrap": the
             # indices are in range by construction, and "raise" would buffer ``out``
-            if start >= 0 and in_place:
+            if start >= 0:
                 read = src[start:start + n]
             else:
                 read = rows[:n]
@@ -470,7 +475,7 @@ _PLANS: dict[str, Callable[[int, int, int, int], Plan]] = {
 
 @functools.lru_cache(maxsize=32)
 def _plan(method: str, in_h: int, in_w: int, out_h: int, out_w: int, channels: int = 3) -> Plan:
-    # RGBX pixels (channels=4) reach the bilinear plans only (``resize``), which read their first three
+    # RGBX pixels (channels=4) reach the bilinear plans only (``resize``), which drop the fourth
     return _PLANS[method](in_h, in_w, out_h, out_w, *(() if channels == 3 else (channels,)))
 
 

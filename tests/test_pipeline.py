@@ -124,6 +124,24 @@ def test_a_bad_file_in_the_middle_is_skipped_with_its_message(tmp_path):
     assert paths[0].exists()
 
 
+def test_a_folder_leaves_the_warning_filters_as_it_found_them(tmp_path):
+    """Decoding in two threads at once must not leave Pillow's warning filters behind (each
+    thread's catch_warnings restored the other's: after a folder the process ignored or raised
+    every warning); and a decompression bomb among the photos is still that photo's error."""
+    import warnings
+
+    folder = tmp_path / "photos"
+    _photos(folder, 40)
+    Image.new("1", (12000, 12000)).save(folder / "020b.png", optimize=True)  # 144 M pixels from a few KB
+    filters, show = list(warnings.filters), warnings.showwarning
+    with Classifier(MODEL, labels=LABELS, backend="cpu", threads=1) as clf:
+        for _ in range(3):
+            out = list(clf.classify_each(sorted(folder.iterdir()), depth=4, workers=2))
+            bad = [(img.name, str(r)) for img, r in out if isinstance(r, EdgeclsError)]
+            assert [name for name, _ in bad] == ["020b.png"] and "decompression bomb" in bad[0][1]
+            assert warnings.filters == filters and warnings.showwarning is show
+
+
 def test_cli_output_equals_the_sequential_path(tmp_path):
     paths = _photos(tmp_path / "photos", 12)
     proc = run_edgecls("classify", MODEL, "--labels", LABELS, tmp_path / "photos", "--json", "--backend", "cpu",

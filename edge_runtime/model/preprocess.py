@@ -6,6 +6,7 @@ Plain numpy and Pillow; nothing here touches an interpreter.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import struct
@@ -194,14 +195,7 @@ def _decode_file(path: str, draft_to: tuple[int, int] | None, rgbx: bool = False
     limit = MAX_PIXELS.get()
     fd = open_regular(path, "image", ImageError)  # a FIFO or a device is refused unopened
     try:
-        with os.fdopen(fd, "rb") as f, warnings.catch_warnings(record=True):
-            # Pillow warns above Image.MAX_IMAGE_PIXELS and goes on decoding: make that this image's
-            # error, unless the user raised our limit above Pillow's on purpose. Its other warnings
-            # (corrupt EXIF, a truncated TIFF strip) come with a decoded image or an OSError: the
-            # outcome says it, the warning is dropped.
-            warnings.simplefilter("always")
-            warnings.simplefilter("error" if limit <= (Image.MAX_IMAGE_PIXELS or limit) else "ignore",
-                                  Image.DecompressionBombWarning)
+        with os.fdopen(fd, "rb") as f, _pillow_warnings(limit):
             with Image.open(f) as im:
                 if draft_to is not None and im.format == "JPEG":
                     w, h = draft_to
@@ -217,6 +211,41 @@ def _decode_file(path: str, draft_to: tuple[int, int] | None, rgbx: bool = False
         raise ImageError(f"{path}: not an image Pillow can read (jpg, png, bmp, gif, webp, ...)") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
         raise ImageError(f"{path}: cannot decode image ({e}); the file may be truncated or corrupt") from None
+
+
+_WARNINGS_LOCK = threading.Lock()
+_warnings_users = 0
+_warnings_set: warnings.catch_warnings | None = None
+
+
+@contextlib.contextmanager
+def _pillow_warnings(limit: int) -> Iterator[None]:
+    """Pillow's warnings while files decode: it warns above Image.MAX_IMAGE_PIXELS and goes on
+    decoding, which becomes the image's error (unless the user raised our limit above Pillow's on
+    purpose); its other warnings (corrupt EXIF, a truncated TIFF strip) come with a decoded image
+    or an OSError, which says it: they are dropped.
+
+    Python's warning filters belong to the process, and ``catch_warnings`` restores the ones it
+    found when it ends: two threads decoding side by side (a folder, pipeline.py) restored each
+    other's and left the process with these filters for good. Here the first decode to start sets
+    them and the last to end restores them, counted under a lock."""
+    global _warnings_users, _warnings_set
+    with _WARNINGS_LOCK:
+        if _warnings_users == 0:
+            _warnings_set = warnings.catch_warnings()
+            _warnings_set.__enter__()
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error" if limit <= (Image.MAX_IMAGE_PIXELS or limit) else "ignore",
+                                  Image.DecompressionBombWarning)
+        _warnings_users += 1
+    try:
+        yield
+    finally:
+        with _WARNINGS_LOCK:
+            _warnings_users -= 1
+            if _warnings_users == 0 and _warnings_set is not None:
+                _warnings_set.__exit__(None, None, None)
+                _warnings_set = None
 
 
 def _within_pixels(im: Image.Image, path: str, limit: int) -> None:

@@ -18,6 +18,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import CACHE, CORAL, ROOT, coral_bundle_meta, json_lines
 from measure import one_error_line, run_measured
@@ -180,20 +181,25 @@ def _png_header(path: Path, width: int, height: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("ours,side,pillow_says", [
-    ("89000000", 10000, "could be decompression bomb"),  # 100 M: Pillow's warning, an error here
-    ("200000000", 14000, "could be decompression bomb"),  # 196 M: above twice Pillow's limit, its error
+@pytest.mark.parametrize("ours,side,says", [
+    ("89000000", 10000, "above the limit of 89,000,000"),  # 100 M: Pillow only warns; our limit refuses it
+    ("200000000", 14000, "Pillow's own ceiling"),  # 196 M: above twice Pillow's limit, its error
 ])
-def test_pillow_bomb_warning_is_the_error_even_where_warnings_are_not_errors(tmp_path, ours, side, pillow_says):
-    """Outside pytest Pillow only warns (and decodes on); edgecls makes it the image's error."""
+def test_a_bomb_above_pillows_limit_is_the_error_even_where_warnings_are_not_errors(tmp_path, ours, side, says):
+    """Outside pytest Pillow only warns (and decodes on): edgecls's own limit makes it the image's
+    error, and above Pillow's ceiling the message does not send the user to raise ours. The
+    command line prints no Python warning for it."""
     bomb = _png_header(tmp_path / "bomb.png", side, side)
     code = ("import warnings; warnings.resetwarnings(); warnings.simplefilter('default')\n"
             "from edge_runtime.model.preprocess import load_image\nfrom edge_runtime.errors import ImageError\n"
             f"try:\n    load_image({str(bomb)!r})\nexcept ImageError as e:\n    print(e)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "EDGECLS_MAX_PIXELS": ours})
-    assert "likely decompression bomb" in p.stdout and pillow_says in p.stdout, p.stdout + p.stderr
-    assert p.stderr == ""  # no warning printed: it became the error
+    env = {**os.environ, "EDGECLS_MAX_PIXELS": ours}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert says in p.stdout and str(bomb) in p.stdout, p.stdout + p.stderr
+    assert ("EDGECLS_MAX_PIXELS=N" in p.stdout) == (says != "Pillow's own ceiling"), p.stdout
+    m = classify(MODEL, bomb, CAT, "--labels", LABELS, env={"EDGECLS_MAX_PIXELS": ours})
+    assert m.returncode == 1 and says in m.stderr + m.stdout, m.stdout + m.stderr
+    assert "Warning" not in m.stderr and "Traceback" not in m.stderr, m.stderr
 
 
 def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
@@ -229,6 +235,23 @@ def test_an_image_at_the_default_limit_stays_within_a_few_hundred_mb(tmp_path):
     Image.new("RGB", (4000, 4000), (90, 90, 90)).save(at_limit)  # 16 M pixels: the default limit
     m = classify(MODEL, at_limit, "--labels", LABELS)
     assert m.returncode == 0 and m.peak_mb < IMAGE_MB, (m.peak_mb, m.stderr)
+
+
+def test_a_folder_of_deep_pictures_at_the_limit_decodes_them_one_at_a_time(tmp_path):
+    """The next images decode while one is resized (pipeline.py), but two pictures at the pixel
+    limit never decode at once, and a 16-bit one converts in its own type: a folder of 4000x4000
+    16-bit PNGs peaked at 617 MB (349 MB for one), more than a 512 MB Pi has."""
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        pixels = rng.integers(0, 65536, (4000, 4000), dtype=np.uint16)
+        Image.frombytes("I;16", (4000, 4000), pixels.tobytes()).save(folder / f"g{i}.png", compress_level=1)
+    one = classify(MODEL, folder / "g0.png", "--labels", LABELS, timeout=120)
+    many = classify(MODEL, folder, "--labels", LABELS, timeout=120)
+    assert one.returncode == 0 and many.returncode == 0, many.stderr
+    assert one.peak_mb < 250, one.peak_mb
+    assert many.peak_mb < one.peak_mb + 120, (one.peak_mb, many.peak_mb)
 
 
 # --- 4. bundle archives -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from typing import Callable, Iterator, Sequence
 
 from edge_runtime._version import __version__
@@ -453,6 +454,17 @@ LONG_RUNNING = ("camera", "collect", "review")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Pillow's warnings (corrupt EXIF, a picture above its own pixel limit) are not for the user:
+    # each image's outcome is reported, and edgecls's own limit refuses what is too large.
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command's modules load (before _main's handlers)
+        print("edgecls: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["help"]:  # `edgecls help users add` = `edgecls users add --help`
         argv = [*argv[1:], "--help"] if argv[1:2] and not argv[1].startswith("-") and argv[1] != "help" else ["--help"]
@@ -489,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141  # like a shell command killed by SIGPIPE, without a traceback
+    except OSError as e:  # the output cannot be written (a full disk, > /dev/full): one line, not a traceback
+        print(f"edgecls: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

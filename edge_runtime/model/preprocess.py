@@ -11,7 +11,6 @@ import functools
 import os
 import struct
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence, Union, get_args
@@ -70,12 +69,16 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     """Pillow image in any mode -> HxWx3 uint8 RGB (EXIF orientation already applied)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # 16-bit (or 32-bit) single channel: scale to 8 bits, never clip.
+        # in the array's own type (uint16 for I;16: no clip needed), not int64: a 16 M-pixel picture
+        # took two 128 MB temporaries
         a = np.asarray(im)
         if im.mode == "F":
             a8 = np.clip(a, 0, 255).astype(np.uint8)
+        elif a.dtype.kind == "u":
+            a8 = (a >> 8).astype(np.uint8) if a.max() > 255 else a.astype(np.uint8)
         else:
-            a = a.astype(np.int64)
-            a8 = (np.clip(a, 0, 65535) >> 8).astype(np.uint8) if a.max() > 255 else np.clip(a, 0, 255).astype(np.uint8)
+            a = np.clip(a, 0, 65535)
+            a8 = (a >> 8).astype(np.uint8) if a.max() > 255 else a.astype(np.uint8)
         return np.repeat(a8[:, :, None], 3, axis=2)
     if im.mode == "P":
         im = im.convert("RGBA")  # keeps palette transparency without Pillow's warning
@@ -195,57 +198,41 @@ def _decode_file(path: str, draft_to: tuple[int, int] | None, rgbx: bool = False
     limit = MAX_PIXELS.get()
     fd = open_regular(path, "image", ImageError)  # a FIFO or a device is refused unopened
     try:
-        with os.fdopen(fd, "rb") as f, _pillow_warnings(limit):
+        # No warning filters are set here: they belong to the process, and threads decoding side by
+        # side (a folder, pipeline.py) each restoring the ones it found left them changed for good.
+        # Our own pixel limit decides (``_within_pixels``); Pillow's warning above its
+        # Image.MAX_IMAGE_PIXELS follows the application's filters (the command line ignores
+        # Pillow's warnings), and where they make it an error it is this image's error.
+        with os.fdopen(fd, "rb") as f:
             with Image.open(f) as im:
                 if draft_to is not None and im.format == "JPEG":
                     w, h = draft_to
                     im.draft(None, (h, w) if im.getexif().get(0x0112, 1) in _TURNED else (w, h))
                 _within_pixels(im, path, limit)
-                im.load()
-                im = _upright(im)
-                view = _rgbx_view(im) if rgbx else None
-                return _pil_to_rgb(im) if view is None else view
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: refused as a likely decompression bomb ({e}); {MAX_PIXELS.hint()}") from None
+                w, h = im.size
+                with _BIG_DECODE if w * h > BIG_DECODE_PIXELS else contextlib.nullcontext():
+                    im.load()
+                    im = _upright(im)
+                    view = _rgbx_view(im) if rgbx else None
+                    return _pil_to_rgb(im) if view is None else view
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused as a likely decompression bomb ({e}); that is Pillow's own ceiling "
+                         "(twice PIL.Image.MAX_IMAGE_PIXELS), which EDGECLS_MAX_PIXELS does not raise") from None
+    except Image.DecompressionBombWarning as e:  # this process makes warnings errors
+        raise ImageError(f"{path}: refused as a likely decompression bomb ({e}); Pillow warned, and this "
+                         "process makes warnings errors") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read (jpg, png, bmp, gif, webp, ...)") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
         raise ImageError(f"{path}: cannot decode image ({e}); the file may be truncated or corrupt") from None
+    except Warning as e:  # corrupt EXIF, a truncated TIFF strip, ... where this process makes warnings errors
+        raise ImageError(f"{path}: cannot decode image ({type(e).__name__}: {e}); the file may be corrupt") from None
 
 
-_WARNINGS_LOCK = threading.Lock()
-_warnings_users = 0
-_warnings_set: warnings.catch_warnings | None = None
-
-
-@contextlib.contextmanager
-def _pillow_warnings(limit: int) -> Iterator[None]:
-    """Pillow's warnings while files decode: it warns above Image.MAX_IMAGE_PIXELS and goes on
-    decoding, which becomes the image's error (unless the user raised our limit above Pillow's on
-    purpose); its other warnings (corrupt EXIF, a truncated TIFF strip) come with a decoded image
-    or an OSError, which says it: they are dropped.
-
-    Python's warning filters belong to the process, and ``catch_warnings`` restores the ones it
-    found when it ends: two threads decoding side by side (a folder, pipeline.py) restored each
-    other's and left the process with these filters for good. Here the first decode to start sets
-    them and the last to end restores them, counted under a lock."""
-    global _warnings_users, _warnings_set
-    with _WARNINGS_LOCK:
-        if _warnings_users == 0:
-            _warnings_set = warnings.catch_warnings()
-            _warnings_set.__enter__()
-            warnings.simplefilter("ignore")
-            warnings.simplefilter("error" if limit <= (Image.MAX_IMAGE_PIXELS or limit) else "ignore",
-                                  Image.DecompressionBombWarning)
-        _warnings_users += 1
-    try:
-        yield
-    finally:
-        with _WARNINGS_LOCK:
-            _warnings_users -= 1
-            if _warnings_users == 0 and _warnings_set is not None:
-                _warnings_set.__exit__(None, None, None)
-                _warnings_set = None
+# Threads decoding a folder side by side (pipeline.py) decode one large picture at a time: two at
+# the pixel limit at once would double the peak memory (a 4000x4000 16-bit PNG: ~200 MB alone).
+BIG_DECODE_PIXELS = 4_000_000
+_BIG_DECODE = threading.Lock()
 
 
 def _within_pixels(im: Image.Image, path: str, limit: int) -> None:

@@ -41,8 +41,9 @@ def cmd_classify(a: argparse.Namespace) -> int:
             failed += 1
             if a.json:
                 print(json.dumps({"image": path, "error": str(r)}), flush=True)
-            else:
-                print(f"{path}: error: {r}", flush=True)
+            else:  # the message names the file already
+                message = str(r)
+                print(f"{path}: error: {message.removeprefix(f'{path}: ')}", flush=True)
             continue
         if a.json:
             print(json.dumps(r.to_dict(clf)), flush=True)
@@ -270,7 +271,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.model.preprocess import CROP_MODES, RESIZE_METHODS
 
     p = sub.add_parser("classify", help=DEVICE_COMMANDS["classify"][0], description="Classify images with a bundle or "
-                       "a bare .tflite. Directories are walked for image files.")
+                       "a bare .tflite. Directories are walked for image files (jpg, jpeg, jpe, jfif, png, bmp, gif, "
+                       "webp, tif, tiff, ppm, pgm; symlinked folders inside them are not followed).")
     model_args(p)
     p.add_argument("images", nargs="+", metavar="PATH", help="image files or directories")
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="classes per image (default 5)")

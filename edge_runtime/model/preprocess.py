@@ -39,7 +39,7 @@ DEFAULT_DECODE: DecodeMode = "full"  # what bundles without a ``decode`` key wer
 ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 
 
 def iter_images(paths: Sequence[str]) -> Iterator[str]:

@@ -79,6 +79,10 @@ def kind_of(mode: int) -> str:
 E = TypeVar("E", bound=EdgeclsError)
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def check_regular(path: str | os.PathLike[str], what: str, error: Callable[[str], E],
                   missing: str = "not found") -> int:
     """Stat ``path`` (following links) without opening it; return its size. Raises ``error``
@@ -90,7 +94,7 @@ def check_regular(path: str | os.PathLike[str], what: str, error: Callable[[str]
     except OSError as e:
         raise error(f"{path}: cannot read {what} ({e.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{path}: is {kind_of(st.st_mode)}, not a {what}; pass a regular file")
+        raise error(f"{path}: is {kind_of(st.st_mode)}, not {_a(what)}; pass a regular file")
     return st.st_size
 
 
@@ -105,7 +109,7 @@ def open_regular(path: str | os.PathLike[str], what: str, error: Callable[[str],
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise error(f"{path}: is {kind_of(st.st_mode)}, not a {what}; pass a regular file")
+        raise error(f"{path}: is {kind_of(st.st_mode)}, not {_a(what)}; pass a regular file")
     os.set_blocking(fd, True)
     return fd
 

@@ -34,6 +34,15 @@ GOLDEN_TARGETS = targets() + targets(boards=("zero2",), interpreters=("litert",)
 ARMHF_TARGETS = targets(boards=("pi4",), interpreters=("tflite",), releases=(ARMHF,))
 
 
+def _scores_within_one_step(mine: list[dict], theirs: list[dict]) -> None:
+    """Each image's top-1 the same, and every class both list scored within one int8 output step
+    (1/256 of a probability) on arm64 and x86."""
+    assert [r["classes"][0]["index"] for r in mine] == [r["classes"][0]["index"] for r in theirs]
+    for a, b in zip(mine, theirs):
+        got, want = ({c["index"]: c["score"] for c in r["classes"]} for r in (a, b))
+        assert all(abs(got[i] - want[i]) <= 1 / 256 + 1e-6 for i in got.keys() & want.keys()), (a, b)
+
+
 def _ok(p) -> None:
     assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
 
@@ -72,10 +81,12 @@ def test_bundle_classifies_as_on_x86(arm64s, sign_run, sign_bundle, release, pi,
     v = arm.run("verify", sign_bundle, "--backend", "cpu", "--json", pi=pi, interpreter=interpreter)
     report = json.loads(v.stdout)
     if interpreter == "litert":
-        # XNNPACK's int8 kernels give the same bits on x86 and arm64: scores and golden raw outputs.
-        assert [r["classes"] for r in mine] == [r["classes"] for r in theirs]
+        # XNNPACK's int8 kernels give x86's bits on arm64 but for a rare result it requantizes one
+        # step apart (one sign model in a few CI runs, one golden photo of ten): scores within that.
+        _scores_within_one_step(mine, theirs)
         _ok(v)
-        assert report["ok"] and report["mode"] == "bit-exact" and all(ph["exact"] for ph in report["photos"])
+        assert report["ok"] and report["mode"].startswith("bit-exact, or within one int8 step"), report
+        assert sum(ph["exact"] for ph in report["photos"]) >= len(report["photos"]) - 1, report
     else:
         # tflite-runtime's own int8 kernels: same input tensors, outputs within the stated tolerance.
         _ok(v)
@@ -166,7 +177,7 @@ def test_teach_on_the_pi_gives_the_x86_head_and_the_same_scores(arm64s, sign_run
                 interpreter=interpreter)
     _ok(x86)
     _ok(p)
-    assert [r["classes"] for r in json_lines(p.stdout)] == [r["classes"] for r in json_lines(x86.stdout)]
+    _scores_within_one_step(json_lines(p.stdout), json_lines(x86.stdout))
     v = arm.run("verify", x86_out, "--backend", "cpu", "--json", pi=pi, interpreter=interpreter)
     _ok(v)
-    assert json.loads(v.stdout)["mode"] == "bit-exact", v.stdout
+    assert json.loads(v.stdout)["mode"].startswith("bit-exact, or within one int8 step"), v.stdout

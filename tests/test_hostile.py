@@ -182,7 +182,7 @@ def _png_header(path: Path, width: int, height: int) -> Path:
 
 
 @pytest.mark.parametrize("ours,side,says", [
-    ("89000000", 10000, "above the limit of 89,000,000"),  # 100 M: Pillow only warns; our limit refuses it
+    ("89000000", 10000, "above Pillow's decompression-bomb limit"),  # 100 M: Pillow only warns; we refuse
     ("200000000", 14000, "Pillow's own ceiling"),  # 196 M: above twice Pillow's limit, its error
 ])
 def test_a_bomb_above_pillows_limit_is_the_error_even_where_warnings_are_not_errors(tmp_path, ours, side, says):
@@ -235,6 +235,55 @@ def test_an_image_at_the_default_limit_stays_within_a_few_hundred_mb(tmp_path):
     Image.new("RGB", (4000, 4000), (90, 90, 90)).save(at_limit)  # 16 M pixels: the default limit
     m = classify(MODEL, at_limit, "--labels", LABELS)
     assert m.returncode == 0 and m.peak_mb < IMAGE_MB, (m.peak_mb, m.stderr)
+
+
+def test_a_large_progressive_jpeg_above_pillows_limit_is_refused_before_it_is_read(tmp_path):
+    """Above Pillow's 89 M-pixel warning a JPEG is refused, not decoded at 1/8 scale: libjpeg
+    holds every coefficient of a progressive picture whatever the scale (3 MB: 660 MB)."""
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (10000, 9000), (40, 90, 160)).save(big, progressive=True, quality=50)
+    m = classify(MODEL, big, CAT, "--labels", LABELS, "--json", "--top-k", "1")
+    rows = json_lines(m.stdout)
+    assert m.returncode == 1 and "likely decompression bomb" in rows[0]["error"], m.stdout + m.stderr
+    assert rows[1]["classes"][0]["label"] == "tiger cat" and m.peak_mb < BASE_MB, m.peak_mb
+
+
+def test_large_pictures_decode_one_at_a_time_small_ones_side_by_side(tmp_path, monkeypatch):
+    """Two preparing threads never decode two large pictures at once (each can take a few hundred
+    MB at the pixel limit), while small ones still decode side by side."""
+    import threading
+    import time as _time
+
+    from PIL import ImageFile
+
+    from edge_runtime.model import preprocess
+    from edge_runtime.model.pipeline import prefetch
+
+    for i in range(6):
+        Image.new("RGB", (300, 200), (i * 40, 90, 160)).save(tmp_path / f"{i}.png")
+    paths = sorted(str(p) for p in tmp_path.glob("*.png"))
+    now = most = 0
+    lock = threading.Lock()
+    real_load = ImageFile.ImageFile.load
+
+    def load(im):  # counts the decodes running at once
+        nonlocal now, most
+        with lock:
+            now += 1
+            most = max(most, now)
+        _time.sleep(0.05)
+        try:
+            return real_load(im)
+        finally:
+            with lock:
+                now -= 1
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    for big_above, want in ((10_000, 1), (10_000_000, 2)):  # 60,000 pixels: large, then small
+        monkeypatch.setattr(preprocess, "BIG_DECODE_PIXELS", big_above)
+        most = 0
+        assert len(list(prefetch(paths, preprocess.load_image, depth=4, workers=2))) == 6
+        assert most == want, (big_above, most)
 
 
 def test_a_folder_of_deep_pictures_at_the_limit_decodes_them_one_at_a_time(tmp_path):

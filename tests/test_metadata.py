@@ -81,7 +81,10 @@ def test_mediapipe_image_classifier_names_our_labels_and_agrees(sign_bundle, mod
             cats = clf.classify(mp.Image.create_from_file(str(photo))).classifications[0].categories
             assert sorted(c.category_name for c in cats) == sorted(labels)
             theirs.append(cats[0].category_name)
-    assert len(photos) == 10 and theirs == ours
+    # MediaPipe resizes with its own method, not the bundle's contract, and the float model is not
+    # the int8 one edgecls ran: a photo near a class boundary may go the other way (one of ten, for
+    # one sign model in a few CI runs, each of which trains its own)
+    assert len(photos) == 10 and sum(a == b for a, b in zip(theirs, ours)) >= 9, (theirs, ours)
 
 
 def test_verify_passes_on_the_bundle_with_metadata(sign_bundle):

@@ -68,7 +68,7 @@ def record(clf: "Classifier", photos: Sequence[Photo], top: int = TOP_K) -> tupl
                         "top_k": [[c.index, round(c.score, 6)] for c in result.classes]})
         files[name] = os.fspath(p.path)
     meta = {"backend": clf.backend, "interpreter": f"{clf.interpreter} {clf.package.version}",
-            "threads": clf.threads, "photos": entries}
+            "machine": platform.machine(), "threads": clf.threads, "photos": entries}
     return meta, files
 
 
@@ -99,11 +99,14 @@ def prepare(clf: "Classifier", root: Path, entry: dict[str, Any],
 
 
 def check(clf: "Classifier", root: Path, entry: dict[str, Any], exact: bool, int8_cpu: bool,
-          transform: Transform | None = None, prepared: tuple[np.ndarray, np.ndarray] | None = None) -> PhotoCheck:
+          transform: Transform | None = None, prepared: tuple[np.ndarray, np.ndarray] | None = None,
+          one_step: bool = False) -> PhotoCheck:
     """Rerun one golden photo. The input tensor is compared whenever the int8 model runs (it does
-    not depend on the interpreter); the raw output bit for bit where ``exact``, else by top-1 and
-    score tolerance. ``transform`` alters the decoded photo (tests that prove a fault is caught);
-    ``prepared`` is ``prepare``'s result when it was made ahead."""
+    not depend on the interpreter); the raw output bit for bit where ``exact`` (or, with
+    ``one_step``, each value within one quantization step and the same top-1: outputs recorded on
+    another CPU architecture), else by top-1 and score tolerance. ``transform`` alters the decoded
+    photo (tests that prove a fault is caught); ``prepared`` is ``prepare``'s result when it was
+    made ahead."""
     rgb, x = prepared if prepared is not None else prepare(clf, root, entry, transform)
     raw = np.asarray(clf.infer(x)).reshape(-1)
     scores = clf.scores(raw)
@@ -114,14 +117,18 @@ def check(clf: "Classifier", root: Path, entry: dict[str, Any], exact: bool, int
     expected = np.asarray(entry["raw"], np.int64)
     same_raw = raw.shape == expected.shape and np.array_equal(raw.astype(np.int64), expected)
     close = top1 == exp_top[0][0] and diff <= SCORE_TOLERANCE
-    ok = not input_differs and (same_raw if exact else close)
+    # XNNPACK requantizes some int8 results with another rounding on ARM than on x86: one step, rarely
+    near = (one_step and raw.shape == expected.shape and top1 == exp_top[0][0]
+            and int(np.max(np.abs(raw.astype(np.int64) - expected), initial=0)) <= 1)
+    ok = not input_differs and ((same_raw or near) if exact else close)
     result = PhotoCheck(entry["file"], entry["label"], exp_top[0][0], top1, same_raw, round(diff, 4), ok)
     if ok:
         return result
     if input_differs:
         result.cause = diagnose(clf, rgb, entry["input_sha256"])
     elif exact:
-        result.cause = (f"same input tensor, different int8 outputs: the interpreter computes differently here "
+        result.cause = (f"same input tensor, different int8 outputs{' by more than one step' if one_step else ''}: "
+                        f"the interpreter computes differently here "
                         f"({clf.interpreter} {clf.package.version} on {platform.machine()}); reinstall ai-edge-litert "
                         "or reconvert the bundle")
     else:

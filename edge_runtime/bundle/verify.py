@@ -6,6 +6,7 @@ strictly, is ``golden``'s to say.
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,13 @@ def check(clf: Classifier, named: str | None = None, fault: str | None = None) -
     int8_cpu = clf.backend == "cpu" and Path(clf.model_path).name == "model.tflite"
     recorded_by = str(bundle.meta["golden"].get("interpreter", "")).split(" ")[0]
     exact = int8_cpu and recorded_by == clf.interpreter
+    # Outputs recorded on another CPU architecture (or by an edgecls that did not say which): the
+    # same XNNPACK kernels round a rare int8 result one step apart on ARM and x86.
+    recorded_on = bundle.meta["golden"].get("machine")
+    one_step = exact and recorded_on != platform.machine()
     rep = Report(named or str(bundle.path), clf.backend, f"{clf.interpreter} {clf.package.version}",
-                 "bit-exact" if exact else
+                 (f"bit-exact, or within one int8 step (outputs recorded on {recorded_on or 'another machine'})"
+                  if one_step else "bit-exact") if exact else
                  (f"same input tensor; top-1 + scores within {SCORE_TOLERANCE} (outputs recorded with "
                   f"{recorded_by or 'another interpreter'})" if int8_cpu
                   else f"top-1 + scores within {SCORE_TOLERANCE}"))
@@ -78,8 +84,8 @@ def check(clf: Classifier, named: str | None = None, fault: str | None = None) -
         return golden.prepare(clf, bundle.path, entry, transform)
 
     # The next photo decodes while this one runs; any error is raised in order, as before.
-    rep.photos = [golden.check(clf, bundle.path, g, exact, int8_cpu, transform, prepared)  # type: ignore[arg-type]
-                  for g, prepared in prefetch(photos, prepare, skip=())]
+    rep.photos = [golden.check(clf, bundle.path, g, exact, int8_cpu, transform, prepared,  # type: ignore[arg-type]
+                               one_step) for g, prepared in prefetch(photos, prepare, skip=())]
     return rep
 
 

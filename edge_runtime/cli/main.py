@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -504,7 +505,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 141  # like a shell command killed by SIGPIPE, without a traceback
     except OSError as e:  # the output cannot be written (a full disk, > /dev/full): one line, not a traceback
-        print(f"edgecls: error: {e}", file=sys.stderr)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        print(f"edgecls: error: {e.strerror}: the output cannot be written; free some space", file=sys.stderr)
         return 1
 
 

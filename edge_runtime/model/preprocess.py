@@ -73,7 +73,8 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
         # took two 128 MB temporaries
         a = np.asarray(im)
         if im.mode == "F":
-            a8 = np.clip(a, 0, 255).astype(np.uint8)
+            with np.errstate(invalid="ignore"):  # NaN pixels become 0, without numpy's warning
+                a8 = np.clip(np.nan_to_num(a, nan=0.0), 0, 255).astype(np.uint8)
         elif a.dtype.kind == "u":
             a8 = (a >> 8).astype(np.uint8) if a.max() > 255 else a.astype(np.uint8)
         else:
@@ -205,11 +206,12 @@ def _decode_file(path: str, draft_to: tuple[int, int] | None, rgbx: bool = False
         # Pillow's warnings), and where they make it an error it is this image's error.
         with os.fdopen(fd, "rb") as f:
             with Image.open(f) as im:
+                w, h = im.size  # the file's own size: a scaled JPEG decode still reads every coefficient
+                _below_pillows_limit(w * h, path, limit)
                 if draft_to is not None and im.format == "JPEG":
-                    w, h = draft_to
-                    im.draft(None, (h, w) if im.getexif().get(0x0112, 1) in _TURNED else (w, h))
+                    dw, dh = draft_to
+                    im.draft(None, (dh, dw) if im.getexif().get(0x0112, 1) in _TURNED else (dw, dh))
                 _within_pixels(im, path, limit)
-                w, h = im.size
                 with _BIG_DECODE if w * h > BIG_DECODE_PIXELS else contextlib.nullcontext():
                     im.load()
                     im = _upright(im)
@@ -233,6 +235,16 @@ def _decode_file(path: str, draft_to: tuple[int, int] | None, rgbx: bool = False
 # the pixel limit at once would double the peak memory (a 4000x4000 16-bit PNG: ~200 MB alone).
 BIG_DECODE_PIXELS = 4_000_000
 _BIG_DECODE = threading.Lock()
+
+
+def _below_pillows_limit(pixels: int, path: str, limit: int) -> None:
+    """Refuse what Pillow only warns about (above Image.MAX_IMAGE_PIXELS, 89 M pixels), unless the
+    user raised our limit above Pillow's on purpose: a JPEG that large, even decoded at 1/8 scale,
+    holds every coefficient of the whole picture (a 3 MB progressive file: 660 MB)."""
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow and pixels > pillow and limit <= pillow:
+        raise ImageError(f"{path}: {pixels:,} pixels, above Pillow's decompression-bomb limit of {pillow:,}: "
+                         f"refused as a likely decompression bomb; {MAX_PIXELS.hint()}")
 
 
 def _within_pixels(im: Image.Image, path: str, limit: int) -> None:

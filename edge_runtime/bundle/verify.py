@@ -73,12 +73,16 @@ def check(clf: Classifier, named: str | None = None, fault: str | None = None) -
     # same XNNPACK kernels round a rare int8 result one step apart on ARM and x86.
     recorded_on = bundle.meta["golden"].get("machine")
     one_step = exact and recorded_on != platform.machine()
-    rep = Report(named or str(bundle.path), clf.backend, f"{clf.interpreter} {clf.package.version}",
-                 (f"bit-exact, or within one int8 step (outputs recorded on {recorded_on or 'another machine'})"
-                  if one_step else "bit-exact") if exact else
-                 (f"same input tensor; top-1 + scores within {SCORE_TOLERANCE} (outputs recorded with "
-                  f"{recorded_by or 'another interpreter'})" if int8_cpu
-                  else f"top-1 + scores within {SCORE_TOLERANCE}"))
+    if one_step:
+        mode = f"bit-exact, or within one int8 step (outputs recorded on {recorded_on or 'another machine'})"
+    elif exact:
+        mode = "bit-exact"
+    elif int8_cpu:
+        mode = (f"same input tensor; top-1 + scores within {SCORE_TOLERANCE} (outputs recorded with "
+                f"{recorded_by or 'another interpreter'})")
+    else:
+        mode = f"top-1 + scores within {SCORE_TOLERANCE}"
+    rep = Report(named or str(bundle.path), clf.backend, f"{clf.interpreter} {clf.package.version}", mode)
     transform = FAULTS[fault] if fault else None
     def prepare(entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         return golden.prepare(clf, bundle.path, entry, transform)

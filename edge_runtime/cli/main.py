@@ -269,11 +269,12 @@ def _add_users(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
-    from edge_runtime.model.preprocess import CROP_MODES, RESIZE_METHODS
+    from edge_runtime.model.preprocess import CROP_MODES, IMAGE_SUFFIXES, RESIZE_METHODS
 
+    suffixes = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
     p = sub.add_parser("classify", help=DEVICE_COMMANDS["classify"][0], description="Classify images with a bundle or "
-                       "a bare .tflite. Directories are walked for image files (jpg, jpeg, jpe, jfif, png, bmp, gif, "
-                       "webp, tif, tiff, ppm, pgm; symlinked folders inside them are not followed).")
+                       f"a bare .tflite. Directories are walked for image files ({suffixes}; symlinked folders "
+                       "inside them are not followed).")
     model_args(p)
     p.add_argument("images", nargs="+", metavar="PATH", help="image files or directories")
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="classes per image (default 5)")

@@ -430,7 +430,7 @@ class _BilinearPlan:
             out[...] = self(img)
             return out
         src, dst = img.reshape(img.shape[0], -1), out.reshape(self.shape[0], -1)
-        if self._pixelwise and src.ctypes.data % 4:  # uint32 reads want 4-byte alignment: a copy has it
+        if self._pixelwise and not src.view(np.uint32).flags.aligned:  # uint32 reads: a copy is aligned
             src = src.copy()
         rows, gathered, lr, y, rgbx = self._buffers()
         for a, e, first, n, start, y01, y_lerp in self._bands:
@@ -456,7 +456,7 @@ class _BilinearPlan:
             np.subtract(bottom, top, out=bottom)
             np.multiply(bottom, y_lerp, out=bottom)
             np.add(top, bottom, out=top)  # top + (bottom - top) * y_lerp
-            if self._drop is None:
+            if not self._pixelwise:
                 np.copyto(dst[a:e], top, casting="unsafe")  # float -> uint8 truncates
             else:
                 np.copyto(rgbx[:k], top, casting="unsafe")
